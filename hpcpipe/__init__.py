@@ -1,0 +1,13 @@
+"""hpcpipe: survey image processing, from raw pixels to a sky catalog, at supercomputer scale.
+
+The package is organised as the LSST stack is: a data model (:mod:`hpcpipe.image`,
+:mod:`hpcpipe.table`, :mod:`hpcpipe.skymap`), input and output (:mod:`hpcpipe.io`), MPI
+communication (:mod:`hpcpipe.comm`), compiled pixel kernels with NumPy references
+(:mod:`hpcpipe.kernels`) and batch drivers (:mod:`hpcpipe.drivers`).
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,1 @@
+"""Drivers: whole steps of a production run over many data units under MPI."""

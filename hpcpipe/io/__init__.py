@@ -1,0 +1,1 @@
+"""Input and output: atomic file writing and the FITS and HDF5 formats."""

@@ -1,0 +1,60 @@
+"""Atomic file output: write under a temporary name, rename into place when complete.
+
+A crash, a kill or an exception while writing never leaves a half-written file under the real
+name: readers see either the old file or the complete new one (``os.replace`` is atomic on
+POSIX file systems when both names are in the same directory).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["atomic_path", "TEMP_PREFIX"]
+
+#: Prefix of the temporary files; they are ignored by directory scans and safe to delete.
+TEMP_PREFIX = ".tmp-"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` when the block succeeds.
+
+    The parent directory is created if needed. If the block raises, the temporary file is
+    removed and ``path`` is left untouched.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The final name of the file.
+
+    Yields
+    ------
+    pathlib.Path
+        Where the block must write the file (it does not exist yet).
+
+    Examples
+    --------
+    >>> with atomic_path("out.fits") as tmp:  # doctest: +SKIP
+    ...     hdulist.writeto(tmp)
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmpname = tempfile.mkstemp(prefix=TEMP_PREFIX + final.name + ".", dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmpname)
+    tmp.unlink()  # writers such as astropy and h5py want to create the file themselves
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise FileNotFoundError(f"{final}: the writer did not create {tmp}")
+        with open(tmp, "rb") as handle:  # make the data durable before the rename
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise

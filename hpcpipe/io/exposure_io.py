@@ -1,0 +1,177 @@
+"""Reading and writing exposures: the format is chosen by the file name.
+
+Both formats keep everything: the three planes, the origin, the mask plane dictionary, the WCS,
+the PSF, the filter, the calibration, the detector, the visit and the free metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from hpcpipe.errors import FileFormatError
+from hpcpipe.image.calib import FilterLabel, PhotoCalib
+from hpcpipe.image.detector import Detector
+from hpcpipe.image.visit_info import VisitInfo
+
+__all__ = [
+    "read_exposure",
+    "write_exposure",
+    "wcs_equal",
+    "wcs_to_header",
+    "wcs_from_header",
+    "info_to_json",
+    "info_from_json",
+    "encode_metadata",
+    "decode_metadata",
+]
+
+FITS_SUFFIXES = (".fits", ".fit", ".fits.gz", ".fits.fz")
+HDF5_SUFFIXES = (".h5", ".hdf5", ".he5")
+
+
+def _format_of(path: str | os.PathLike[str]) -> str:
+    name = Path(path).name.lower()
+    if name.endswith(FITS_SUFFIXES):
+        return "fits"
+    if name.endswith(HDF5_SUFFIXES):
+        return "hdf5"
+    raise FileFormatError(
+        str(path),
+        f"unknown file type: name it {', '.join(FITS_SUFFIXES)} (FITS) "
+        f"or {', '.join(HDF5_SUFFIXES)} (HDF5)",
+    )
+
+
+def write_exposure(exposure: Any, path: str | os.PathLike[str]) -> None:
+    """Write ``exposure`` to ``path`` atomically, as FITS or HDF5 by the file name."""
+    if _format_of(path) == "fits":
+        from hpcpipe.io.fits_exposure import write_fits_exposure
+
+        write_fits_exposure(exposure, path)
+    else:
+        from hpcpipe.io.hdf5_exposure import write_hdf5_exposure
+
+        write_hdf5_exposure(exposure, path)
+
+
+def read_exposure(path: str | os.PathLike[str]) -> Any:
+    """Read an exposure from a FITS or HDF5 file written by :func:`write_exposure`."""
+    if not Path(path).exists():
+        raise FileFormatError(str(path), "no such file")
+    if _format_of(path) == "fits":
+        from hpcpipe.io.fits_exposure import read_fits_exposure
+
+        return read_fits_exposure(path)
+    from hpcpipe.io.hdf5_exposure import read_hdf5_exposure
+
+    return read_hdf5_exposure(path)
+
+
+# --- WCS ----------------------------------------------------------------------------------------
+def wcs_to_header(wcs: WCS, xy0: tuple[int, int] = (0, 0)) -> fits.Header:
+    """The FITS cards of ``wcs`` for an array whose first pixel is parent pixel ``xy0``.
+
+    hpcpipe WCSs map parent coordinates; in a file the WCS is shifted to the array's own
+    pixels, so that other tools (ds9, astropy) place the image correctly.
+    """
+    header = wcs.to_header(relax=True)
+    if xy0 != (0, 0):
+        header["CRPIX1"] = header["CRPIX1"] - xy0[0]
+        header["CRPIX2"] = header["CRPIX2"] - xy0[1]
+    return header
+
+
+def wcs_from_header(header: fits.Header, xy0: tuple[int, int] = (0, 0)) -> WCS | None:
+    """The parent-coordinate WCS written by :func:`wcs_to_header`, or None if there is none."""
+    if "CTYPE1" not in header or "CRPIX1" not in header:
+        return None
+    shifted = fits.Header(header, copy=True)
+    shifted["CRPIX1"] = shifted["CRPIX1"] + xy0[0]
+    shifted["CRPIX2"] = shifted["CRPIX2"] + xy0[1]
+    for key in ("NAXIS", "NAXIS1", "NAXIS2"):  # the WCS describes the sky, not the array size
+        shifted.remove(key, ignore_missing=True)
+    return WCS(shifted, relax=True, fix=False)
+
+
+def wcs_equal(a: WCS | None, b: WCS | None, rtol: float = 1e-12) -> bool:
+    """Whether two WCSs (or two Nones) have the same cards, numbers compared to ``rtol``."""
+    if a is None or b is None:
+        return a is None and b is None
+    ha, hb = a.to_header(relax=True), b.to_header(relax=True)
+    if set(ha.keys()) != set(hb.keys()):
+        return False
+    for key in ha:
+        x, y = ha[key], hb[key]
+        if isinstance(x, float) or isinstance(y, float):
+            if not math.isclose(float(x), float(y), rel_tol=rtol, abs_tol=1e-12):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+# --- the structured information as JSON (HDF5 attributes and FITS tables share it) -----------
+def info_to_json(exposure: Any) -> dict[str, str]:
+    """Filter, calibration, detector and visit as JSON strings (absent items omitted)."""
+    out: dict[str, str] = {}
+    if exposure.filter is not None:
+        out["filter"] = json.dumps({"band": exposure.filter.band,
+                                    "physical": exposure.filter.physical})
+    if exposure.photo_calib is not None:
+        out["photo_calib"] = json.dumps({"zero_point": exposure.photo_calib.zero_point,
+                                         "zero_point_err": exposure.photo_calib.zero_point_err})
+    if exposure.detector is not None:
+        out["detector"] = json.dumps(exposure.detector.to_dict())
+    if exposure.visit_info is not None:
+        out["visit_info"] = json.dumps(exposure.visit_info.to_dict())
+    return out
+
+
+def info_from_json(items: dict[str, str]) -> dict[str, Any]:
+    """The constructor keywords from what :func:`info_to_json` gave."""
+    out: dict[str, Any] = {}
+    if "filter" in items:
+        out["filter"] = FilterLabel(**json.loads(items["filter"]))
+    if "photo_calib" in items:
+        out["photo_calib"] = PhotoCalib(**json.loads(items["photo_calib"]))
+    if "detector" in items:
+        out["detector"] = Detector.from_dict(json.loads(items["detector"]))
+    if "visit_info" in items:
+        out["visit_info"] = VisitInfo.from_dict(json.loads(items["visit_info"]))
+    return out
+
+
+def encode_metadata(metadata: dict[str, Any]) -> str:
+    """The free metadata as JSON that keeps each value's type (bool, int, float, str)."""
+    items = []
+    for key, value in metadata.items():
+        if isinstance(value, (bool, np.bool_)):
+            items.append([key, "bool", bool(value)])
+        elif isinstance(value, (int, np.integer)):
+            items.append([key, "int", int(value)])
+        elif isinstance(value, (float, np.floating)):
+            items.append([key, "float", repr(float(value))])
+        elif isinstance(value, str):
+            items.append([key, "str", value])
+        else:
+            raise TypeError(
+                f"metadata item {key!r} has a value of type {type(value).__name__}; "
+                "only bool, int, float and str are stored"
+            )
+    return json.dumps(items)
+
+
+def decode_metadata(text: str) -> dict[str, Any]:
+    """The reverse of :func:`encode_metadata`."""
+    out: dict[str, Any] = {}
+    for key, kind, value in json.loads(text):
+        out[key] = {"bool": bool, "int": int, "float": float, "str": str}[kind](value)
+    return out

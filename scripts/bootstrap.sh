@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Install everything hpcpipe needs, idempotently, and print the virtual environment's path
+# on the last line of standard output.
+#
+# Steps (each skipped when already done):
+#   1. MPI and parallel HDF5: use what is on the PATH (an HPC cluster with modules loaded);
+#      otherwise, when running as root on Debian/Ubuntu, apt-get install them.
+#   2. A virtual environment, cached outside the clone and keyed on the requirements files,
+#      with the wheels, h5py compiled against parallel HDF5, and pythran.
+#   3. hpcpipe itself (editable), which compiles the Pythran kernels.
+#
+# Environment variables:
+#   HPCPIPE_VENV          where the virtual environment lives (default: a cache directory)
+#   HPCPIPE_PYTHON        the Python interpreter to build it from (default: python3)
+#   HPCPIPE_NO_APT=1      never call apt-get (use the MPI and HDF5 already on the PATH)
+#   HDF5_DIR              a parallel HDF5 installation prefix (h5py's own variable)
+#   HDF5_PKGCONFIG_NAME   the pkg-config name of parallel HDF5 (default: hdf5-openmpi if known)
+#   HPCPIPE_NATIVE=1      compile the kernels with -march=native (not portable to other CPUs)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+log() { printf '[bootstrap] %s\n' "$*" >&2; }
+die() { printf '[bootstrap] error: %s\n' "$*" >&2; exit 2; }
+
+# --- 1. MPI and parallel HDF5 -------------------------------------------------------------
+have_parallel_hdf5() {
+    if [ -n "${HDF5_DIR:-}" ] && [ -f "${HDF5_DIR}/include/H5pubconf.h" ]; then
+        grep -q 'define H5_HAVE_PARALLEL 1' "${HDF5_DIR}/include/H5pubconf.h"
+        return
+    fi
+    command -v pkg-config >/dev/null 2>&1 || return 1
+    pkg-config --exists "${HDF5_PKGCONFIG_NAME:-hdf5-openmpi}"
+}
+
+if ! command -v mpicc >/dev/null 2>&1 || ! command -v mpirun >/dev/null 2>&1 || ! have_parallel_hdf5; then
+    if [ "${HPCPIPE_NO_APT:-0}" != 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        log "installing Open MPI and parallel HDF5 with apt-get"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >&2
+        apt-get install -y -qq openmpi-bin libopenmpi-dev libhdf5-openmpi-dev pkg-config >&2
+    else
+        die "MPI (mpicc, mpirun) and a parallel HDF5 are needed. On a cluster load their modules
+  (for example: module load openmpi hdf5-parallel) and set HDF5_DIR to the HDF5 prefix, or
+  on Debian/Ubuntu run as root: apt-get install openmpi-bin libopenmpi-dev libhdf5-openmpi-dev pkg-config"
+    fi
+fi
+if [ -z "${HDF5_DIR:-}" ] && [ -z "${HDF5_PKGCONFIG_NAME:-}" ]; then
+    export HDF5_PKGCONFIG_NAME=hdf5-openmpi
+fi
+
+# --- 2. The virtual environment -----------------------------------------------------------
+python="${HPCPIPE_PYTHON:-python3}"
+command -v "$python" >/dev/null 2>&1 || die "no Python interpreter '$python' (set HPCPIPE_PYTHON)"
+"$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+    || die "hpcpipe needs Python 3.10 or newer; '$python' is $("$python" -V 2>&1)"
+pyver="$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+recipe=1  # bump when the steps below change
+key="$( (echo "recipe $recipe"; cat "$here"/requirements/*.txt) | sha256sum | cut -c1-12)"
+venv="${HPCPIPE_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/hpcpipe/venv-py${pyver}-${key}}"
+pip() { "$venv/bin/python" -m pip --disable-pip-version-check -q "$@" >&2; }
+
+if [ ! -f "$venv/.hpcpipe-complete" ]; then
+    log "building the virtual environment in $venv (h5py compiles against parallel HDF5: about 5 minutes)"
+    rm -rf "$venv"
+    mkdir -p "$(dirname "$venv")"
+    "$python" -m venv "$venv"
+    pip install -U pip
+    pip install -r "$here/requirements/runtime.txt" -r "$here/requirements/test.txt"
+    pip install 'setuptools>=70' wheel 'Cython>=3.0' 'pkgconfig>=1.5'
+    # Pythran without its setuptools<60 pin (Python 3.11): it compiles fine with a recent one.
+    pip install --no-deps 'pythran==0.19.0' 'gast~=0.7.0' 'beniget~=0.5.0' 'ply>=3.4'
+    # h5py against parallel HDF5, without build isolation so that the mpi4py wheel is used.
+    CC=mpicc HDF5_MPI=ON pip install --no-binary=h5py --no-build-isolation --no-deps 'h5py==3.16.0'
+    "$venv/bin/python" - <<'PY' >&2 || die "h5py was built without MPI support; see the messages above"
+import h5py, sys
+sys.exit(0 if h5py.get_config().mpi else 1)
+PY
+    touch "$venv/.hpcpipe-complete"
+fi
+
+# --- 3. hpcpipe itself (compiles the Pythran kernels) -----------------------------------------
+log "installing hpcpipe from $here (compiling the Pythran kernels)"
+(cd "$here" && pip install --no-build-isolation --no-deps -e .)
+echo "$venv"

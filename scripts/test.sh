@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install whatever is missing, then run the whole test suite: ruff, the serial tests without
+# MPI, and the MPI tests under mpirun through pytest-mpi. Extra arguments go to every pytest.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="$(bash "$here/scripts/bootstrap.sh" | tail -n 1)"
+py="$venv/bin/python"
+source "$here/scripts/mpirun_flags.sh"
+cd "$here"
+export HPCPIPE_REQUIRE_NATIVE="${HPCPIPE_REQUIRE_NATIVE:-1}"  # the install compiles the kernels
+export OMP_NUM_THREADS=1 MPLBACKEND=Agg PY_COLORS=0
+
+echo "== ruff"
+"$py" -m ruff check hpcpipe tests perf
+
+echo "== serial tests"
+"$py" -m pytest -p no:cacheprovider -m "not mpi" "$@" tests
+
+logs="$(mktemp -d)"
+trap 'rm -rf "$logs"' EXIT
+for n in 3 2; do
+    echo "== MPI tests under mpirun -n $n"
+    # Rank 0 reports; the other ranks' pytest output goes to a log shown only on failure.
+    if ! mpirun "${MPIRUN_FLAGS[@]}" -n "$n" "$py" "$here/scripts/mpi_pytest.py" "$logs" \
+            -p no:cacheprovider --with-mpi -m mpi "$@" tests; then
+        for f in "$logs"/rank-*.log; do echo "---- $f"; tail -n 50 "$f"; done
+        exit 1
+    fi
+done
