@@ -14,6 +14,7 @@ __all__ = [
     "MaskPlaneError",
     "PixelTypeError",
     "SchemaError",
+    "TableError",
 ]
 
 
@@ -57,3 +58,11 @@ class SchemaError(HpcpipeError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class TableError(HpcpipeError, ValueError):
+    """A catalog or schema operation on inconsistent data.
+
+    Raised for invalid field names, dtypes, units or shapes, schemas that do not match,
+    selections of the wrong length and metadata that a format cannot store.
+    """

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from astropy import units as u
 
-from hpcpipe.errors import HpcpipeError, SchemaError
+from hpcpipe.errors import SchemaError, TableError
 
 __all__ = ["ALIASES", "Field", "Schema", "TableError", "resolve_dtype"]
 
@@ -35,14 +35,6 @@ ALIASES: dict[str, np.dtype] = {
 ANGLE_UNITS = "rad"
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
-
-
-class TableError(HpcpipeError, ValueError):
-    """A catalog or schema operation on inconsistent data.
-
-    Raised for invalid field names, dtypes, units or shapes, schemas that do not match,
-    selections of the wrong length and metadata that a format cannot store.
-    """
 
 
 def resolve_dtype(spec: Any) -> np.dtype:
