@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from typing import Callable
+from collections.abc import Callable
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -70,7 +70,8 @@ def main() -> None:
 
     copy_out = np.empty_like(img)
     t_copy = best_time(lambda: np.copyto(copy_out, img), args.repeat)
-    print(f"memory copy floor: {t_copy:.3f} s ({2 * img.nbytes / t_copy / 1e9:.1f} GB/s read+write)")
+    bandwidth = 2 * img.nbytes / t_copy / 1e9
+    print(f"memory copy floor: {t_copy:.3f} s ({bandwidth:.1f} GB/s read+write)")
 
     k = gaussian_kernel_1d(1.7, 4)  # 9 taps, as in the field's PSF smoothing
     out = np.empty_like(img)
