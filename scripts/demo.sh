@@ -6,6 +6,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$(bash "$here/scripts/bootstrap.sh" | tail -n 1)"
 source "$here/scripts/mpirun_flags.sh"
 ranks="${HPCPIPE_RANKS:-$(nproc)}"
+# this clone's code first, whichever clone the shared venv's editable install points at
+export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
 export OMP_NUM_THREADS=1 MPLBACKEND=Agg
 echo "== hpcpipe demo on $ranks MPI ranks (venv: $venv)"
 exec mpirun "${MPIRUN_FLAGS[@]}" -n "$ranks" "$venv/bin/python" -m hpcpipe demo "$@"

@@ -8,6 +8,8 @@ py="$venv/bin/python"
 source "$here/scripts/mpirun_flags.sh"
 cd "$here"
 export HPCPIPE_REQUIRE_NATIVE="${HPCPIPE_REQUIRE_NATIVE:-1}"  # the install compiles the kernels
+# this clone's code first, whichever clone the shared venv's editable install points at
+export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
 export OMP_NUM_THREADS=1 MPLBACKEND=Agg PY_COLORS=0
 
 echo "== ruff"

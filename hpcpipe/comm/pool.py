@@ -1,0 +1,497 @@
+"""A master-worker pool over the MPI world the run was launched with.
+
+Rank 0 is the master: it runs the user's main function and hands out units of work; the
+other ranks are workers that serve it until it closes the pool. With one rank, or without
+MPI, the same code runs every unit in the one process. The pool lives in ``COMM_WORLD`` as
+launched (no ``MPI_Comm_spawn``, which SLURM with PMIx and Cray MPI lack).
+
+Three ways to hand out work, as LSST's ctrl_pool had:
+
+* ``map(..., mode="dynamic")``: a worker gets more units when it returns results. Units are
+  sent in chunks sized from the measured time per unit (about :data:`TARGET_CHUNK_SECONDS`
+  a chunk, never more than half a worker's fair share), so fast units do not make the master
+  a bottleneck and the user never chooses a chunk size.
+* ``mode="static"``: unit ``i`` goes to worker ``i mod n`` in one message; no round trip.
+* ``mode="previous"`` (cache-affine): a unit goes back to the worker that last processed a
+  unit with the same key, where its data may still be in memory (the worker's ``cache``).
+
+Every unit function is called as ``func(cache, unit, *args)``; ``cache`` is the worker's
+:class:`WorkerCache`, holding the read-only state broadcast once with :meth:`Pool.store`
+(the butler, the sky map, the config) and whatever the function keeps there.
+
+A unit that raises is recorded (key, rank, host, traceback) and the others go on; the result
+list holds a :class:`~hpcpipe.comm.records.UnitFailure` (false in a boolean test) in its
+place. ``retries`` runs a failed unit again, on another worker where possible; ``timeout``
+fails a unit that runs too long; ``doraise`` stops at the first failure and raises
+:class:`~hpcpipe.comm.records.UnitError` on the master once the workers are idle again.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import logging
+import os
+import pickle
+import types
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from hpcpipe.comm.records import (
+    HOSTNAME,
+    UnitError,
+    UnitFailure,
+    UnitRecord,
+    run_chunk,
+)
+from hpcpipe.comm.transport import Tag, Transport
+from hpcpipe.comm.world import World
+
+__all__ = ["Pool", "WorkerCache", "LaunchError", "check_launch", "TARGET_CHUNK_SECONDS"]
+
+log = logging.getLogger("hpcpipe.comm.pool")
+
+#: Dynamic chunks aim at about this much work each (seconds).
+TARGET_CHUNK_SECONDS = 0.02
+#: A worker with results to return sends them at least this often (seconds).
+FLUSH_SECONDS = 0.05
+
+
+class LaunchError(RuntimeError):
+    """The MPI world does not match what the batch system asked for."""
+
+
+def check_launch(world: World, environ: dict[str, str] | None = None) -> None:
+    """Check that the MPI world has the ranks SLURM asked for.
+
+    An MPI started by ``srun`` without the right PMI plug-in silently runs N separate
+    one-rank copies of the program; each would then process every unit.
+
+    Raises
+    ------
+    LaunchError
+        If ``SLURM_NTASKS`` (or ``SLURM_NPROCS``) is set and differs from the world size.
+    """
+    env = os.environ if environ is None else environ
+    wanted = env.get("SLURM_NTASKS") or env.get("SLURM_NPROCS")
+    if not wanted or "SLURM_STEP_ID" not in env and "SLURM_JOB_ID" not in env:
+        return
+    if int(wanted) != world.size:
+        raise LaunchError(
+            f"SLURM asked for {wanted} tasks but the MPI world has {world.size} rank(s): "
+            "MPI was not started through SLURM's PMI. Launch with `srun --mpi=pmix` (or the "
+            "plug-in `srun --mpi=list` shows for your MPI) or with mpirun inside the job."
+        )
+
+
+class WorkerCache(types.SimpleNamespace):
+    """A worker's memory between units: shared state from :meth:`Pool.store` and more."""
+
+
+_PENDING, _RUNNING, _DONE, _FAILED = 0, 1, 2, 3
+_STATE_NAMES = ("pending", "running", "done", "failed")
+
+
+class _Job:
+    """The master's book-keeping of one map call, in arrays (a few bytes per unit)."""
+
+    def __init__(self, name: str, units: Sequence[Any], keys: Sequence[str],
+                 retries: int) -> None:
+        n = len(units)
+        self.name = name
+        self.units = units
+        self.keys = keys
+        self.retries = retries
+        self.state = np.zeros(n, np.int8)
+        self.rank = np.full(n, -1, np.int32)
+        self.start = np.full(n, np.nan)
+        self.end = np.full(n, np.nan)
+        self.attempts = np.zeros(n, np.int32)
+        self.errors: dict[int, tuple[str, str]] = {}
+        self.excluded: dict[int, set[int]] = {}
+        self.hosts: dict[int, str] = {}
+        self.results: list[Any] = [None] * n
+        self.pending: collections.deque[int] = collections.deque(range(n))
+        self.retry: collections.deque[int] = collections.deque()
+        self.remaining = n
+        self.mean_seconds: float | None = None
+        self.failed_for_good: int | None = None
+
+    def record_batch(self, indices: list[int], values: list[Any], starts: list[float],
+                     ends: list[float], failures: dict[int, tuple[str, str]], rank: int,
+                     host: str) -> list[int]:
+        """Store a batch of outcomes from one worker; return the indices that succeeded."""
+        idx = np.asarray(indices, dtype=np.int64)
+        st, en = np.asarray(starts), np.asarray(ends)
+        self.rank[idx], self.start[idx], self.end[idx] = rank, st, en
+        self.attempts[idx] += 1
+        self.hosts.setdefault(rank, host)
+        mean = float(np.maximum(en - st, 1e-7).mean())
+        self.mean_seconds = mean if self.mean_seconds is None else (
+            0.8 * self.mean_seconds + 0.2 * mean)
+        done = []
+        results = self.results
+        for i, value in zip(indices, values):
+            if i in failures:
+                self._failed(i, failures[i], rank, host)
+            else:
+                results[i] = value
+                done.append(i)
+        self.state[done] = _DONE
+        self.remaining -= len(done)
+        return done
+
+    def _failed(self, index: int, error: tuple[str, str], rank: int, host: str) -> None:
+        self.errors[index] = error
+        key = self.keys[index]
+        if self.attempts[index] <= self.retries:
+            self.state[index] = _PENDING
+            self.excluded.setdefault(index, set()).add(rank)
+            self.retry.append(index)
+            log.warning("unit %s failed on rank %d (%s); retrying (%d of %d): %s", key, rank,
+                        host, self.attempts[index], self.retries, error[0])
+            return
+        self.state[index] = _FAILED
+        self.results[index] = self.failure(index)
+        self.remaining -= 1
+        if self.failed_for_good is None:
+            self.failed_for_good = index
+        log.error("unit %s failed on rank %d (%s): %s\n%s", key, rank, host, *error)
+
+    def failure(self, index: int) -> UnitFailure:
+        error, trace = self.errors[index]
+        rank = int(self.rank[index])
+        return UnitFailure(self.keys[index], error, trace, rank, self.hosts.get(rank, ""),
+                           int(self.attempts[index]))
+
+    def records(self) -> list[UnitRecord]:
+        """One :class:`UnitRecord` per unit."""
+        out = []
+        for i, key in enumerate(self.keys):
+            rank = int(self.rank[i])
+            error, trace = self.errors.get(i, ("", ""))
+            state = int(self.state[i])
+            out.append(UnitRecord(
+                self.name, i, key, _STATE_NAMES[state], rank, self.hosts.get(rank, ""),
+                float(self.start[i]), float(self.end[i]), int(self.attempts[i]),
+                error if state != _DONE else "", trace if state != _DONE else "",
+                set(self.excluded.get(i, ()))))
+        return out
+
+
+class Pool:
+    """The master-worker pool (see the module documentation).
+
+    Parameters
+    ----------
+    world : World, optional
+        The ranks (default: the launch world; serial without MPI).
+    retries : int
+        How many times a failed unit is tried again.
+    timeout : float, optional
+        Seconds a unit may run before it is failed (``SIGALRM`` in the worker).
+    doraise : bool
+        Stop at the first failed unit and raise :class:`UnitError`.
+    progress : bool
+        Show a progress bar on the master (only when its output is a terminal).
+    """
+
+    def __init__(self, world: World | None = None, retries: int = 0,
+                 timeout: float | None = None, doraise: bool = False,
+                 progress: bool = False) -> None:
+        self.world = world or World()
+        check_launch(self.world)
+        self.retries = int(retries)
+        self.timeout = timeout
+        self.doraise = doraise
+        self.progress = progress
+        self.cache = WorkerCache()
+        self._jobs: list[_Job] = []
+        self._transport = Transport(self.world.comm) if self.world.is_parallel else None
+        self._affinity: dict[str, int] = {}
+        self._job_counter = 0
+        self._closed = False
+
+    # --- roles -----------------------------------------------------------------------------
+    @property
+    def is_master(self) -> bool:
+        return self.world.rank == 0
+
+    @property
+    def num_workers(self) -> int:
+        """Ranks that process units (the master too when running serially)."""
+        return max(1, self.world.size - 1)
+
+    def run(self, main: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``main(pool, *args, **kwargs)`` on the master while the workers serve it.
+
+        Returns ``main``'s value on the master and None on the workers. The pool is closed
+        when ``main`` returns or raises; every rank then returns (nothing hangs).
+        """
+        if not self.is_master:
+            self._serve()
+            return None
+        try:
+            return main(self, *args, **kwargs)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Tell the workers to return from :meth:`run` (master only; idempotent)."""
+        if self._closed or not self.is_master:
+            return
+        self._closed = True
+        if self._transport is not None:
+            for worker in range(1, self.world.size):
+                self._transport.send(("stop",), worker, Tag.CONTROL)
+
+    # --- shared state ----------------------------------------------------------------------
+    def store(self, **items: Any) -> None:
+        """Broadcast read-only state to every worker's cache once (master only).
+
+        Uses a collective broadcast (a tree), not one message per worker.
+        """
+        self._require_master("store")
+        self.cache.__dict__.update(items)
+        if self._transport is not None:
+            for worker in range(1, self.world.size):
+                self._transport.send(("bcast",), worker, Tag.CONTROL)
+            self.world.comm.bcast(items, root=0)
+
+    # --- mapping ---------------------------------------------------------------------------
+    def map(self, func: Callable[..., Any], units: Iterable[Any], *args: Any,
+            keys: Sequence[str] | None = None, mode: str = "dynamic",
+            name: str | None = None) -> list[Any]:
+        """Apply ``func(cache, unit, *args)`` to every unit; results in unit order.
+
+        Parameters
+        ----------
+        func : callable
+            A picklable function (module level, or a ``functools.partial`` of one).
+        units : iterable
+            The units of work (picklable).
+        *args
+            Extra arguments, sent once per job (not with each unit).
+        keys : sequence of str, optional
+            A printable id per unit (default ``str(unit)``); ``mode="previous"`` matches
+            units to workers by key.
+        mode : {"dynamic", "static", "previous"}
+            How units are handed out (see the module documentation).
+        name : str, optional
+            The job's name in the records and the progress bar.
+
+        Returns
+        -------
+        list
+            The results; a failed unit's place holds a :class:`UnitFailure`.
+        """
+        self._require_master("map")
+        if mode not in ("dynamic", "static", "previous"):
+            raise ValueError(f"mode must be 'dynamic', 'static' or 'previous', not {mode!r}")
+        units = list(units)
+        if keys is None:
+            keys = [str(u) for u in units] if mode == "previous" else _LazyKeys(units)
+        elif len(keys) != len(units):
+            raise ValueError(f"{len(keys)} keys for {len(units)} units")
+        self._job_counter += 1
+        job = _Job(name or getattr(func, "__name__", "job"), units, keys, self.retries)
+        self._jobs.append(job)
+        bar = self._progress_bar(job)
+        try:
+            if self._transport is None:
+                self._map_serial(job, func, args, bar)
+            else:
+                self._map_parallel(job, func, args, mode, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+        if self.doraise and job.failed_for_good is not None:
+            raise UnitError(job.failure(job.failed_for_good))
+        return job.results
+
+    @property
+    def records(self) -> list[UnitRecord]:
+        """A record of every unit of every job so far, in order."""
+        return [rec for job in self._jobs for rec in job.records()]
+
+    def failures(self) -> list[UnitRecord]:
+        """The records of every unit that failed for good, over all jobs so far."""
+        return [r for r in self.records if r.state == "failed"]
+
+    # --- internals --------------------------------------------------------------------------
+    def _require_master(self, what: str) -> None:
+        if not self.is_master:
+            raise RuntimeError(f"Pool.{what} is called on the master (rank 0) only")
+        if self._closed:
+            raise RuntimeError(f"Pool.{what} on a closed pool")
+
+    def _progress_bar(self, job: _Job) -> Any:
+        if not self.progress:
+            return None
+        from tqdm import tqdm
+
+        # disable=None: tqdm stays quiet when the output is not a terminal
+        return tqdm(total=len(job.units), desc=job.name, unit="unit", disable=None)
+
+    def _map_serial(self, job: _Job, func: Callable[..., Any], args: tuple[Any, ...],
+                    bar: Any) -> None:
+        while job.pending or job.retry:
+            queue = job.pending if job.pending else job.retry
+            index = queue.popleft()
+            job.state[index] = _RUNNING
+            values, starts, ends, failures = run_chunk(func, self.cache, [job.units[index]],
+                                                       args, self.timeout, [index])
+            done = job.record_batch([index], values, starts, ends, failures, 0, HOSTNAME)
+            if bar is not None and (done or job.state[index] == _FAILED):
+                bar.update(1)
+            if self.doraise and job.failed_for_good is not None:
+                return
+
+    def _chunk_size(self, job: _Job) -> int:
+        if job.mean_seconds is None:
+            return 1
+        fair = max(1, len(job.pending) // (2 * self.num_workers))
+        return max(1, min(fair, int(TARGET_CHUNK_SECONDS / job.mean_seconds)))
+
+    def _next_chunk(self, job: _Job, worker: int, mode: str) -> list[int]:
+        """Pick the units to send to ``worker`` next (empty if none suits it now)."""
+        if job.retry:
+            # a retry goes to another worker, unless it has failed on every one of them
+            everywhere = set(range(1, self.world.size))
+            for index in job.retry:
+                tried = job.excluded.get(index, set())
+                if worker not in tried or everywhere <= tried:
+                    job.retry.remove(index)
+                    return [index]
+        if not job.pending:
+            return []
+        if mode == "previous":
+            affinity = self._affinity
+            mine = [i for i in job.pending if affinity.get(job.keys[i], worker) == worker]
+            chunk = mine[: self._chunk_size(job)]
+            chosen = set(chunk)
+            job.pending = collections.deque(i for i in job.pending if i not in chosen)
+            return chunk
+        pending = job.pending
+        return [pending.popleft() for _ in range(min(self._chunk_size(job), len(pending)))]
+
+    def _map_parallel(self, job: _Job, func: Callable[..., Any], args: tuple[Any, ...],
+                      mode: str, bar: Any) -> None:
+        transport = self._transport
+        assert transport is not None
+        workers = list(range(1, self.world.size))
+        job_id = self._job_counter
+        for worker in workers:
+            transport.send(("job", job_id, func, args, self.timeout), worker, Tag.CONTROL)
+        in_flight = dict.fromkeys(workers, 0)
+        if mode == "static":
+            for k, worker in enumerate(workers):
+                chunk = list(range(k, len(job.units), len(workers)))
+                if chunk:
+                    self._send_work(job, job_id, worker, chunk, in_flight)
+            job.pending.clear()
+            mode = "dynamic"  # retries of a static job are handed out dynamically
+        stopping = False
+        track_affinity = mode == "previous" or not isinstance(job.keys, _LazyKeys)
+        while job.remaining > 0:
+            if not stopping:
+                for worker in workers:
+                    if not in_flight[worker]:
+                        chunk = self._next_chunk(job, worker, mode)
+                        if chunk:
+                            self._send_work(job, job_id, worker, chunk, in_flight)
+            if not any(in_flight.values()):
+                if stopping:
+                    break
+                raise RuntimeError("pool: units pending but no worker can take them")
+            message, worker, _tag = transport.recv(tag=Tag.RESULT)
+            reply_job, indices, values, starts, ends, failures, host = message
+            if reply_job != job_id:
+                continue  # a late reply of an earlier, aborted job
+            in_flight[worker] -= len(indices)
+            done = job.record_batch(indices, values, starts, ends, failures, worker, host)
+            if track_affinity:
+                for i in done:
+                    self._affinity[job.keys[i]] = worker
+            if bar is not None:
+                bar.update(len(done) + sum(job.state[i] == _FAILED for i in failures))
+            if self.doraise and job.failed_for_good is not None:
+                stopping = True
+                job.pending.clear()
+                job.retry.clear()
+        for worker in workers:
+            transport.send(("end", job_id), worker, Tag.CONTROL)
+
+    def _send_work(self, job: _Job, job_id: int, worker: int, chunk: list[int],
+                   in_flight: dict[int, int]) -> None:
+        job.state[chunk] = _RUNNING
+        in_flight[worker] += len(chunk)
+        assert self._transport is not None
+        units = job.units
+        self._transport.send((job_id, chunk, [units[i] for i in chunk]), worker, Tag.WORK)
+
+    def _serve(self) -> None:
+        """The worker loop: run units of the current job until the master says stop."""
+        transport = self._transport
+        if transport is None:
+            return
+        func: Callable[..., Any] | None = None
+        args: tuple[Any, ...] = ()
+        timeout: float | None = None
+        job_id = -1
+        while True:
+            message, _src, tag = transport.recv(source=0)
+            if tag == Tag.CONTROL:
+                command = message[0]
+                if command == "stop":
+                    return
+                if command == "bcast":
+                    self.cache.__dict__.update(self.world.comm.bcast(None, root=0))
+                elif command == "job":
+                    _, job_id, func, args, timeout = message
+                elif command == "end":
+                    func, args = None, ()
+                continue
+            reply_job, indices, units = message
+            if reply_job != job_id or func is None:
+                continue
+            run_chunk(func, self.cache, units, args, timeout, indices,
+                      functools.partial(self._reply, job_id), FLUSH_SECONDS)
+
+    def _reply(self, job_id: int, part: tuple[Any, ...]) -> None:
+        """Send a batch of results; a value that cannot be pickled fails its unit."""
+        assert self._transport is not None
+        indices, values, starts, ends, failures = part
+        try:
+            self._transport.send((job_id, indices, values, starts, ends, failures, HOSTNAME),
+                                 0, Tag.RESULT)
+            return
+        except Exception:  # noqa: BLE001 - an unpicklable result must not kill the worker
+            pass  # pickling failed before anything was sent: find the culprits below
+        values = list(values)
+        for k, i in enumerate(indices):
+            try:
+                pickle.dumps(values[k], protocol=5)
+            except Exception as exc:  # noqa: BLE001
+                failures[i] = (f"the unit's result cannot be sent: {type(exc).__name__}: "
+                               f"{exc}", "")
+                values[k] = None
+        self._transport.send((job_id, indices, values, starts, ends, failures, HOSTNAME),
+                             0, Tag.RESULT)
+
+
+class _LazyKeys(Sequence[str]):
+    """``str(unit)`` for each unit, made only when a key is read (failures, reports)."""
+
+    def __init__(self, units: Sequence[Any]) -> None:
+        self._units = units
+
+    def __len__(self) -> int:
+        return len(self._units)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [str(u) for u in self._units[index]]
+        return str(self._units[index])

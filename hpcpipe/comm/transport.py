@@ -1,0 +1,80 @@
+"""Point-to-point messages between the master and the workers.
+
+Messages are pickled with protocol 5 and their NumPy buffers sent out of band, as raw MPI
+buffers (``mpi4py.util.pkl5``): a 64 MB array moves at buffer speed (about 3 GB/s here,
+against 0.3 GB/s pickled in band), and no message hits MPI's 2 GiB count limit.
+
+Waiting for a message neither burns a core nor adds a fixed latency: the receiver polls
+(``Iprobe``) in a tight loop for a short while, so that a quick answer is taken at once,
+then sleeps between polls for a time that doubles up to :data:`MAX_SLEEP` seconds. A rank
+waiting for a long unit therefore uses almost no CPU, and one waiting for a short one no sleep.
+
+Only a few fixed tags are used (MPI only promises tags up to 32767): see :class:`Tag`.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from typing import Any
+
+__all__ = ["Tag", "Transport", "MAX_SLEEP", "SPIN_SECONDS"]
+
+#: How long a receiver polls without sleeping before it backs off (seconds).
+SPIN_SECONDS = 2e-4
+#: The longest sleep between two polls while waiting (seconds).
+MAX_SLEEP = 2e-3
+
+
+class Tag(enum.IntEnum):
+    """The message tags of the pool."""
+
+    CONTROL = 11  #: master to worker: start a job, store shared state, stop
+    WORK = 12  #: master to worker: units of the current job
+    RESULT = 13  #: worker to master: results of units
+
+
+class Transport:
+    """Pickled messages with out-of-band NumPy buffers over an MPI communicator."""
+
+    def __init__(self, comm: Any) -> None:
+        from mpi4py import MPI
+        from mpi4py.util import pkl5
+
+        self._mpi = MPI
+        self.base = comm
+        self.comm = pkl5.Intracomm(comm)
+        self.rank = comm.Get_rank()
+        self.size = comm.Get_size()
+
+    def send(self, obj: Any, dest: int, tag: Tag) -> None:
+        """Send ``obj`` to rank ``dest`` (blocking until the buffers may be reused)."""
+        self.comm.send(obj, dest=dest, tag=int(tag))
+
+    def wait(self, source: int | None = None, tag: Tag | None = None) -> tuple[int, int]:
+        """Block until a message is available; return its ``(source, tag)``.
+
+        Polls without sleeping for :data:`SPIN_SECONDS`, then with sleeps that double up to
+        :data:`MAX_SLEEP`.
+        """
+        mpi = self._mpi
+        src = mpi.ANY_SOURCE if source is None else source
+        tg = mpi.ANY_TAG if tag is None else int(tag)
+        status = mpi.Status()
+        iprobe = self.base.Iprobe
+        if iprobe(src, tg, status):
+            return status.Get_source(), status.Get_tag()
+        start = time.perf_counter()
+        while time.perf_counter() - start < SPIN_SECONDS:
+            if iprobe(src, tg, status):
+                return status.Get_source(), status.Get_tag()
+        delay = 2e-5
+        while not iprobe(src, tg, status):
+            time.sleep(delay)
+            delay = min(2.0 * delay, MAX_SLEEP)
+        return status.Get_source(), status.Get_tag()
+
+    def recv(self, source: int | None = None, tag: Tag | None = None) -> tuple[Any, int, int]:
+        """Wait for and receive a message; return ``(obj, source, tag)``."""
+        src, tg = self.wait(source, tag)
+        return self.comm.recv(source=src, tag=tg), src, tg
