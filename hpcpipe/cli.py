@@ -4,6 +4,7 @@ Subcommands:
 
 * ``hpcpipe demo``: the built-in demonstration (run it under ``mpiexec`` for several ranks).
 * ``hpcpipe info``: versions, MPI and parallel HDF5 support, and which kernels are compiled.
+* ``hpcpipe submit``: a batch job script from ``jobs/``, submitted to SLURM or PBS.
 
 Usage errors exit with status 2 and a message naming the option at fault.
 """
@@ -43,7 +44,35 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=42, help="simulation seed (default 42)")
 
     sub.add_parser("info", help="show versions, MPI and HDF5 support, and the kernels in use")
+    _add_submit_parser(sub)
     return parser
+
+
+def _add_submit_parser(sub: argparse._SubParsersAction) -> None:
+    submit = sub.add_parser(
+        "submit", help="write a batch job script for a driver and submit it",
+        description="Write a job script from the templates in jobs/ and submit it; the "
+        "arguments after DRIVER are the driver's own.")
+    submit.add_argument("--batch-type", required=True, choices=["slurm", "pbs", "smp", "none"],
+                        help="scheduler (smp: mpiexec on this machine now; none: run directly)")
+    submit.add_argument("--nodes", type=_positive_int, default=1, help="nodes (default 1)")
+    submit.add_argument("--procs-per-node", type=_positive_int, default=1,
+                        help="MPI ranks per node (default 1)")
+    submit.add_argument("--time", help="walltime, D-HH:MM:SS, HH:MM:SS, MM:SS or minutes")
+    submit.add_argument("--time-per-unit", type=float,
+                        help="seconds per unit, to estimate the walltime (with --units)")
+    submit.add_argument("--units", type=int, help="number of units, to estimate the walltime")
+    submit.add_argument("--queue", help="partition (SLURM) or queue (PBS)")
+    submit.add_argument("--job", default="hpcpipe", help="job name (default hpcpipe)")
+    submit.add_argument("--batch-option", action="append", default=[],
+                        help="an extra scheduler option line, e.g. --batch-option=--mem=8G")
+    submit.add_argument("--batch-output", type=Path, default=Path("batch"),
+                        help="directory of the script and the job's log (default batch)")
+    submit.add_argument("--dry-run", action="store_true",
+                        help="print the script and the submit command; submit nothing")
+    submit.add_argument("driver", metavar="DRIVER", help="the hpcpipe command the job runs")
+    submit.add_argument("driver_args", nargs=argparse.REMAINDER, metavar="...",
+                        help="the driver's arguments (REPO --id ...)")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -55,6 +84,43 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                        world=world)
     if summary is not None:
         print(format_summary(summary))
+    return 0
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    from hpcpipe.drivers.submit import (
+        BatchRequest,
+        SubmitError,
+        estimate_walltime,
+        parse_walltime,
+        submit,
+    )
+
+    try:
+        if args.time is not None:
+            seconds = float(parse_walltime(args.time))
+        elif args.time_per_unit is not None and args.units is not None:
+            seconds = estimate_walltime(args.time_per_unit, args.units,
+                                        args.nodes * args.procs_per_node)
+        elif args.batch_type in ("slurm", "pbs"):
+            raise SubmitError("give --time, or --time-per-unit with --units: without a "
+                              "walltime the scheduler's default (often minutes) kills the job")
+        else:
+            seconds = 0.0
+        request = BatchRequest(
+            batch_type=args.batch_type, job=args.job,
+            command=[sys.executable, "-m", "hpcpipe", args.driver, *args.driver_args],
+            nodes=args.nodes, procs_per_node=args.procs_per_node, walltime_seconds=seconds,
+            queue=args.queue, extra_options=args.batch_option, log_dir=args.batch_output,
+        )
+    except SubmitError as exc:
+        print(f"hpcpipe submit: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        submit(request, dry_run=args.dry_run)
+    except SubmitError as exc:
+        print(f"hpcpipe submit: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -87,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.loglevel,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    handlers = {"demo": _cmd_demo, "info": _cmd_info}
+    handlers = {"demo": _cmd_demo, "info": _cmd_info, "submit": _cmd_submit}
     return handlers[args.command](args)
 
 

@@ -1,0 +1,137 @@
+"""The run report: every unit's state, time, rank and host, as JSON, PNG and HTML.
+
+``report.json`` holds one entry per unit (job, key, state, rank, host, start, end, attempts,
+error) and the counts per state; ``timeline.png`` draws one row per rank and one bar per unit
+(coloured by state, labelled by job); ``report.html`` puts the summary, the timeline and the
+failures with their tracebacks on one page. All three are written atomically.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import html
+import json
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from hpcpipe.comm.records import UnitRecord
+from hpcpipe.io.atomic import atomic_path
+
+__all__ = ["write_report", "summarize", "STATE_COLOURS"]
+
+#: Bar colours of the unit states in the timeline.
+STATE_COLOURS = {
+    "done": "#4c9a2a",
+    "failed": "#d62728",
+    "skipped": "#9e9e9e",
+    "blocked": "#ff7f0e",
+    "running": "#1f77b4",
+    "pending": "#cccccc",
+}
+
+
+def summarize(records: Iterable[UnitRecord]) -> dict[str, Any]:
+    """Counts per state (over all jobs and per job) and the wall-clock span of the run."""
+    records = list(records)
+    per_job: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    for rec in records:
+        per_job[rec.job][rec.state] += 1
+    starts = [r.start for r in records if math.isfinite(r.start)]
+    ends = [r.end for r in records if math.isfinite(r.end)]
+    totals = collections.Counter(r.state for r in records)
+    return {
+        "units": len(records),
+        "states": dict(totals),
+        "jobs": {job: dict(counts) for job, counts in per_job.items()},
+        "wall_seconds": (max(ends) - min(starts)) if starts and ends else 0.0,
+        "busy_seconds": sum(r.end - r.start for r in records
+                            if math.isfinite(r.start) and math.isfinite(r.end)),
+        "ranks": sorted({r.rank for r in records if r.rank >= 0}),
+    }
+
+
+def _timeline_png(records: list[UnitRecord], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    timed = [r for r in records if math.isfinite(r.start) and math.isfinite(r.end)]
+    ranks = sorted({r.rank for r in timed}) or [0]
+    t0 = min((r.start for r in timed), default=0.0)
+    fig, ax = plt.subplots(figsize=(10, 1.0 + 0.4 * len(ranks)), dpi=100)
+    jobs = sorted({r.job for r in timed})
+    hatches = ["", "//", "..", "xx", "\\\\", "++", "oo", "--"]
+    for rec in timed:
+        row = ranks.index(rec.rank)
+        ax.broken_barh([(rec.start - t0, max(rec.end - rec.start, 1e-4))], (row - 0.4, 0.8),
+                       facecolors=STATE_COLOURS.get(rec.state, "#000000"), edgecolor="white",
+                       linewidth=0.3, hatch=hatches[jobs.index(rec.job) % len(hatches)])
+    ax.set_yticks(range(len(ranks)), [f"rank {r}" for r in ranks])
+    ax.set_xlabel("seconds since the first unit started")
+    ax.set_title(title)
+    states = sorted({r.state for r in timed})
+    handles = [Patch(facecolor=STATE_COLOURS.get(s, "#000"), label=s) for s in states]
+    handles += [Patch(facecolor="white", edgecolor="black", hatch=hatches[i % len(hatches)],
+                      label=job) for i, job in enumerate(jobs)]
+    if handles:
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def _html(records: list[UnitRecord], summary: dict[str, Any], png: bytes, title: str) -> str:
+    esc = html.escape
+    rows = "".join(
+        f"<tr><td>{esc(job)}</td>" + "".join(
+            f"<td>{counts.get(state, 0)}</td>" for state in STATE_COLOURS) + "</tr>"
+        for job, counts in summary["jobs"].items())
+    failures = "".join(
+        f"<details><summary><b>{esc(r.job)}</b> {esc(r.key)}: {esc(r.error)} "
+        f"(rank {r.rank}, {esc(r.host)}, {r.attempts} attempt(s))</summary>"
+        f"<pre>{esc(r.traceback)}</pre></details>"
+        for r in records if r.state in ("failed", "blocked"))
+    header = "".join(f"<th>{s}</th>" for s in STATE_COLOURS)
+    image = base64.b64encode(png).decode()
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{esc(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em}} td,th{{padding:2px 8px;text-align:right}}
+pre{{background:#f4f4f4;padding:6px;overflow-x:auto}}</style></head>
+<body><h1>{esc(title)}</h1>
+<p>{summary['units']} units on {len(summary['ranks'])} rank(s), wall time
+{summary['wall_seconds']:.1f} s, busy {summary['busy_seconds']:.1f} s.</p>
+<table><tr><th>job</th>{header}</tr>{rows}</table>
+<h2>Timeline</h2><img alt="timeline" src="data:image/png;base64,{image}">
+<h2>Failures</h2>{failures or '<p>none</p>'}
+</body></html>
+"""
+
+
+def write_report(records: Iterable[UnitRecord], directory: str | os.PathLike[str],
+                 title: str = "hpcpipe run report") -> dict[str, Path]:
+    """Write ``report.json``, ``timeline.png`` and ``report.html`` into ``directory``.
+
+    Returns
+    -------
+    dict
+        The paths written, by kind (``json``, ``png``, ``html``).
+    """
+    records = list(records)
+    out = Path(directory)
+    summary = summarize(records)
+    paths = {"json": out / "report.json", "png": out / "timeline.png", "html": out / "report.html"}
+    with atomic_path(paths["json"]) as tmp:
+        tmp.write_text(json.dumps({"summary": summary,
+                                   "units": [r.to_dict() for r in records]}, indent=1,
+                                  allow_nan=True))
+    _timeline_png(records, paths["png"], title)
+    with atomic_path(paths["html"]) as tmp:
+        tmp.write_text(_html(records, summary, paths["png"].read_bytes(), title))
+    return paths

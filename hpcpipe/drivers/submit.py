@@ -1,0 +1,204 @@
+"""Batch submission: fill a job template from ``jobs/`` and hand it to the scheduler.
+
+``hpcpipe submit --batch-type slurm --nodes 4 --procs-per-node 32 --time-per-unit 120 ...
+DRIVER REPO --id ...`` writes a SLURM script that runs ``srun python -m hpcpipe DRIVER REPO
+--id ...`` and submits it with ``sbatch``. PBS scripts use ``mpiexec`` under ``qsub``;
+``smp`` runs the command at once with ``mpiexec`` on this machine, ``none`` runs it directly.
+
+The script does not export the submitting shell's whole environment (SLURM's default, which
+breaks on exported bash functions): it sets the few variables hpcpipe needs explicitly
+(:func:`job_environment`). The walltime is given (``--time``) or estimated from the seconds
+per unit, the number of units and the ranks (:func:`estimate_walltime`); one of the two is
+required, since a forgotten walltime means the scheduler's short default.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+
+from hpcpipe.errors import HpcpipeError
+from hpcpipe.io.atomic import atomic_path
+
+__all__ = ["BatchRequest", "SubmitError", "estimate_walltime", "format_walltime",
+           "parse_walltime", "job_environment", "make_script", "submit", "JOBS_DIR"]
+
+#: The directory of the job templates (``HPCPIPE_JOBS_DIR`` overrides it).
+JOBS_DIR = Path(os.environ.get("HPCPIPE_JOBS_DIR",
+                               Path(__file__).resolve().parents[2] / "jobs"))
+
+_CARRIED = ("PATH", "LD_LIBRARY_PATH", "PYTHONPATH", "VIRTUAL_ENV", "HDF5_DIR", "MPLBACKEND")
+
+
+class SubmitError(HpcpipeError, ValueError):
+    """A submission request that cannot work (bad option, failed submit command)."""
+
+
+def parse_walltime(text: str) -> int:
+    """Seconds in a walltime: ``D-HH:MM:SS``, ``HH:MM:SS``, ``MM:SS`` or whole minutes."""
+    match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text.strip())
+    if not match:
+        raise SubmitError(f"--time {text!r} is not a walltime (D-HH:MM:SS, HH:MM:SS, MM:SS "
+                          "or minutes)")
+    days, a, b, c = match.groups()
+    parts = [int(x) for x in (a, b, c) if x is not None]
+    if len(parts) == 1:
+        seconds = parts[0] * 60  # SLURM reads a bare number as minutes
+    elif len(parts) == 2:
+        seconds = parts[0] * 60 + parts[1]
+    else:
+        seconds = parts[0] * 3600 + parts[1] * 60 + parts[2]
+    seconds += int(days or 0) * 86400
+    if seconds <= 0:
+        raise SubmitError(f"--time {text!r} must be longer than zero")
+    return seconds
+
+
+def format_walltime(seconds: float) -> str:
+    """``HH:MM:SS`` (hours may exceed 24), rounded up to the minute."""
+    minutes = max(1, math.ceil(seconds / 60.0))
+    return f"{minutes // 60:02d}:{minutes % 60:02d}:00"
+
+
+def estimate_walltime(seconds_per_unit: float, units: int, ranks: int,
+                      startup: float = 300.0, margin: float = 1.25) -> float:
+    """A walltime in seconds for ``units`` units over ``ranks`` ranks (one is the master).
+
+    ``margin`` covers uneven units; ``startup`` covers the launch, imports and I/O.
+    """
+    if seconds_per_unit <= 0 or units < 0 or ranks < 1:
+        raise SubmitError("need a positive --time-per-unit, --units >= 0 and at least 1 rank")
+    workers = max(1, ranks - 1)
+    rounds = math.ceil(units / workers)
+    return startup + margin * rounds * seconds_per_unit
+
+
+def job_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The variables a job needs: search paths, the virtual environment, ``HPCPIPE_*``.
+
+    Bash functions (``BASH_FUNC_*``) and everything else are left out; ``OMP_NUM_THREADS``
+    defaults to 1 (the MPI ranks fill the cores).
+    """
+    env = os.environ if environ is None else environ
+    out = {k: env[k] for k in _CARRIED if k in env}
+    out.update({k: v for k, v in env.items() if k.startswith("HPCPIPE_")})
+    out["OMP_NUM_THREADS"] = env.get("OMP_NUM_THREADS", "1")
+    return out
+
+
+@dataclass
+class BatchRequest:
+    """Everything a job script needs.
+
+    ``command`` is the program and its arguments as run on every rank.
+    """
+
+    batch_type: str
+    job: str
+    command: list[str]
+    nodes: int = 1
+    procs_per_node: int = 1
+    walltime_seconds: float = 3600.0
+    queue: str | None = None
+    extra_options: list[str] = field(default_factory=list)
+    log_dir: Path = Path("batch")
+    workdir: Path = field(default_factory=Path.cwd)
+    environment: dict[str, str] = field(default_factory=job_environment)
+
+    def __post_init__(self) -> None:
+        if self.batch_type not in ("slurm", "pbs", "smp", "none"):
+            raise SubmitError(f"--batch-type {self.batch_type!r}: choose slurm, pbs, smp or none")
+        if not re.fullmatch(r"[A-Za-z0-9_.\-]+", self.job):
+            raise SubmitError(f"--job {self.job!r}: use letters, digits, '.', '_' and '-'")
+        if self.nodes < 1 or self.procs_per_node < 1:
+            raise SubmitError(f"--nodes {self.nodes} and --procs-per-node "
+                              f"{self.procs_per_node} must be positive")
+
+    @property
+    def ranks(self) -> int:
+        return self.nodes * self.procs_per_node
+
+
+def make_script(request: BatchRequest) -> str:
+    """The job script for a SLURM or PBS request."""
+    if request.batch_type not in ("slurm", "pbs"):
+        raise SubmitError(f"batch type {request.batch_type!r} has no job script")
+    template = Template((JOBS_DIR / f"{request.batch_type}.sh.template").read_text())
+    directive = "#SBATCH" if request.batch_type == "slurm" else "#PBS"
+    queue_flag = "--partition=" if request.batch_type == "slurm" else "-q "
+    queue_line = f"{directive} {queue_flag}{request.queue}\n" if request.queue else ""
+    extra = "".join(f"{directive} {opt}\n" for opt in request.extra_options)
+    environment = "\n".join(f"export {k}={shlex.quote(v)}"
+                            for k, v in sorted(request.environment.items()))
+    return template.substitute(
+        job=request.job,
+        made_on=datetime.datetime.now().isoformat(timespec="seconds"),
+        nodes=request.nodes,
+        procs_per_node=request.procs_per_node,
+        ranks=request.ranks,
+        walltime=format_walltime(request.walltime_seconds),
+        log_dir=shlex.quote(str(Path(request.log_dir).resolve())),
+        queue_line=queue_line,
+        extra_lines=extra,
+        environment=environment,
+        workdir=shlex.quote(str(Path(request.workdir).resolve())),
+        srun_options="--kill-on-bad-exit=1 ",
+        command=shlex.join(request.command),
+    )
+
+
+def submit(request: BatchRequest, dry_run: bool = False) -> str | None:
+    """Write the script and submit it (or, for ``smp``/``none``, run the command now).
+
+    Returns
+    -------
+    str or None
+        The scheduler's job id (SLURM, PBS), or None for ``smp``/``none`` and dry runs.
+    """
+    if request.batch_type in ("smp", "none"):
+        if request.batch_type == "smp":
+            argv = ["mpiexec", "-n", str(request.procs_per_node), *request.command]
+        else:
+            argv = list(request.command)
+        print(shlex.join(argv))
+        if dry_run:
+            return None
+        code = subprocess.call(argv, env={**os.environ, **request.environment})
+        if code:
+            raise SubmitError(f"the run exited with status {code}")
+        return None
+    text = make_script(request)
+    log_dir = Path(request.log_dir)
+    script = log_dir / f"{request.job}.{request.batch_type}.sh"
+    submit_cmd = ["sbatch" if request.batch_type == "slurm" else "qsub", str(script)]
+    if dry_run:
+        print(text)
+        print("# submit with: " + shlex.join(submit_cmd))
+        return None
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(script) as tmp:
+        tmp.write_text(text)
+        tmp.chmod(0o755)
+    try:
+        proc = subprocess.run(submit_cmd, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise SubmitError(f"{submit_cmd[0]} is not on the PATH: is this a {request.batch_type} "
+                          f"login node? The script is at {script}") from None
+    if proc.returncode:
+        raise SubmitError(f"{shlex.join(submit_cmd)} failed ({proc.returncode}): "
+                          f"{proc.stderr.strip() or proc.stdout.strip()}")
+    if request.batch_type == "slurm":
+        match = re.search(r"Submitted batch job (\d+)", proc.stdout)
+        job_id = match.group(1) if match else proc.stdout.strip()
+    else:
+        job_id = proc.stdout.strip()
+    print(f"submitted {script} as job {job_id}", file=sys.stderr)
+    return job_id
