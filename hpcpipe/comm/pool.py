@@ -9,8 +9,9 @@ Three ways to hand out work, as LSST's ctrl_pool had:
 
 * ``map(..., mode="dynamic")``: a worker gets more units when it returns results. Units are
   sent in chunks sized from the measured time per unit (about :data:`TARGET_CHUNK_SECONDS`
-  a chunk, never more than half a worker's fair share), so fast units do not make the master
-  a bottleneck and the user never chooses a chunk size.
+  a chunk, more with many workers so that the master receives at most
+  :data:`MASTER_MESSAGES_PER_SECOND` messages; never more than half a worker's fair share),
+  so fast units do not make the master a bottleneck and the user never chooses a chunk size.
 * ``mode="static"``: unit ``i`` goes to worker ``i mod n`` in one message; no round trip.
 * ``mode="previous"`` (cache-affine): a unit goes back to the worker that last processed a
   unit with the same key, where its data may still be in memory (the worker's ``cache``).
@@ -53,8 +54,12 @@ __all__ = ["Pool", "WorkerCache", "LaunchError", "check_launch", "TARGET_CHUNK_S
 
 log = logging.getLogger("hpcpipe.comm.pool")
 
-#: Dynamic chunks aim at about this much work each (seconds).
+#: Dynamic chunks aim at about this much work each (seconds), at least.
 TARGET_CHUNK_SECONDS = 0.02
+#: Result messages per second one master handles with room to spare (measured: about 10
+#: microseconds per pickled round trip on one node; see docs/scaling.md). Chunks grow with the
+#: number of workers so that the master never receives more than this.
+MASTER_MESSAGES_PER_SECOND = 20_000
 #: A worker with results to return sends them at least this often (seconds).
 FLUSH_SECONDS = 0.05
 
@@ -75,6 +80,11 @@ def check_launch(world: World, environ: dict[str, str] | None = None) -> None:
         If ``SLURM_NTASKS`` (or ``SLURM_NPROCS``) is set and differs from the world size.
     """
     env = os.environ if environ is None else environ
+    if world.comm is not None:
+        from mpi4py import MPI
+
+        if world.comm.Compare(MPI.COMM_WORLD) not in (MPI.IDENT, MPI.CONGRUENT):
+            return  # a sub-communicator: its size is the caller's choice
     wanted = env.get("SLURM_NTASKS") or env.get("SLURM_NPROCS")
     if not wanted or "SLURM_STEP_ID" not in env and "SLURM_JOB_ID" not in env:
         return
@@ -350,10 +360,14 @@ class Pool:
                 return
 
     def _chunk_size(self, job: _Job) -> int:
+        """Units per chunk: enough work to keep the master's message rate bounded, but
+        never more than half a worker's fair share of what is left (for the balance at
+        the end)."""
         if job.mean_seconds is None:
             return 1
+        target = max(TARGET_CHUNK_SECONDS, self.num_workers / MASTER_MESSAGES_PER_SECOND)
         fair = max(1, len(job.pending) // (2 * self.num_workers))
-        return max(1, min(fair, int(TARGET_CHUNK_SECONDS / job.mean_seconds)))
+        return max(1, min(fair, int(target / job.mean_seconds)))
 
     def _next_chunk(self, job: _Job, worker: int, mode: str) -> list[int]:
         """Pick the units to send to ``worker`` next (empty if none suits it now)."""
