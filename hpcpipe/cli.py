@@ -81,7 +81,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     world = World()
     summary = run_demo(args.output, n_ccds=args.ccds, size=args.size, seed=args.seed,
-                       world=world)
+                       world=world, progress=True)
     if summary is not None:
         print(format_summary(summary))
     return 0

@@ -81,7 +81,8 @@ def test_demo_under_mpi_finds_the_truth(tmp_path_factory):
         assert only_root_has_summary == [True] + [False] * (world.size - 1)
         assert summary is not None
         assert [row[0] for row in summary["ccds"]] == list(range(world.size + 1))
-        assert {row[1] for row in summary["ccds"]} == set(range(world.size))  # all ranks worked
+        assert {row[1] for row in summary["ccds"]} <= set(range(1, world.size))  # workers
+        assert summary["failed"] == 0
         assert summary["completeness"] > 0.9
         with h5py.File(summary["catalog"], "r") as handle:
             assert handle["detections"].shape[0] == summary["detections"]

@@ -1,10 +1,10 @@
 """The built-in demonstration: a small simulated star field processed under MPI.
 
-Each rank simulates and processes its share of the CCDs (background mesh, PSF smoothing,
-thresholding, centroids, all through the compiled kernels), writes each calibrated exposure
-atomically, and all ranks then write their detections into one shared catalog with parallel
-HDF5 (one collective write). Rank 0 checks the detections against the truth and prints a
-summary table.
+The master-worker pool hands the CCDs out to the workers; each simulates and processes its
+CCDs (background mesh, PSF smoothing, thresholding, centroids, all through the compiled
+kernels) and writes each exposure atomically. All ranks then write their detections into one
+shared catalog with parallel HDF5 (one collective write). Rank 0 checks the detections
+against the truth, writes the run report and prints a summary table.
 """
 
 from __future__ import annotations
@@ -113,33 +113,58 @@ def process_ccd(config: StarFieldConfig, ccd: int, seed: int, output: Path | Non
                       int(bright.sum()), int((found & bright).sum()), int((~matched).sum()))
 
 
+def _demo_unit(cache: Any, ccd: int, config: StarFieldConfig, seed: int, output: Path
+               ) -> tuple[int, int, float, int, int, int, int]:
+    """A pool unit: process one CCD, keep its detections on this rank, return its summary."""
+    result = process_ccd(config, ccd, seed, output, World().rank)
+    cache.__dict__.setdefault("detections", []).append(result.detections)
+    return (result.ccd, result.rank, result.seconds, result.detections.size,
+            result.n_truth_bright, result.n_found_bright, result.n_spurious)
+
+
 def run_demo(output: Path, n_ccds: int = 6, size: int = 1024, seed: int = 42,
-             world: World | None = None) -> dict[str, Any] | None:
-    """Run the demo on every rank of ``world``; rank 0 returns the summary, others None."""
+             world: World | None = None, progress: bool = False) -> dict[str, Any] | None:
+    """Run the demo on every rank of ``world``; rank 0 returns the summary, others None.
+
+    The CCDs are handed out by the master-worker pool (:class:`~hpcpipe.comm.pool.Pool`);
+    each worker keeps its detections, and once the pool is closed every rank writes its own
+    rows into one HDF5 catalog with a single collective call (the master, with none, takes
+    part with an empty selection). The run report goes to ``output/report``.
+    """
+    from hpcpipe.comm.pool import Pool
+    from hpcpipe.drivers.report import write_report
+
     world = world or World()
     # the star density of the default 1024x1024 CCD with 300 stars, whatever the size
     config = StarFieldConfig(width=size, height=size,
                              stars_per_ccd=max(10, round(300 * size * size / 1024**2)))
-    mine = list(range(world.rank, n_ccds, world.size))
+    pool = Pool(world, progress=progress)
     start = time.perf_counter()
-    results = [process_ccd(config, ccd, seed, output, world.rank) for ccd in mine]
-    rows = np.concatenate([r.detections for r in results]) if results else np.zeros(
-        0, DETECTION_DTYPE)
+
+    def main(pool: Pool) -> list[Any]:
+        rows = pool.map(_demo_unit, range(n_ccds), config, seed, output,
+                        keys=[f"ccd={c}" for c in range(n_ccds)], name="processCcd")
+        write_report(pool.records, output / "report", title="hpcpipe demo")
+        return rows
+
+    table = pool.run(main)
+    mine = pool.cache.__dict__.get("detections", [])
+    rows = np.concatenate(mine) if mine else np.zeros(0, DETECTION_DTYPE)
     catalog_path = output / "detections.h5"
     write_rows_collectively(catalog_path, "detections", rows, world)
-    summaries = world.gather([(r.ccd, r.rank, r.seconds, r.detections.size, r.n_truth_bright,
-                               r.n_found_bright, r.n_spurious) for r in results])
     if world.rank != 0:
         return None
-    table = sorted(row for part in summaries for row in part)
-    bright = sum(r[4] for r in table)
-    found = sum(r[5] for r in table)
+    done = [row for row in table if row]
+    bright = sum(r[4] for r in done)
+    found = sum(r[5] for r in done)
     return {
-        "ccds": table,
+        "ccds": done,
+        "failed": len(table) - len(done),
         "ranks": world.size,
-        "detections": sum(r[3] for r in table),
+        "detections": sum(r[3] for r in done),
         "completeness": found / bright if bright else float("nan"),
         "catalog": str(catalog_path),
+        "report": str(output / "report" / "report.html"),
         "wall_seconds": time.perf_counter() - start,
     }
 
@@ -154,6 +179,6 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"{len(summary['ccds'])} CCDs on {summary['ranks']} ranks in "
         f"{summary['wall_seconds']:.1f} s: {summary['detections']} sources, "
         f"completeness of bright stars {summary['completeness']:.1%}; "
-        f"catalog {summary['catalog']}"
+        f"{summary['failed']} failed\ncatalog {summary['catalog']}; report {summary['report']}"
     )
     return "\n".join(lines)
