@@ -38,36 +38,60 @@ from hpcpipe.io.exposure_io import (
 )
 
 __all__ = ["write_hdf5_exposure", "read_hdf5_exposure", "write_exposure_group",
-           "read_exposure_group", "LAYOUT_VERSION"]
+           "read_exposure_group", "exposure_attributes", "exposure_planes", "psf_attributes",
+           "LAYOUT_VERSION"]
 
 #: Version of the exposure group layout; readers refuse versions they do not know.
 LAYOUT_VERSION = 1
 
 
+def exposure_attributes(exposure: Exposure) -> dict[str, Any]:
+    """The attributes of an exposure group (everything but the pixels and the PSF)."""
+    mi = exposure.masked_image
+    attrs: dict[str, Any] = {
+        "hpcpipe_type": "Exposure",
+        "hpcpipe_layout_version": LAYOUT_VERSION,
+        "xy0": np.array(mi.xy0, dtype=np.int64),
+        "mask_planes": json.dumps(mi.mask.planes.items()),
+        "metadata": encode_metadata(exposure.metadata),
+    }
+    if exposure.wcs is not None:
+        attrs["wcs"] = wcs_to_header(exposure.wcs).tostring(sep="\n")
+    attrs.update(info_to_json(exposure))
+    return attrs
+
+
+def exposure_planes(exposure: Exposure) -> dict[str, np.ndarray]:
+    """The arrays of an exposure group: ``image``, ``mask``, ``variance`` and ``psf/data``."""
+    mi = exposure.masked_image
+    planes = {"image": mi.image.array, "mask": mi.mask.array, "variance": mi.variance.array}
+    if exposure.psf is not None:
+        _scalars, array = exposure.psf.to_persisted()
+        if array is not None:
+            planes["psf/data"] = array
+    return planes
+
+
+def psf_attributes(exposure: Exposure) -> dict[str, Any]:
+    """The attributes of an exposure group's ``psf`` subgroup (empty without a PSF)."""
+    if exposure.psf is None:
+        return {}
+    scalars, _array = exposure.psf.to_persisted()
+    return dict(scalars)
+
+
 def write_exposure_group(exposure: Exposure, group: h5py.Group, compression: str | None = None
                          ) -> None:
     """Write ``exposure`` into an open, empty HDF5 group."""
-    mi = exposure.masked_image
-    for name, plane in (("image", mi.image), ("mask", mi.mask), ("variance", mi.variance)):
-        group.create_dataset(name, data=plane.array, compression=compression,
+    for name, array in exposure_planes(exposure).items():
+        group.create_dataset(name, data=array, compression=compression,
                              chunks=True if compression else None)
-    attrs = group.attrs
-    attrs["hpcpipe_type"] = "Exposure"
-    attrs["hpcpipe_layout_version"] = LAYOUT_VERSION
-    attrs["xy0"] = np.array(mi.xy0, dtype=np.int64)
-    attrs["mask_planes"] = json.dumps(mi.mask.planes.items())
-    attrs["metadata"] = encode_metadata(exposure.metadata)
-    if exposure.wcs is not None:
-        attrs["wcs"] = wcs_to_header(exposure.wcs).tostring(sep="\n")
-    for key, text in info_to_json(exposure).items():
-        attrs[key] = text
+    for key, value in exposure_attributes(exposure).items():
+        group.attrs[key] = value
     if exposure.psf is not None:
-        scalars, array = exposure.psf.to_persisted()
-        psf_group = group.create_group("psf")
-        for key, value in scalars.items():
+        psf_group = group.require_group("psf")
+        for key, value in psf_attributes(exposure).items():
             psf_group.attrs[key] = value
-        if array is not None:
-            psf_group.create_dataset("data", data=array)
 
 
 def write_hdf5_exposure(exposure: Exposure, path: str | os.PathLike[str],

@@ -27,7 +27,8 @@ from hpcpipe.io.atomic import atomic_path
 from hpcpipe.table.catalog import Catalog
 from hpcpipe.table.schema import Field, Schema, TableError
 
-__all__ = ["write_hdf5", "read_hdf5", "append_hdf5", "SCHEMA_ATTR"]
+__all__ = ["write_hdf5", "read_hdf5", "append_hdf5", "SCHEMA_ATTR", "catalog_rows",
+           "catalog_attributes"]
 
 #: Name of the dataset attribute holding the schema as JSON.
 SCHEMA_ATTR = "hpcpipe.schema"
@@ -67,6 +68,18 @@ def _check_metadata(key: Any, value: Any) -> Any:
     raise TableError(
         f"metadata {key!r}: HDF5 attributes hold bool, int64, float or str values, not {value!r}"
     )
+
+
+def catalog_rows(catalog: Catalog) -> np.ndarray:
+    """The catalog's rows as the structured array stored in HDF5 (strings UTF-8 encoded)."""
+    return _records(catalog, _storage_dtype(catalog.schema))
+
+
+def catalog_attributes(catalog: Catalog) -> dict[str, Any]:
+    """The dataset attributes that describe a catalog: its schema (JSON) and metadata."""
+    attrs: dict[str, Any] = {SCHEMA_ATTR: json.dumps(catalog.schema.to_dict())}
+    attrs.update({k: _check_metadata(k, v) for k, v in catalog.metadata.items()})
+    return attrs
 
 
 def _write_dataset(group: h5py.Group, name: str, catalog: Catalog) -> h5py.Dataset:

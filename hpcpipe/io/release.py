@@ -1,0 +1,400 @@
+"""Data release files in HDF5, written by many MPI ranks at once.
+
+The layout is documented in ``docs/release_layout.md``. In short, every release file has root
+attributes ``hpcpipe_format = "release"`` and ``hpcpipe_layout_version``, a ``provenance``
+group, and either catalog datasets (compound rows with the schema as JSON, readable by
+:func:`hpcpipe.io.hdf5_table.read_hdf5`) or coadd groups ``patch_<x>,<y>/<filter>`` laid out
+as :mod:`hpcpipe.io.hdf5_exposure` lays out an exposure.
+
+Catalogs are written in one of two modes:
+
+* ``shared``: one file through h5py's ``mpio`` driver. The ranks agree on their offsets (a
+  prefix sum of their row counts), create the dataset collectively and each writes its rows
+  in one collective call; a rank with no rows takes part with an empty selection.
+  Compression needs collective writes (HDF5 refuses independent writes through filters);
+  whether this HDF5 can do it is probed once, and without it the data are written
+  uncompressed with a warning.
+* ``per-rank``: each rank writes a part file of its own; rank 0 then builds a virtual dataset
+  (VDS) over the parts. A VDS reads a missing part as fill values without an error, so the
+  file records every part and its row count, and :func:`read_release_table` checks them.
+
+Every file is written under a temporary name and renamed when every rank is done.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import socket
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import h5py
+import numpy as np
+
+import hpcpipe
+from hpcpipe.comm.world import World
+from hpcpipe.errors import FileFormatError, HpcpipeError
+from hpcpipe.io.atomic import TEMP_PREFIX
+from hpcpipe.io.hdf5_table import catalog_attributes, catalog_rows, read_hdf5
+from hpcpipe.table.catalog import Catalog
+
+__all__ = [
+    "LAYOUT_VERSION",
+    "ReleaseError",
+    "Provenance",
+    "write_release_table",
+    "read_release_table",
+    "open_release",
+    "parallel_compression_works",
+    "write_release_coadds",
+    "read_release_coadd",
+]
+
+#: The release layout version this hpcpipe writes and reads.
+LAYOUT_VERSION = 1
+FORMAT_NAME = "release"
+
+
+class ReleaseError(HpcpipeError, ValueError):
+    """Ranks that disagree (schemas, modes) or a release that cannot be written."""
+
+
+class Provenance(dict):
+    """What made a release file: software, time, host, command, configs and data ids."""
+
+    @classmethod
+    def now(cls, data_ids: Sequence[dict[str, Any]] = (),
+            configs: dict[str, str] | None = None) -> Provenance:
+        return cls(
+            software=f"hpcpipe {hpcpipe.__version__}",
+            created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            host=socket.gethostname(),
+            command=" ".join(sys.argv),
+            data_ids=json.dumps(list(data_ids)),
+            configs=json.dumps(configs or {}),
+        )
+
+
+def _write_provenance(handle: h5py.File, provenance: dict[str, Any]) -> None:
+    handle.attrs["hpcpipe_format"] = FORMAT_NAME
+    handle.attrs["hpcpipe_layout_version"] = LAYOUT_VERSION
+    group = handle.require_group("provenance")
+    for key, value in provenance.items():
+        group.attrs[key] = value
+
+
+def _temp_name(world: World, final: Path) -> str:
+    name = None
+    if world.rank == 0:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        name = str(final.with_name(f"{TEMP_PREFIX}{final.name}.{os.getpid()}"))
+    return world.bcast(name)
+
+
+def _agree(world: World, value: Any, what: str) -> None:
+    values = world.allgather(value)
+    if any(v != values[0] for v in values):
+        raise ReleaseError(f"the ranks disagree on {what}: {values}")
+
+
+_probe_cache: dict[int, bool] = {}
+
+
+def parallel_compression_works(world: World, directory: str | os.PathLike[str]) -> bool:
+    """Whether this HDF5 writes gzip-compressed datasets collectively (probed once, agreed)."""
+    key = id(world.comm)
+    if key in _probe_cache:
+        return _probe_cache[key]
+    if not world.is_parallel:
+        _probe_cache[key] = True
+        return True
+    path = _temp_name(world, Path(directory) / "compression-probe.h5")
+    ok = 1
+    try:
+        with h5py.File(path, "w", driver="mpio", comm=world.comm) as handle:
+            ds = handle.create_dataset("x", shape=(4 * world.size,), dtype="f8",
+                                       chunks=(4,), compression="gzip")
+            with ds.collective:
+                ds[4 * world.rank:4 * world.rank + 4] = np.arange(4.0)
+    except Exception:  # noqa: BLE001 - any failure means: do not compress
+        ok = 0
+    ok = world.allreduce(ok, op="min")
+    world.barrier()
+    if world.rank == 0 and os.path.exists(path):
+        os.unlink(path)
+    _probe_cache[key] = bool(ok)
+    return bool(ok)
+
+
+def _collective_write(dataset: h5py.Dataset, rows: np.ndarray, offset: int) -> None:
+    """Write ``rows`` at ``offset`` in one collective call; no rows selects nothing."""
+    n = rows.shape[0]
+    file_space = dataset.id.get_space()
+    if n:
+        file_space.select_hyperslab((offset,), (n,))
+        mem_space = h5py.h5s.create_simple((n,))
+        buffer = np.ascontiguousarray(rows)
+    else:  # h5py skips empty selections, which would leave the other ranks waiting
+        file_space.select_none()
+        mem_space = h5py.h5s.create_simple((1,))
+        mem_space.select_none()
+        buffer = np.zeros(1, dtype=rows.dtype)
+    transfer = h5py.h5p.create(h5py.h5p.DATASET_XFER)
+    transfer.set_dxpl_mpio(h5py.h5fd.MPIO_COLLECTIVE)
+    dataset.id.write(mem_space, file_space, buffer, dxpl=transfer)
+
+
+def _chunk_rows(dtype: np.dtype, total: int) -> int:
+    return int(max(1, min(total, (1 << 20) // max(dtype.itemsize, 1))))
+
+
+def _write_shared(tmp: str, name: str, rows: np.ndarray, attrs: dict[str, Any],
+                  provenance: dict[str, Any], world: World, compression: str | None) -> None:
+    total = world.allreduce(int(rows.shape[0]))
+    offset = world.exscan_sum(int(rows.shape[0]))
+    kwargs: dict[str, Any] = {}
+    if compression and total:
+        kwargs = {"chunks": (_chunk_rows(rows.dtype, total),), "compression": compression}
+    if world.is_parallel:
+        handle = h5py.File(tmp, "w", driver="mpio", comm=world.comm)
+    else:
+        handle = h5py.File(tmp, "w")
+    with handle:
+        _write_provenance(handle, provenance)
+        dataset = handle.create_dataset(name, shape=(total,), dtype=rows.dtype, **kwargs)
+        for key, value in attrs.items():
+            dataset.attrs[key] = value
+        if world.is_parallel:
+            _collective_write(dataset, rows, offset)
+        elif total:
+            dataset[...] = rows
+
+
+def _part_path(final: Path, name: str, rank: int) -> Path:
+    return final.with_name(f"{final.name}.parts") / f"{name}.part-{rank:05d}.h5"
+
+
+def _write_per_rank(tmp: str, final: Path, name: str, rows: np.ndarray, attrs: dict[str, Any],
+                    provenance: dict[str, Any], world: World) -> None:
+    from hpcpipe.io.atomic import atomic_path
+
+    part = _part_path(final, name, world.rank)
+    with atomic_path(part) as part_tmp, h5py.File(part_tmp, "w") as handle:
+        handle.create_dataset(name, data=rows)
+    counts = world.allgather(int(rows.shape[0]))
+    world.barrier()
+    if world.rank != 0:
+        return
+    total = sum(counts)
+    layout = h5py.VirtualLayout(shape=(total,), dtype=rows.dtype)
+    start = 0
+    for rank, count in enumerate(counts):
+        if count:
+            source = h5py.VirtualSource(os.path.relpath(_part_path(final, name, rank),
+                                                        final.parent), name, shape=(count,))
+            layout[start:start + count] = source
+        start += count
+    with h5py.File(tmp, "w") as handle:
+        _write_provenance(handle, provenance)
+        dataset = handle.create_virtual_dataset(name, layout)
+        for key, value in attrs.items():
+            dataset.attrs[key] = value
+        dataset.attrs["hpcpipe.parts"] = json.dumps(
+            [[os.path.relpath(_part_path(final, name, r), final.parent), c]
+             for r, c in enumerate(counts)])
+
+
+def write_release_table(path: str | os.PathLike[str], name: str, catalog: Catalog,
+                        world: World | None = None, *, mode: str = "shared",
+                        compression: str | None = None,
+                        provenance: dict[str, Any] | None = None) -> int:
+    """Write every rank's catalog into dataset ``name`` of the release file ``path``.
+
+    Every rank of ``world`` calls this with its own rows (possibly none) of the same schema.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The release file (replaced atomically when every rank is done).
+    name : str
+        The dataset (``sources``, ``objects``, ``forced``...).
+    catalog : Catalog
+        This rank's rows.
+    world : World, optional
+        The ranks (default: the launch world).
+    mode : {"shared", "per-rank"}
+        One shared file through MPI-IO, or part files under a virtual dataset.
+    compression : str, optional
+        ``"gzip"`` for compressed chunks (shared mode; falls back to none with a warning
+        where this HDF5 cannot compress collectively).
+    provenance : dict, optional
+        Stored in the ``provenance`` group (default :meth:`Provenance.now`, from rank 0).
+
+    Returns
+    -------
+    int
+        The total number of rows.
+    """
+    world = world or World()
+    if mode not in ("shared", "per-rank"):
+        raise ReleaseError(f"mode must be 'shared' or 'per-rank', not {mode!r}")
+    _agree(world, (mode, compression, name), "the mode, compression and dataset name")
+    _agree(world, json.dumps(catalog.schema.to_dict(), sort_keys=True), "the schema")
+    final = Path(path)
+    rows = catalog_rows(catalog)
+    attrs = world.bcast(catalog_attributes(catalog))  # rank 0's metadata for the dataset
+    provenance = world.bcast(dict(provenance) if provenance is not None else Provenance.now())
+    if compression and mode == "shared" and world.is_parallel and not \
+            parallel_compression_works(world, final.parent):
+        if world.rank == 0:
+            warnings.warn(f"{final}: this HDF5 cannot write compressed datasets collectively; "
+                          "writing uncompressed", stacklevel=2)
+        compression = None
+    tmp = _temp_name(world, final)
+    if mode == "shared":
+        _write_shared(tmp, name, rows, attrs, provenance, world, compression)
+    else:
+        _write_per_rank(tmp, final, name, rows, attrs, provenance, world)
+    world.barrier()
+    if world.rank == 0:
+        os.replace(tmp, final)
+    world.barrier()
+    return world.allreduce(int(rows.shape[0]))
+
+
+def open_release(path: str | os.PathLike[str]) -> h5py.File:
+    """Open a release file for reading (no MPI needed), checking its format and version."""
+    path = str(path)
+    if not os.path.exists(path):
+        raise FileFormatError(path, "no such file")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as exc:
+        raise FileFormatError(path, f"not an HDF5 file ({exc})") from exc
+    fmt = handle.attrs.get("hpcpipe_format")
+    fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
+    version = handle.attrs.get("hpcpipe_layout_version")
+    if fmt != FORMAT_NAME:
+        handle.close()
+        raise FileFormatError(path, "not an hpcpipe release file (no hpcpipe_format='release')")
+    if version != LAYOUT_VERSION:
+        handle.close()
+        raise FileFormatError(path, f"release layout version {version} is unknown (this "
+                              f"hpcpipe reads version {LAYOUT_VERSION})")
+    return handle
+
+
+def read_release_table(path: str | os.PathLike[str], name: str) -> Catalog:
+    """Read dataset ``name`` of a release file as a :class:`Catalog` (no MPI needed).
+
+    For a per-rank file, every part is checked first: a missing or short part raises
+    :class:`FileFormatError` instead of being read as fill values.
+    """
+    with open_release(path) as handle:
+        if name not in handle:
+            raise FileFormatError(str(path), f"no dataset {name!r} (has: {', '.join(handle)})")
+        dataset = handle[name]
+        if "hpcpipe.parts" in dataset.attrs:
+            base = Path(path).parent
+            for part, count in json.loads(dataset.attrs["hpcpipe.parts"]):
+                part_path = base / part
+                if not part_path.exists():
+                    raise FileFormatError(str(path), f"part {part_path} is missing")
+                with h5py.File(part_path, "r") as part_file:
+                    if part_file[name].shape[0] != count:
+                        raise FileFormatError(str(path), f"part {part_path} has "
+                                              f"{part_file[name].shape[0]} rows, not {count}")
+        return read_hdf5(handle, name)
+
+
+def _coadd_group_name(patch: str, band: str) -> str:
+    return f"patch_{patch}/{band}"
+
+
+def write_release_coadds(path: str | os.PathLike[str], coadds: dict[tuple[str, str], Any],
+                         world: World | None = None,
+                         provenance: dict[str, Any] | None = None) -> list[str]:
+    """Write every rank's coadds of one tract into the release file ``path``.
+
+    Parameters
+    ----------
+    coadds : dict
+        This rank's coadds: ``{(patch, filter): Exposure}``, with ``patch`` as ``"x,y"``.
+        No (patch, filter) may be held by two ranks.
+
+    Returns
+    -------
+    list of str
+        The coadd groups in the file (``patch_<x>,<y>/<filter>``), sorted.
+
+    Notes
+    -----
+    All ranks learn every coadd's shapes and attributes (an allgather of a few hundred bytes
+    each) and create every group, dataset and attribute collectively, as parallel HDF5
+    requires of metadata; each rank then writes its own pixels (contiguous datasets,
+    independent writes).
+    """
+    from hpcpipe.io.hdf5_exposure import exposure_attributes, exposure_planes, psf_attributes
+
+    world = world or World()
+    mine = {}
+    for (patch, band), exposure in coadds.items():
+        planes = exposure_planes(exposure)
+        mine[_coadd_group_name(patch, band)] = {
+            "planes": {k: (v.shape, v.dtype.str) for k, v in planes.items()},
+            "attrs": exposure_attributes(exposure),
+            "psf": psf_attributes(exposure),
+        }
+    everything: dict[str, Any] = {}
+    clash = []
+    for part in world.allgather(mine):
+        for key, value in part.items():
+            if key in everything:
+                clash.append(key)
+            everything[key] = value
+    if clash:
+        raise ReleaseError(f"{path}: coadds held by more than one rank: {sorted(clash)}")
+    final = Path(path)
+    provenance = world.bcast(dict(provenance) if provenance is not None else Provenance.now())
+    tmp = _temp_name(world, final)
+    if world.is_parallel:
+        handle = h5py.File(tmp, "w", driver="mpio", comm=world.comm)
+    else:
+        handle = h5py.File(tmp, "w")
+    with handle:
+        _write_provenance(handle, provenance)
+        for key in sorted(everything):
+            group = handle.create_group(key)
+            for plane, (shape, dtype) in everything[key]["planes"].items():
+                group.create_dataset(plane, shape=shape, dtype=np.dtype(dtype))
+            for attr, value in everything[key]["attrs"].items():
+                group.attrs[attr] = value
+            if everything[key]["psf"]:
+                psf_group = group.require_group("psf")
+                for attr, value in everything[key]["psf"].items():
+                    psf_group.attrs[attr] = value
+        for (patch, band), exposure in coadds.items():
+            group = handle[_coadd_group_name(patch, band)]
+            for plane, array in exposure_planes(exposure).items():
+                group[plane][...] = array
+    world.barrier()
+    if world.rank == 0:
+        os.replace(tmp, final)
+    world.barrier()
+    return sorted(everything)
+
+
+def read_release_coadd(path: str | os.PathLike[str], patch: str, band: str) -> Any:
+    """Read the coadd of ``patch`` (``"x,y"``) and ``band`` from a release file."""
+    from hpcpipe.io.hdf5_exposure import read_exposure_group
+
+    key = _coadd_group_name(patch, band)
+    with open_release(path) as handle:
+        if key not in handle:
+            have = [f"{p}/{b}" for p in handle if p.startswith("patch_") for b in handle[p]]
+            raise FileFormatError(str(path), f"no coadd {key} (has: {', '.join(have)})")
+        return read_exposure_group(handle[key], where=f"{path}:{key}")
