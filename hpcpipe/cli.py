@@ -5,6 +5,8 @@ Subcommands:
 * ``hpcpipe demo``: the built-in demonstration (run it under ``mpiexec`` for several ranks).
 * ``hpcpipe info``: versions, MPI and parallel HDF5 support, and which kernels are compiled.
 * ``hpcpipe submit``: a batch job script from ``jobs/``, submitted to SLURM or PBS.
+* ``hpcpipe butler create|describe`` and ``hpcpipe ingest``: data repositories
+  (:mod:`hpcpipe.butler.cli`).
 
 Usage errors exit with status 2 and a message naming the option at fault.
 """
@@ -45,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("info", help="show versions, MPI and HDF5 support, and the kernels in use")
     _add_submit_parser(sub)
+    from hpcpipe.butler.cli import add_butler_commands
+
+    add_butler_commands(sub)
     return parser
 
 
@@ -153,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.loglevel,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    if hasattr(args, "handler"):  # commands that bring their own handler (butler, ingest)
+        return int(args.handler(args))
     handlers = {"demo": _cmd_demo, "info": _cmd_info, "submit": _cmd_submit}
     return handlers[args.command](args)
 

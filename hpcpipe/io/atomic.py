@@ -43,7 +43,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmpname = tempfile.mkstemp(prefix=TEMP_PREFIX + final.name + ".", dir=final.parent)
+    # the temporary name ends with the final name, so writers that choose their format
+    # from the suffix (.fits, .h5) see the right one
+    fd, tmpname = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix="." + final.name, dir=final.parent)
     os.close(fd)
     tmp = Path(tmpname)
     tmp.unlink()  # writers such as astropy and h5py want to create the file themselves

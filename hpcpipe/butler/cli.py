@@ -1,0 +1,127 @@
+"""Command-line commands of the butler: ``butler describe``, ``butler create``, ``ingest``.
+
+They are added to the ``hpcpipe`` command by :func:`add_butler_commands`; each sub-parser sets
+``handler`` to the function that runs it (it takes the parsed arguments and returns the exit
+status)::
+
+    hpcpipe butler create REPO --mapper simcam [--parent DIR ...]
+    hpcpipe butler describe REPO                # or: --mapper simcam
+    hpcpipe ingest REPO FILE... [--mode copy|link|move]
+
+Errors of the butler (a missing repository, an unknown mapper) exit with status 2 and one line
+on stderr; ``ingest`` exits with 1 when some files were skipped (each is listed by name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from hpcpipe.butler.errors import ButlerError
+from hpcpipe.butler.storage import INGEST_MODES
+
+__all__ = ["add_butler_commands", "cmd_butler_create", "cmd_butler_describe", "cmd_ingest",
+           "HANDLERS", "main"]
+
+
+def _guarded(function: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace],
+                                                                         int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return function(args)
+        except ButlerError as exc:
+            print(f"hpcpipe {getattr(args, 'command', 'butler')}: {exc}", file=sys.stderr)
+            return 2
+
+    run.__name__ = function.__name__
+    run.__doc__ = function.__doc__
+    return run
+
+
+@_guarded
+def cmd_butler_create(args: argparse.Namespace) -> int:
+    """Create a repository for a mapper, optionally reading through parent repositories."""
+    from hpcpipe.butler.butler import create_repository
+
+    repo = create_repository(args.repo, args.mapper, parents=args.parent or ())
+    print(f"repository {repo.uri} (mapper {repo.mapper_name})")
+    return 0
+
+
+@_guarded
+def cmd_butler_describe(args: argparse.Namespace) -> int:
+    """Print the dataset types and data id keys of a repository's (or a named) mapper."""
+    from hpcpipe.butler.describe import describe
+    from hpcpipe.butler.repository import Repository
+
+    if args.mapper:
+        mapper: Any = args.mapper
+    elif args.repo:
+        mapper = Repository.open(args.repo).mapper()
+    else:
+        print("hpcpipe butler describe: give a repository or --mapper NAME", file=sys.stderr)
+        return 2
+    sys.stdout.write(describe(mapper))
+    return 0
+
+
+@_guarded
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Ingest raw and calibration files into a repository."""
+    from hpcpipe.butler.ingest import ingest
+
+    report = ingest(args.repo, args.files, mode=args.mode)
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+#: The handler of each command added by :func:`add_butler_commands`.
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "butler create": cmd_butler_create,
+    "butler describe": cmd_butler_describe,
+    "ingest": cmd_ingest,
+}
+
+
+def add_butler_commands(subparsers: Any) -> None:
+    """Add ``butler`` (with ``create`` and ``describe``) and ``ingest`` to a parser's
+    sub-commands (the object ``ArgumentParser.add_subparsers`` returned). Each leaf parser
+    has ``handler`` as a default: call ``args.handler(args)``."""
+    butler = subparsers.add_parser("butler", help="create and describe data repositories")
+    actions = butler.add_subparsers(dest="butler_command", required=True, metavar="ACTION")
+
+    create = actions.add_parser("create", help="create an empty repository")
+    create.add_argument("repo", help="repository path or file:// URL")
+    create.add_argument("--mapper", required=True,
+                        help="mapper short name (simcam) or dotted class path")
+    create.add_argument("--parent", action="append",
+                        help="a repository to read through (repeat for several, in order)")
+    create.set_defaults(handler=cmd_butler_create)
+
+    desc = actions.add_parser("describe",
+                              help="print the dataset types and data id keys of a mapper")
+    desc.add_argument("repo", nargs="?", help="repository path or file:// URL")
+    desc.add_argument("--mapper", help="describe this mapper instead of a repository's")
+    desc.set_defaults(handler=cmd_butler_describe)
+
+    ing = subparsers.add_parser("ingest", help="ingest raw and calibration files")
+    ing.add_argument("repo", help="repository path or file:// URL")
+    ing.add_argument("files", nargs="+", help="FITS files to ingest")
+    ing.add_argument("--mode", choices=INGEST_MODES, default="copy",
+                     help="copy (default), link (symbolic link) or move the files")
+    ing.set_defaults(handler=cmd_ingest)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the butler commands alone (``python -m hpcpipe.butler.cli``)."""
+    parser = argparse.ArgumentParser(prog="hpcpipe", description="hpcpipe data butler")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_butler_commands(sub)
+    args = parser.parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""The dataset types of the simulated camera: raw data, calibrations, per-CCD products, coadds.
+
+Paths follow the Gen2 conventions (``calexp/v0000012/r/...``), with the visit on 7 digits and
+the detector on 3 so that listings sort naturally.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from hpcpipe.butler.datasets import DatasetType, DatasetTypePattern, PathTemplate
+from hpcpipe.butler.formatters import (
+    CatalogFormatter,
+    ExposureFormatter,
+    MetadataFormatter,
+    PythonConfigFormatter,
+    SchemaFormatter,
+    SkyMapFormatter,
+)
+
+if TYPE_CHECKING:
+    from hpcpipe.butler.mapper import Mapper
+
+__all__ = ["dataset_types", "patterns", "TASK_NAME"]
+
+FITS_EXPOSURE = ExposureFormatter("fits")
+HDF5_EXPOSURE = ExposureFormatter("hdf5")
+FITS_CATALOG = CatalogFormatter("fits")
+HDF5_CATALOG = CatalogFormatter("hdf5")
+SCHEMA = SchemaFormatter()
+CONFIG = PythonConfigFormatter()
+METADATA = MetadataFormatter("yaml")
+SKYMAP = SkyMapFormatter()
+
+#: What a task name may look like in ``<task>_config`` and ``<task>_metadata``.
+TASK_NAME = r"[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*?"
+
+CCD = "v{visit:07d}/{filter}"
+PATCH = "{filter}/{tract:d}/{patch}"
+CCD_NAME = "v{visit:07d}_c{ccd:03d}"
+PATCH_NAME = "{filter}_{tract:d}_{patch}"
+
+
+def _t(name: str, formatter: Any, template: str, doc: str, **kwargs: Any) -> DatasetType:
+    return DatasetType(name, formatter, PathTemplate(template), doc, **kwargs)
+
+
+def dataset_types() -> list[DatasetType]:
+    """Every dataset type with a fixed name, in documentation order."""
+    types = [
+        # --- raw data and calibrations ---
+        _t("raw", FITS_EXPOSURE, f"raw/{CCD}/raw_{CCD_NAME}.fits",
+           "A raw CCD image as it came from the camera, with its header. Ingested by "
+           "`hpcpipe ingest`, which registers its visit, ccd, filter, date, dateObs and "
+           "expTime from the header keywords below."),
+        _t("bias", FITS_EXPOSURE, "CALIB/bias/{calibDate}/bias_{calibDate}_c{ccd:03d}.fits",
+           "Master bias of one CCD.", calib_keys=("ccd",)),
+        _t("dark", FITS_EXPOSURE, "CALIB/dark/{calibDate}/dark_{calibDate}_c{ccd:03d}.fits",
+           "Master dark of one CCD, per second of exposure.",
+           calib_keys=("ccd",)),
+        _t("flat", FITS_EXPOSURE,
+           "CALIB/flat/{filter}/{calibDate}/flat_{filter}_{calibDate}_c{ccd:03d}.fits",
+           "Master flat of one CCD in one filter, normalized to 1.",
+           calib_keys=("ccd", "filter")),
+        # --- single-CCD processing ---
+        _t("postISRCCD", FITS_EXPOSURE, f"postISRCCD/{CCD}/postISRCCD_{CCD_NAME}.fits",
+           "A CCD after instrument signature removal (bias, dark and flat corrected, "
+           "variance and mask planes set)."),
+        _t("calexp", FITS_EXPOSURE, f"calexp/{CCD}/calexp_{CCD_NAME}.fits",
+           "Calibrated exposure: background-subtracted, with its PSF, WCS and photometric "
+           "calibration."),
+        _t("calexpBackground", HDF5_EXPOSURE, f"calexp/{CCD}/bkgd_{CCD_NAME}.h5",
+           "The background model subtracted from the calexp, as an image of the CCD's size."),
+        _t("icSrc", FITS_CATALOG, f"src/{CCD}/icSrc_{CCD_NAME}.fits",
+           "Bright sources used to characterize the image (PSF, aperture correction)."),
+        _t("src", FITS_CATALOG, f"src/{CCD}/src_{CCD_NAME}.fits",
+           "Sources detected and measured on the calexp."),
+        _t("srcMatch", HDF5_CATALOG, f"src/{CCD}/srcMatch_{CCD_NAME}.h5",
+           "Matches between src and the reference catalog used for the astrometric and "
+           "photometric calibration."),
+        # --- the sky map and coadds ---
+        _t("skyMap", SKYMAP, "deepCoadd/skyMap.yaml",
+           "The sky map defining tracts and patches (written by makeSkyMap).",
+           aliases=("deepCoadd_skyMap",)),
+        _t("deepCoadd_directWarp", FITS_EXPOSURE,
+           f"deepCoadd/{PATCH}/warp_{PATCH_NAME}_v{{visit:07d}}.fits",
+           "One visit resampled onto a patch's pixel grid, ready to be coadded.",
+           aliases=("coaddTempExp",)),
+        _t("deepCoadd", FITS_EXPOSURE, f"deepCoadd/{PATCH}.fits",
+           "The coadd of the warps of a patch in one filter."),
+        _t("deepCoadd_calexp", FITS_EXPOSURE,
+           f"deepCoadd-results/{PATCH}/calexp_{PATCH_NAME}.fits",
+           "The coadd after background subtraction and detection (DETECTED mask plane set)."),
+        _t("deepCoadd_det", FITS_CATALOG, f"deepCoadd-results/{PATCH}/det_{PATCH_NAME}.fits",
+           "Footprints and peaks detected on the coadd of one filter."),
+        _t("deepCoadd_meas", FITS_CATALOG, f"deepCoadd-results/{PATCH}/meas_{PATCH_NAME}.fits",
+           "Sources measured on the coadd of one filter, from the merged detections."),
+        _t("deepCoadd_ref", FITS_CATALOG,
+           "deepCoadd-results/merged/{tract:d}/{patch}/ref_{tract:d}_{patch}.fits",
+           "Reference catalog of a patch: one row per object, with its reference band, "
+           "the positions forced photometry uses."),
+        _t("deepCoadd_forced_src", HDF5_CATALOG,
+           f"deepCoadd-results/{PATCH}/forced_src_{PATCH_NAME}.h5",
+           "Forced photometry on the coadd of one filter, at the deepCoadd_ref positions."),
+        _t("forced_src", HDF5_CATALOG,
+           "forced/v{visit:07d}/{filter}/{tract:d}/forced_src_" + CCD_NAME + ".h5",
+           "Forced photometry on one calexp at the deepCoadd_ref positions of a tract."),
+    ]
+    catalogs = [t for t in types if isinstance(t.formatter, CatalogFormatter)]
+    for catalog in catalogs:
+        types.append(_t(f"{catalog.name}_schema", SCHEMA, f"schema/{catalog.name}.fits",
+                        f"The schema of {catalog.name} (an empty catalog): the fields, their "
+                        "types, units and docs, written once per output repository."))
+    return types
+
+
+def _config(mapper: Mapper, name: str, groups: dict[str, str], data_id: Mapping[str, Any]
+            ) -> DatasetType:
+    task = groups["task"]
+    return DatasetType(name, CONFIG, PathTemplate(f"config/{task}.py"),
+                       f"The configuration task {task} ran with.", pattern="<task>_config")
+
+
+def _metadata(mapper: Mapper, name: str, groups: dict[str, str], data_id: Mapping[str, Any]
+              ) -> DatasetType:
+    task = groups["task"]
+    unit = mapper.task_unit(task, data_id)
+    template = f"metadata/{task}" + "".join(f"/{k}={{{k}}}" for k in unit) + ".yaml"
+    return DatasetType(name, METADATA, PathTemplate(template),
+                       f"Metadata of a run of task {task} (timings, counts, statistics) "
+                       f"per {', '.join(unit) or 'repository'}.", pattern="<task>_metadata")
+
+
+def patterns() -> list[DatasetTypePattern]:
+    """The dataset type families named after tasks."""
+    return [
+        DatasetTypePattern(
+            "<task>_config", rf"(?P<task>{TASK_NAME})_config",
+            "The configuration a task ran with, written once per output repository "
+            "(processCcd_config, isr_config...): an hpcpipe.config Config, saved as the Python "
+            "its save() writes and read back as an instance of its class; a dict of plain "
+            "values is stored as a Python literal. Any task name works.",
+            CONFIG, "config/<task>.py", _config),
+        DatasetTypePattern(
+            "<task>_metadata", rf"(?P<task>{TASK_NAME})_metadata",
+            "Metadata of one run of a task (processCcd_metadata...). Its keys are the task's "
+            "data unit: declared for the pipeline's tasks (see the table below) and by "
+            "SimCamMapper.register_task(name, keys) for others; otherwise the first of "
+            "(tract, patch, filter), (tract, patch), (visit, ccd), (visit) whose keys are "
+            "all in the data id given.",
+            METADATA, "metadata/<task>/<key1>=<value1>/<key2>=<value2>.yaml", _metadata),
+    ]
