@@ -5,6 +5,7 @@ Subcommands:
 * ``hpcpipe demo``: the built-in demonstration (run it under ``mpiexec`` for several ranks).
 * ``hpcpipe info``: versions, MPI and parallel HDF5 support, and which kernels are compiled.
 * ``hpcpipe submit``: a batch job script from ``jobs/``, submitted to SLURM or PBS.
+* ``hpcpipe simulate REPO``: a simulated survey, ingested into a repository.
 * ``hpcpipe butler create|describe`` and ``hpcpipe ingest``: data repositories
   (:mod:`hpcpipe.butler.cli`).
 
@@ -50,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hpcpipe.butler.cli import add_butler_commands
 
     add_butler_commands(sub)
+    from hpcpipe.drivers.simulate import add_simulate_command
+
+    add_simulate_command(sub)
     return parser
 
 

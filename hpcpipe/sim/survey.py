@@ -45,6 +45,8 @@ class SurveyConfig:
         Standard deviation of the header WCS's pointing error, arcsec.
     calib_date : str
         Date of the master calibrations (valid for the whole survey).
+    ccds : int, optional
+        Simulate only CCDs ``0 .. ccds - 1`` of the focal plane (default: all).
     """
 
     camera: CameraConfig = field(default_factory=CameraConfig)
@@ -58,6 +60,15 @@ class SurveyConfig:
     psf_sigma_range: tuple[float, float] = (1.5, 2.3)
     pointing_error: float = 1.0
     calib_date: str = "2026-01-01"
+    ccds: int | None = None
+
+    def ccd_ids(self) -> list[int]:
+        """The CCDs this survey simulates."""
+        n = SimCamera(self.camera).num_ccds
+        if self.ccds is not None and not 1 <= self.ccds <= n:
+            raise ValueError(f"ccds must be between 1 and {n} (the camera's CCDs); "
+                             f"got {self.ccds}")
+        return list(range(n if self.ccds is None else self.ccds))
 
     def sky(self) -> SkyConfig:
         """The sky around the field, wide enough for every dithered CCD."""
@@ -147,18 +158,18 @@ def write_survey_files(directory: str | Path, config: SurveyConfig, pool: Any = 
 
     directory = Path(directory)
     pool = pool or Pool()
-    camera = SimCamera(config.camera)
     plans = plan_survey(config)
+    ccds = config.ccd_ids()
     truth = make_sky(config.sky(), config.seed)
     refcat = reference_catalog(truth, config.sky(), config.seed)
     refcat.write_fits(directory / "refcat.fits")
     survey_truth_catalog(truth).write_fits(directory / "truth.fits")
-    units = [(p, c) for p in range(len(plans)) for c in range(camera.num_ccds)]
+    units = [(p, c) for p in range(len(plans)) for c in ccds]
     raws = pool.map(_frame_unit, units, config, str(directory),
                     keys=[f"visit={plans[p].visit} ccd={c}" for p, c in units],
                     name="simulate")
-    calibs = pool.map(_calib_unit, range(camera.num_ccds), config, str(directory),
-                      keys=[f"ccd={c}" for c in range(camera.num_ccds)], name="calibs")
+    calibs = pool.map(_calib_unit, ccds, config, str(directory),
+                      keys=[f"ccd={c}" for c in ccds], name="calibs")
     with atomic_path(directory / "survey.json") as tmp:
         tmp.write_text(json.dumps({"config": asdict(config),
                                    "plans": [asdict(p) for p in plans]}, indent=1))

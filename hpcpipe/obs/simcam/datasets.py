@@ -63,6 +63,14 @@ def dataset_types() -> list[DatasetType]:
            "CALIB/flat/{filter}/{calibDate}/flat_{filter}_{calibDate}_c{ccd:03d}.fits",
            "Master flat of one CCD in one filter, normalized to 1.",
            calib_keys=("ccd", "filter")),
+        # --- reference catalogs ---
+        _t("ref_cat", FITS_CATALOG, "ref_cats/ref_cat.fits",
+           "The astrometric and photometric reference catalog of the field: coord_ra, "
+           "coord_dec (radians) with errors and <band>_flux, <band>_fluxErr (nJy), as LSST's "
+           "ref_cats."),
+        _t("truth_cat", FITS_CATALOG, "truth/truth_cat.fits",
+           "The simulation's truth: every object of the simulated sky with its true position "
+           "(degrees), magnitudes, type and shape (written by `hpcpipe simulate`)."),
         # --- single-CCD processing ---
         _t("postISRCCD", FITS_EXPOSURE, f"postISRCCD/{CCD}/postISRCCD_{CCD_NAME}.fits",
            "A CCD after instrument signature removal (bias, dark and flat corrected, "

@@ -1,0 +1,92 @@
+"""``hpcpipe simulate REPO``: a simulated survey, written and ingested into a repository.
+
+The raw frames and master calibrations are simulated by the pool's workers into a staging
+directory inside the repository, then ingested (moved into the SimCam layout and registered);
+the reference catalog (``ref_cat``) and the truth (``truth_cat``) are put through the butler.
+The same seed gives the same survey, whatever the number of ranks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+from hpcpipe.comm.pool import Pool
+from hpcpipe.comm.world import World
+from hpcpipe.sim.camera import CameraConfig
+from hpcpipe.sim.survey import SurveyConfig, write_survey_files
+
+__all__ = ["add_simulate_command", "simulate_repository", "survey_config_for"]
+
+
+def survey_config_for(visits: int, ccds: int, bands: tuple[str, ...], seed: int,
+                      size: int = 2048) -> SurveyConfig:
+    """A survey of ``visits`` visits per band over the first ``ccds`` CCDs of a square-ish
+    focal plane of ``size``-pixel CCDs."""
+    nx = max(1, math.ceil(math.sqrt(ccds)))
+    ny = max(1, math.ceil(ccds / nx))
+    camera = CameraConfig(nx=nx, ny=ny, width=size, height=size, gap=max(10, size // 20))
+    return SurveyConfig(camera=camera, visits_per_band=visits, bands=bands, seed=seed,
+                        ccds=ccds, dither=min(60.0, 0.1 * size * camera.pixel_scale))
+
+
+def simulate_repository(pool: Pool, repo: str | Path, config: SurveyConfig) -> dict[str, Any]:
+    """Simulate ``config`` into repository ``repo`` (created if needed), on the master of
+    ``pool`` (this is a ``Pool.run`` main function)."""
+    from hpcpipe.butler import Butler, create_repository, ingest
+    from hpcpipe.table import Catalog
+
+    repo = Path(repo)
+    if not (repo / "_mapper").exists():
+        create_repository(repo, "simcam")
+    staging = repo / "_staging"
+    files = write_survey_files(staging, config, pool)
+    report = ingest(repo, [*files["raw"], *files["calib"]], mode="move")
+    butler = Butler(repo)
+    butler.put(Catalog.read_fits(files["refcat"]), "ref_cat")
+    butler.put(Catalog.read_fits(files["truth"]), "truth_cat")
+    shutil.rmtree(staging, ignore_errors=True)
+    return {"ingested": len(report.ingested) + len(report.already), "failed": report.failed,
+            "simulation_failures": files["failed"], "visits": len(files["plans"])}
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    bands = tuple(b.strip() for b in args.filters.split(",") if b.strip())
+    unknown = [b for b in bands if b not in ("g", "r", "i")]
+    if unknown or not bands:
+        print(f"hpcpipe simulate: error: --filters {args.filters!r}: SimCam has g, r and i",
+              flush=True)
+        return 2
+    try:
+        config = survey_config_for(args.visits, args.ccds, bands, args.seed, args.size)
+        config.ccd_ids()
+    except ValueError as exc:
+        print(f"hpcpipe simulate: error: {exc}", flush=True)
+        return 2
+    world = World()
+    result = Pool(world, progress=True).run(simulate_repository, args.repo, config)
+    if world.rank == 0:
+        print(f"simulated {result['visits']} visits x {args.ccds} CCDs into {args.repo}: "
+              f"{result['ingested']} files ingested, {len(result['failed'])} refused, "
+              f"{len(result['simulation_failures'])} simulation failures")
+        return 1 if result["failed"] or result["simulation_failures"] else 0
+    return 0
+
+
+def add_simulate_command(subparsers: Any) -> None:
+    """Add ``hpcpipe simulate`` to the command line."""
+    from hpcpipe.cli import _positive_int
+
+    sim = subparsers.add_parser("simulate", help="simulate a survey into a repository",
+                                description=__doc__.split("\n")[0])
+    sim.add_argument("repo", metavar="REPO", help="the repository (created if needed)")
+    sim.add_argument("--visits", type=_positive_int, default=2, help="visits per filter (2)")
+    sim.add_argument("--ccds", type=_positive_int, default=4, help="CCDs per visit (4)")
+    sim.add_argument("--filters", default="g,r,i", help="comma-separated bands (g,r,i)")
+    sim.add_argument("--size", type=_positive_int, default=2048,
+                     help="CCD width and height in pixels (2048)")
+    sim.add_argument("--seed", type=int, default=1, help="the survey's seed (1)")
+    sim.set_defaults(handler=_cmd_simulate)
