@@ -171,23 +171,6 @@ def check_many_fast_units_are_chunked():
     run_everywhere(main)
 
 
-CHECKS = [check_map_in_order, check_failures_recorded_and_others_go_on, check_retries_elsewhere,
-          check_doraise_stops_cleanly, check_timeout_fails_hung_unit,
-          check_large_arrays_and_shared_state, check_cache_affinity,
-          check_many_fast_units_are_chunked]
-
-
-@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
-def test_pool_serial(check):
-    check()
-
-
-@pytest.mark.mpi(min_size=2)
-@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
-def test_pool_mpi(check):
-    check()
-
-
 def test_worker_methods_are_master_only():
     pool = Pool(World())
     pool.close()
@@ -203,3 +186,81 @@ def test_check_launch_catches_srun_without_pmi():
     check_launch(world, {"SLURM_JOB_ID": "1", "SLURM_NTASKS": str(world.size)})
     with pytest.raises(LaunchError, match="SLURM asked for 4 tasks"):
         check_launch(world, {"SLURM_JOB_ID": "1", "SLURM_NTASKS": "4"})
+
+
+# --- dependency graphs -----------------------------------------------------------------------
+def visit_step(cache, visit):
+    if visit == 3:
+        raise RuntimeError("no stars on visit 3")
+    time.sleep(0.01)
+    return ("calexp", visit, time.time())
+
+
+def patch_step(cache, patch):
+    return ("coadd", patch, time.time())
+
+
+def graph_nodes():
+    """Visits 0..5, then patch A needs visits 0-2 and patch B visits 2-5 (3 fails)."""
+    nodes = [(visit_step, v) for v in range(6)] + [(patch_step, "A"), (patch_step, "B"),
+                                                     (patch_step, "AB")]
+    deps = [[] for _ in range(6)] + [[0, 1, 2], [2, 3, 4, 5], [6, 7]]
+    keys = [f"visit={v}" for v in range(6)] + ["patch=A", "patch=B", "patch=AB"]
+    return nodes, deps, keys
+
+
+def check_graph_runs_in_dependency_order():
+    def main(pool):
+        nodes, deps, keys = graph_nodes()
+        results = pool.map_graph(nodes, deps, keys=keys, name="drp")
+        assert [r[1] for r in results[:3]] == [0, 1, 2]
+        assert isinstance(results[3], UnitFailure)
+        assert results[6][0] == "coadd" and results[6][2] >= max(r[2] for r in results[:3])
+        blocked = {r.key: r for r in pool.records if r.state == "blocked"}
+        assert sorted(blocked) == ["patch=AB", "patch=B"]  # a descendant of a failure
+        assert "visit=3" in blocked["patch=B"].error
+        assert isinstance(results[7], UnitFailure) and isinstance(results[8], UnitFailure)
+        return "ok"
+
+    run_everywhere(main)
+
+
+def check_graph_resume_skips_done_units():
+    def main(pool):
+        nodes, deps, keys = graph_nodes()
+        results = pool.map_graph(nodes, deps, keys=keys, skip=[0, 1, 2, 3])
+        states = {r.key: r.state for r in pool.records}
+        assert states["visit=3"] == "skipped" and states["visit=0"] == "skipped"
+        assert states["patch=A"] == states["patch=B"] == states["patch=AB"] == "done"
+        assert results[0] is None and results[8][1] == "AB"
+        return "ok"
+
+    run_everywhere(main)
+
+
+
+
+def test_graph_cycles_and_bad_dependencies_are_refused():
+    pool = Pool(World())
+    with pytest.raises(ValueError, match="cycle"):
+        pool.map_graph([(square, 1), (square, 2)], [[1], [0]])
+    with pytest.raises(ValueError, match="dependency 5"):
+        pool.map_graph([(square, 1)], [[5]])
+
+
+CHECKS = [check_map_in_order, check_failures_recorded_and_others_go_on, check_retries_elsewhere,
+          check_doraise_stops_cleanly, check_timeout_fails_hung_unit,
+          check_large_arrays_and_shared_state, check_cache_affinity,
+          check_many_fast_units_are_chunked, check_graph_runs_in_dependency_order,
+          check_graph_resume_skips_done_units]
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
+def test_pool_serial(check):
+    check()
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
+def test_pool_mpi(check):
+    check()

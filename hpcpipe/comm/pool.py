@@ -100,15 +100,16 @@ class WorkerCache(types.SimpleNamespace):
     """A worker's memory between units: shared state from :meth:`Pool.store` and more."""
 
 
-_PENDING, _RUNNING, _DONE, _FAILED = 0, 1, 2, 3
-_STATE_NAMES = ("pending", "running", "done", "failed")
+_PENDING, _RUNNING, _DONE, _FAILED, _SKIPPED, _BLOCKED = 0, 1, 2, 3, 4, 5
+_STATE_NAMES = ("pending", "running", "done", "failed", "skipped", "blocked")
 
 
 class _Job:
     """The master's book-keeping of one map call, in arrays (a few bytes per unit)."""
 
     def __init__(self, name: str, units: Sequence[Any], keys: Sequence[str],
-                 retries: int) -> None:
+                 retries: int, deps: Sequence[Sequence[int]] | None = None,
+                 skip: Iterable[int] = ()) -> None:
         n = len(units)
         self.name = name
         self.units = units
@@ -123,11 +124,65 @@ class _Job:
         self.excluded: dict[int, set[int]] = {}
         self.hosts: dict[int, str] = {}
         self.results: list[Any] = [None] * n
-        self.pending: collections.deque[int] = collections.deque(range(n))
+        self.pending: collections.deque[int] = collections.deque()
+        # dependencies: a unit becomes pending when every unit it depends on is done
+        self.children: list[list[int]] = [[] for _ in range(n)]
+        self.waiting = np.zeros(n, np.int64)
         self.retry: collections.deque[int] = collections.deque()
         self.remaining = n
         self.mean_seconds: float | None = None
         self.failed_for_good: int | None = None
+        for i, parents in enumerate(deps or ()):
+            for parent in parents:
+                if not 0 <= parent < n or parent == i:
+                    raise ValueError(f"unit {keys[i]}: dependency {parent} is not another unit")
+                self.children[parent].append(i)
+            self.waiting[i] = len(parents)
+        if deps is not None:
+            self._check_acyclic()
+        skipped = set(skip)
+        for i in skipped:  # done by an earlier run: as good as done now
+            self.state[i] = _SKIPPED
+            self.remaining -= 1
+            for child in self.children[i]:
+                self.waiting[child] -= 1
+        self.pending.extend(i for i in range(n) if i not in skipped and self.waiting[i] == 0)
+
+    def _check_acyclic(self) -> None:
+        """Raise if the dependencies have a cycle (Kahn's algorithm)."""
+        waiting = self.waiting.copy()
+        ready = [i for i in range(len(self.units)) if waiting[i] == 0]
+        seen = 0
+        while ready:
+            i = ready.pop()
+            seen += 1
+            for child in self.children[i]:
+                waiting[child] -= 1
+                if waiting[child] == 0:
+                    ready.append(child)
+        if seen != len(self.units):
+            stuck = [self.keys[i] for i in range(len(self.units)) if waiting[i] > 0][:5]
+            raise ValueError(f"job {self.name}: the dependencies form a cycle through "
+                             f"{', '.join(stuck)}")
+
+    def _release(self, index: int) -> None:
+        """A unit is done (or skipped): its children with no other wait become pending."""
+        for child in self.children[index]:
+            self.waiting[child] -= 1
+            if self.waiting[child] == 0 and self.state[child] == _PENDING:
+                self.pending.append(child)
+
+    def _block_descendants(self, index: int) -> None:
+        """A unit failed for good: everything that needs it is blocked, not run."""
+        stack = list(self.children[index])
+        while stack:
+            child = stack.pop()
+            if self.state[child] in (_PENDING,):
+                self.state[child] = _BLOCKED
+                self.errors[child] = (f"blocked: input {self.keys[index]} failed", "")
+                self.results[child] = self.failure(child)
+                self.remaining -= 1
+                stack.extend(self.children[child])
 
     def record_batch(self, indices: list[int], values: list[Any], starts: list[float],
                      ends: list[float], failures: dict[int, tuple[str, str]], rank: int,
@@ -151,6 +206,9 @@ class _Job:
                 done.append(i)
         self.state[done] = _DONE
         self.remaining -= len(done)
+        for i in done:
+            if self.children[i]:
+                self._release(i)
         return done
 
     def _failed(self, index: int, error: tuple[str, str], rank: int, host: str) -> None:
@@ -166,6 +224,7 @@ class _Job:
         self.state[index] = _FAILED
         self.results[index] = self.failure(index)
         self.remaining -= 1
+        self._block_descendants(index)
         if self.failed_for_good is None:
             self.failed_for_good = index
         log.error("unit %s failed on rank %d (%s): %s\n%s", key, rank, host, *error)
@@ -305,8 +364,50 @@ class Pool:
             keys = [str(u) for u in units] if mode == "previous" else _LazyKeys(units)
         elif len(keys) != len(units):
             raise ValueError(f"{len(keys)} keys for {len(units)} units")
+        return self._run_job(_Job(name or getattr(func, "__name__", "job"), units, keys,
+                                  self.retries), func, args, mode)
+
+    def map_graph(self, nodes: Sequence[tuple[Callable[..., Any], Any]],
+                  deps: Sequence[Sequence[int]], *, keys: Sequence[str] | None = None,
+                  skip: Iterable[int] = (), name: str = "graph") -> list[Any]:
+        """Run units in the order of their dependencies, not step by step.
+
+        A unit starts as soon as every unit it depends on is done, so a later step of one
+        part of the data can run while an earlier step of another is still going; there is
+        no barrier between steps.
+
+        Parameters
+        ----------
+        nodes : sequence of (func, unit)
+            Unit ``i`` runs ``func(cache, unit)`` (``func`` picklable, as for :meth:`map`).
+        deps : sequence of sequences of int
+            ``deps[i]``: the indices of the units that must be done before unit ``i``.
+        keys : sequence of str, optional
+            A printable id per unit (default: the function's name and the unit).
+        skip : iterable of int
+            Units already done (by an earlier run: resume); they count as done for their
+            dependents and are recorded as ``skipped``.
+        name : str
+            The job's name in the records.
+
+        Returns
+        -------
+        list
+            The results in node order; a failed unit holds a :class:`UnitFailure`, and so
+            does a unit ``blocked`` by a failed input (it never ran) or a skipped one (None).
+        """
+        self._require_master("map_graph")
+        nodes = list(nodes)
+        if len(deps) != len(nodes):
+            raise ValueError(f"{len(deps)} dependency lists for {len(nodes)} units")
+        if keys is None:
+            keys = [f"{getattr(f, '__name__', 'unit')} {u}" for f, u in nodes]
+        job = _Job(name, nodes, keys, self.retries, deps=deps, skip=skip)
+        return self._run_job(job, _call_node, (), "dynamic")
+
+    def _run_job(self, job: _Job, func: Callable[..., Any], args: tuple[Any, ...], mode: str
+                 ) -> list[Any]:
         self._job_counter += 1
-        job = _Job(name or getattr(func, "__name__", "job"), units, keys, self.retries)
         self._jobs.append(job)
         bar = self._progress_bar(job)
         try:
@@ -494,6 +595,12 @@ class Pool:
                 values[k] = None
         self._transport.send((job_id, indices, values, starts, ends, failures, HOSTNAME),
                              0, Tag.RESULT)
+
+
+def _call_node(cache: Any, node: tuple[Callable[..., Any], Any]) -> Any:
+    """The unit function of a graph job: each node brings its own function."""
+    func, unit = node
+    return func(cache, unit)
 
 
 class _LazyKeys(Sequence[str]):
