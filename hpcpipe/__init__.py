@@ -8,6 +8,17 @@ communication (:mod:`hpcpipe.comm`), compiled pixel kernels with NumPy reference
 
 from __future__ import annotations
 
+from typing import Any
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "expand_data_ids"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy exports: ``hpcpipe.expand_data_ids`` without importing the task framework up front.
+    if name == "expand_data_ids":
+        from hpcpipe.task.dataid import expand_data_ids
+
+        return expand_data_ids
+    raise AttributeError(f"module 'hpcpipe' has no attribute {name!r}")
