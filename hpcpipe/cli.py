@@ -6,6 +6,7 @@ Subcommands:
 * ``hpcpipe info``: versions, MPI and parallel HDF5 support, and which kernels are compiled.
 * ``hpcpipe submit``: a batch job script from ``jobs/``, submitted to SLURM or PBS.
 * ``hpcpipe simulate REPO``: a simulated survey, ingested into a repository.
+* ``hpcpipe run TASK REPO --id ...``: a command-line task (:mod:`hpcpipe.task.cmdline`).
 * ``hpcpipe butler create|describe`` and ``hpcpipe ingest``: data repositories
   (:mod:`hpcpipe.butler.cli`).
 
@@ -54,7 +55,31 @@ def build_parser() -> argparse.ArgumentParser:
     from hpcpipe.drivers.simulate import add_simulate_command
 
     add_simulate_command(sub)
+    run = sub.add_parser("run", help="run a command-line task over data ids of a repository",
+                         description="hpcpipe run TASK REPO --id ... [options]: TASK is a "
+                         "registered task name or an import path (package.module:Class); "
+                         "`hpcpipe run TASK --help` lists the options.")
+    run.add_argument("task", metavar="TASK", help="registered task name or import path")
+    run.add_argument("task_args", nargs=argparse.REMAINDER, metavar="...",
+                     help="REPO and the task's options")
+    run.set_defaults(handler=_cmd_run)
     return parser
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from hpcpipe.task.cmdline import CmdLineTask
+    from hpcpipe.task.discovery import TaskNotFoundError, find_task
+
+    try:
+        task_class = find_task(args.task)
+    except TaskNotFoundError as exc:
+        print(f"hpcpipe run: error: argument TASK: {exc}", file=sys.stderr)
+        return 2
+    if not (isinstance(task_class, type) and issubclass(task_class, CmdLineTask)):
+        print(f"hpcpipe run: error: argument TASK: {args.task} is not a CmdLineTask",
+              file=sys.stderr)
+        return 2
+    return task_class.parse_and_run(args.task_args, prog=f"hpcpipe run {args.task}")
 
 
 def _add_submit_parser(sub: argparse._SubParsersAction) -> None:

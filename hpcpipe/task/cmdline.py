@@ -1,0 +1,203 @@
+"""Command-line tasks: ``hpcpipe run TASK REPO --id ...`` (LSST's CmdLineTask and TaskRunner).
+
+A :class:`CmdLineTask` processes one data reference at a time in :meth:`run_data_ref`.
+:func:`run_cmdline_task` parses the command line (:mod:`hpcpipe.task.argparser`), opens the
+butler on ``REPO`` with ``--output`` or ``--rerun`` chained to it, expands ``--id`` into data
+references, writes the task's config to the output repository on the first run (and refuses a
+later run whose config differs, unless ``--clobber-config``, which keeps a backup), runs every
+data reference (``-j N`` at once), writes ``<task>_metadata`` after each, and returns the
+number of data ids that failed (capped at 255 so that it never wraps to 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import logging
+import multiprocessing
+import os
+import shutil
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from hpcpipe.task.argparser import build_argument_parser
+from hpcpipe.task.struct import Struct
+from hpcpipe.task.task import Task
+
+__all__ = ["CmdLineTask", "run_cmdline_task", "MAX_EXIT_STATUS"]
+
+log = logging.getLogger("hpcpipe.task.cmdline")
+
+#: The exit status is the number of failed data ids, but never more than this.
+MAX_EXIT_STATUS = 255
+
+
+class CmdLineTask(Task):
+    """A task run over data references from the command line.
+
+    Subclasses set ``ConfigClass``, ``_DefaultName`` and, if their units are not raw
+    exposures, :attr:`id_dataset_type`, and implement :meth:`run_data_ref`.
+    """
+
+    #: The dataset type whose data ids ``--id`` selects (one reference per dataset).
+    id_dataset_type: ClassVar[str] = "raw"
+
+    def run_data_ref(self, data_ref: Any) -> Struct:
+        """Process one data reference (read inputs and write outputs through it)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement run_data_ref")
+
+    @classmethod
+    def parse_and_run(cls, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+        """Run from the command line; returns the exit status."""
+        return run_cmdline_task(cls, argv, prog)
+
+
+def _repository_keys(parser: argparse.ArgumentParser):  # type: ignore[no-untyped-def]
+    def keys(ns: argparse.Namespace) -> set[str]:
+        from hpcpipe.butler import Butler, ButlerError
+
+        try:
+            return set(Butler(ns.repo).getKeys())
+        except ButlerError as exc:
+            parser.error(f"argument REPO: {exc}")
+            raise  # not reached: error() exits
+
+    return keys
+
+
+def _butler_for(ns: argparse.Namespace) -> Any:
+    from hpcpipe.butler import Butler
+
+    root = Path(ns.repo)
+    inputs = root / "rerun" / ns.rerun_input if ns.rerun_input else root
+    if ns.output:
+        outputs: Path | None = Path(ns.output)
+    elif ns.rerun_output:
+        outputs = root / "rerun" / ns.rerun_output
+    else:
+        outputs = None
+    return Butler(inputs, outputs=outputs) if outputs is not None else Butler(inputs)
+
+
+def _data_refs(butler: Any, task_class: type[CmdLineTask], data_ids: list[dict[str, Any]],
+               parser: argparse.ArgumentParser) -> list[Any]:
+    from hpcpipe.butler import ButlerError
+
+    refs, seen = [], set()
+    for data_id in data_ids:
+        try:
+            found = butler.subset(task_class.id_dataset_type, data_id)
+        except ButlerError as exc:
+            parser.error(f"argument --id: {exc}")
+        for ref in found:
+            key = tuple(sorted((k, str(v)) for k, v in ref.dataId.items()))
+            if key not in seen:
+                seen.add(key)
+                refs.append(ref)
+    return refs
+
+
+def _persist_config(butler: Any, name: str, config: Any, clobber: bool) -> str | None:
+    """Write the config on the first run; on later runs compare. Returns an error or None."""
+    from hpcpipe.config.compare import format_differences
+
+    dataset = f"{name}_config"
+    if butler.datasetExists(dataset):
+        old = butler.get(dataset)
+        differences = config.compare(old)
+        if not differences:
+            return None
+        if not clobber:
+            return (f"the config of {name} differs from the one in the output repository "
+                    f"(use --clobber-config to replace it):\n{format_differences(differences)}")
+        uri = str(butler.getUri(dataset))
+        path = uri[len("file://"):] if uri.startswith("file://") else uri
+        backup = f"{path}~1"
+        k = 1
+        while os.path.exists(backup):
+            k += 1
+            backup = f"{path}~{k}"
+        shutil.copy2(path, backup)
+        log.warning("replacing the config of %s; the old one is kept as %s", name, backup)
+    butler.put(config, dataset)
+    return None
+
+
+class _Runner:
+    """Runs one data reference in this process or a ``-j`` worker process."""
+
+    def __init__(self, task_class: type[CmdLineTask], config: Any, doraise: bool) -> None:
+        self.task_class = task_class
+        self.config = config
+        self.doraise = doraise
+        self._task: CmdLineTask | None = None
+
+    def __call__(self, ref: Any) -> tuple[dict[str, Any], str | None]:
+        if self._task is None:
+            self._task = self.task_class(config=self.config)
+        task = self._task
+        task.reset_metadata()
+        try:
+            task.run_data_ref(ref)
+            ref.put(task.get_full_metadata(), f"{task.name}_metadata")
+        except Exception as exc:  # noqa: BLE001 - one failing data id must not stop the rest
+            if self.doraise:
+                raise
+            text = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+            return dict(ref.dataId), text
+        return dict(ref.dataId), None
+
+
+def run_cmdline_task(task_class: type[CmdLineTask], argv: Sequence[str] | None = None,
+                     prog: str | None = None) -> int:
+    """Parse ``argv`` for ``task_class`` and run it; returns the exit status.
+
+    Usage errors (a bad option, ``--id`` or config override, an unreadable ``REPO``) exit with
+    status 2 before any data is touched.
+    """
+    name = task_class._DefaultName
+    parser = build_argument_parser(prog or f"hpcpipe run {name}",
+                                   description=(task_class.__doc__ or "").split("\n")[0] or None,
+                                   config_class=task_class.ConfigClass, task_name=name)
+    ns = parser.parse_task_args(argv, known_id_keys=_repository_keys(parser))
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+                            level=logging.INFO)
+    butler = _butler_for(ns)
+    refs = _data_refs(butler, task_class, ns.data_ids, parser) if ns.id_strings else []
+    if ns.show_data:
+        for ref in refs:
+            print(f"{task_class.id_dataset_type} dataRef.dataId = {dict(ref.dataId)}")
+        if ns.exit_after_show:
+            return 0
+    if not ns.id_strings:
+        log.warning("%s: no --id given, so no data to process (a bare --id means all)", name)
+    error = _persist_config(butler, name, ns.config, ns.clobber_config)
+    if error is not None:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
+    runner = _Runner(task_class, ns.config, ns.doraise)
+    profile = cProfile.Profile() if ns.profile else None
+    if profile is not None:
+        profile.enable()
+    try:
+        if ns.processes > 1 and len(refs) > 1:
+            with multiprocessing.get_context("fork").Pool(ns.processes) as pool:
+                outcomes = pool.map(runner, refs, chunksize=1)
+        else:
+            outcomes = [runner(ref) for ref in refs]
+    except Exception as exc:  # noqa: BLE001 - --doraise: the first failure stops the run
+        log.error("%s failed (--doraise): %s: %s", name, type(exc).__name__, exc)
+        return 1
+    finally:
+        if profile is not None:
+            profile.disable()
+            profile.dump_stats(ns.profile)
+    failures = [(data_id, text) for data_id, text in outcomes if text is not None]
+    for data_id, text in failures:
+        log.error("%s failed on %s: %s", name, data_id, text)
+    log.info("%s: %d data id(s) processed, %d failed", name, len(outcomes), len(failures))
+    return min(len(failures), MAX_EXIT_STATUS)
