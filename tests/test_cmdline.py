@@ -93,3 +93,13 @@ def test_bad_repo_and_unknown_task(tmp_path, capsys):
     assert "REPO" in capsys.readouterr().err
     assert main(["run", "noSuchTask", str(tmp_path)]) == 2
     assert "noSuchTask" in capsys.readouterr().err
+
+
+def test_profile_and_loglevel(repo, tmp_path):
+    import pstats
+
+    prof = tmp_path / "run.prof"
+    assert run(repo, "--output", tmp_path / "out", "--id", "visit=1000", "ccd=0",
+               "--profile", prof, "--loglevel", "overscanTest=DEBUG") == 0
+    stats = pstats.Stats(str(prof))
+    assert any("run_data_ref" in func[2] for func in stats.stats)
