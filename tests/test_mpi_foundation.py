@@ -7,6 +7,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from mpi_helpers import on_root, shared_dir
 
 from hpcpipe.comm.world import World
 from hpcpipe.io.parallel_table import mpio_available, write_rows_collectively
@@ -14,23 +15,8 @@ from hpcpipe.io.parallel_table import mpio_available, write_rows_collectively
 ROW = np.dtype([("rank", np.int32), ("i", np.int64), ("value", np.float64)])
 
 
-def on_root(world: World, check) -> None:
-    """Run ``check()`` on rank 0 and raise its failure on every rank, so none is left waiting."""
-    error = None
-    if world.rank == 0:
-        try:
-            check()
-        except Exception as exc:  # noqa: BLE001 - reported on every rank below
-            error = f"{type(exc).__name__}: {exc}"
-    error = world.bcast(error)
-    if error is not None:
-        raise AssertionError(f"rank 0: {error}")
 
 
-def shared_tmp(world: World, tmp_path_factory) -> str:
-    """A directory that every rank agrees on (rank 0's temporary directory)."""
-    path = str(tmp_path_factory.mktemp("shared")) if world.rank == 0 else None
-    return world.bcast(path)
 
 
 @pytest.mark.mpi(min_size=2)
@@ -43,7 +29,7 @@ def test_h5py_has_mpio():
 def test_collective_write_has_every_row_once(tmp_path_factory, empty_rank):
     """Each rank writes a different number of rows, one rank none: no hang, nothing lost."""
     world = World()
-    directory = shared_tmp(world, tmp_path_factory)
+    directory = shared_dir(world, tmp_path_factory)
     n = 0 if world.rank == empty_rank else 3 + 5 * world.rank
     rows = np.zeros(n, ROW)
     rows["rank"] = world.rank
@@ -72,7 +58,7 @@ def test_demo_under_mpi_finds_the_truth(tmp_path_factory):
     from hpcpipe.image import Exposure
 
     world = World()
-    directory = shared_tmp(world, tmp_path_factory)
+    directory = shared_dir(world, tmp_path_factory)
 
     summary = run_demo(Path(directory), n_ccds=world.size + 1, size=384, seed=1, world=world)
     only_root_has_summary = world.allgather(summary is not None)

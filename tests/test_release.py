@@ -7,6 +7,7 @@ import os
 import h5py
 import numpy as np
 import pytest
+from mpi_helpers import on_root, shared_dir
 
 from hpcpipe.comm.world import World
 from hpcpipe.errors import FileFormatError
@@ -60,20 +61,8 @@ def check_release(path: str, counts: list[int]) -> None:
         assert plain["provenance"].attrs["software"].startswith("hpcpipe")
 
 
-def on_root(world: World, check) -> None:
-    error = None
-    if world.rank == 0:
-        try:
-            check()
-        except Exception as exc:  # noqa: BLE001 - reported on every rank below
-            error = f"{type(exc).__name__}: {exc}"
-    error = world.bcast(error)
-    if error is not None:
-        raise AssertionError(f"rank 0: {error}")
 
 
-def shared_dir(world: World, factory) -> str:
-    return world.bcast(str(factory.mktemp("release")) if world.rank == 0 else None)
 
 
 @pytest.mark.parametrize("mode", ["shared", "per-rank"])

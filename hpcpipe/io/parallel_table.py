@@ -20,7 +20,7 @@ import numpy as np
 from hpcpipe.comm.world import World
 from hpcpipe.io.atomic import TEMP_PREFIX, atomic_path
 
-__all__ = ["write_rows_collectively", "mpio_available"]
+__all__ = ["write_rows_collectively", "mpio_available", "collective_write", "open_for_write"]
 
 
 def mpio_available() -> bool:
@@ -28,7 +28,7 @@ def mpio_available() -> bool:
     return bool(h5py.get_config().mpi)
 
 
-def _collective_write(dataset: h5py.Dataset, rows: np.ndarray, offset: int) -> None:
+def collective_write(dataset: h5py.Dataset, rows: np.ndarray, offset: int) -> None:
     """Write ``rows`` at ``offset`` collectively; an empty ``rows`` selects nothing."""
     n = rows.shape[0]
     file_space = dataset.id.get_space()
@@ -44,6 +44,13 @@ def _collective_write(dataset: h5py.Dataset, rows: np.ndarray, offset: int) -> N
     transfer = h5py.h5p.create(h5py.h5p.DATASET_XFER)
     transfer.set_dxpl_mpio(h5py.h5fd.MPIO_COLLECTIVE)
     dataset.id.write(mem_space, file_space, buffer, dxpl=transfer)
+
+
+def open_for_write(path: str | os.PathLike[str], world: World) -> h5py.File:
+    """A new HDF5 file, opened by every rank through MPI-IO (or plainly, with one rank)."""
+    if world.is_parallel:
+        return h5py.File(path, "w", driver="mpio", comm=world.comm)
+    return h5py.File(path, "w")
 
 
 def write_rows_collectively(path: str | os.PathLike[str], name: str, rows: np.ndarray,
@@ -82,9 +89,9 @@ def write_rows_collectively(path: str | os.PathLike[str], name: str, rows: np.nd
     if world.rank == 0:
         final.parent.mkdir(parents=True, exist_ok=True)
     world.barrier()
-    with h5py.File(tmp, "w", driver="mpio", comm=world.comm) as handle:
+    with open_for_write(tmp, world) as handle:
         dataset = handle.create_dataset(name, shape=(total,), dtype=rows.dtype)
-        _collective_write(dataset, rows, offset)
+        collective_write(dataset, rows, offset)
     world.barrier()
     if world.rank == 0:
         os.replace(tmp, final)

@@ -41,6 +41,7 @@ from hpcpipe.comm.world import World
 from hpcpipe.errors import FileFormatError, HpcpipeError
 from hpcpipe.io.atomic import TEMP_PREFIX
 from hpcpipe.io.hdf5_table import catalog_attributes, catalog_rows, read_hdf5
+from hpcpipe.io.parallel_table import collective_write, open_for_write
 from hpcpipe.table.catalog import Catalog
 
 __all__ = [
@@ -131,24 +132,6 @@ def parallel_compression_works(world: World, directory: str | os.PathLike[str]) 
     return bool(ok)
 
 
-def _collective_write(dataset: h5py.Dataset, rows: np.ndarray, offset: int) -> None:
-    """Write ``rows`` at ``offset`` in one collective call; no rows selects nothing."""
-    n = rows.shape[0]
-    file_space = dataset.id.get_space()
-    if n:
-        file_space.select_hyperslab((offset,), (n,))
-        mem_space = h5py.h5s.create_simple((n,))
-        buffer = np.ascontiguousarray(rows)
-    else:  # h5py skips empty selections, which would leave the other ranks waiting
-        file_space.select_none()
-        mem_space = h5py.h5s.create_simple((1,))
-        mem_space.select_none()
-        buffer = np.zeros(1, dtype=rows.dtype)
-    transfer = h5py.h5p.create(h5py.h5p.DATASET_XFER)
-    transfer.set_dxpl_mpio(h5py.h5fd.MPIO_COLLECTIVE)
-    dataset.id.write(mem_space, file_space, buffer, dxpl=transfer)
-
-
 def _chunk_rows(dtype: np.dtype, total: int) -> int:
     return int(max(1, min(total, (1 << 20) // max(dtype.itemsize, 1))))
 
@@ -160,17 +143,13 @@ def _write_shared(tmp: str, name: str, rows: np.ndarray, attrs: dict[str, Any],
     kwargs: dict[str, Any] = {}
     if compression and total:
         kwargs = {"chunks": (_chunk_rows(rows.dtype, total),), "compression": compression}
-    if world.is_parallel:
-        handle = h5py.File(tmp, "w", driver="mpio", comm=world.comm)
-    else:
-        handle = h5py.File(tmp, "w")
-    with handle:
+    with open_for_write(tmp, world) as handle:
         _write_provenance(handle, provenance)
         dataset = handle.create_dataset(name, shape=(total,), dtype=rows.dtype, **kwargs)
         for key, value in attrs.items():
             dataset.attrs[key] = value
         if world.is_parallel:
-            _collective_write(dataset, rows, offset)
+            collective_write(dataset, rows, offset)
         elif total:
             dataset[...] = rows
 
@@ -362,11 +341,7 @@ def write_release_coadds(path: str | os.PathLike[str], coadds: dict[tuple[str, s
     final = Path(path)
     provenance = world.bcast(dict(provenance) if provenance is not None else Provenance.now())
     tmp = _temp_name(world, final)
-    if world.is_parallel:
-        handle = h5py.File(tmp, "w", driver="mpio", comm=world.comm)
-    else:
-        handle = h5py.File(tmp, "w")
-    with handle:
+    with open_for_write(tmp, world) as handle:
         _write_provenance(handle, provenance)
         for key in sorted(everything):
             group = handle.create_group(key)
