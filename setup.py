@@ -5,8 +5,9 @@ The kernels in ``hpcpipe/kernels/pythran/*.py`` are compiled into extension modu
 compile, the install goes on with a warning and hpcpipe uses the NumPy references.
 
 Environment variables: ``HPCPIPE_NO_PYTHRAN=1`` skips the kernels, ``HPCPIPE_NATIVE=1`` adds
-``-march=native`` (binaries then only run on CPUs like this one) and ``HPCPIPE_OPENMP=1``
-compiles the OpenMP pragmas in.
+``-march=native`` (binaries then only run on CPUs like this one), ``HPCPIPE_OPENMP=1``
+compiles the OpenMP pragmas in, and ``HPCPIPE_KERNEL_CACHE`` places (or, ``off``, disables)
+the cache of compiled kernels.
 """
 
 from __future__ import annotations
@@ -45,15 +46,54 @@ if os.environ.get("HPCPIPE_NO_PYTHRAN") != "1":
                 extra_link_args=link_args,
             ))
 
+        def _cache_key(ext) -> str:  # type: ignore[no-untyped-def]
+            """What a compiled kernel depends on: its source, the flags, Pythran, Python."""
+            import hashlib
+            import platform
+
+            import pythran
+
+            digest = hashlib.sha256()
+            for source in ext.sources:
+                digest.update((here / source).read_bytes())
+            digest.update(repr((compile_args, link_args, pythran.__version__, sys.version,
+                                platform.machine(), os.environ.get("CXX", ""))).encode())
+            return digest.hexdigest()[:24]
+
         class TolerantPythranBuildExt(PythranBuildExt):
-            """Compile each kernel; one that fails leaves its NumPy reference in use."""
+            """Compile each kernel; one that fails leaves its NumPy reference in use.
+
+            Compiled kernels are kept in a cache (``HPCPIPE_KERNEL_CACHE``, default
+            ``~/.cache/hpcpipe/kernels``; ``HPCPIPE_KERNEL_CACHE=off`` disables it) keyed by a
+            hash of the kernel's source, the flags and the Pythran and Python versions, so that
+            a new clone (a CI run) does not recompile unchanged kernels.
+            """
 
             def build_extension(self, ext):  # type: ignore[no-untyped-def]
+                import shutil
+
+                target = Path(self.get_ext_fullpath(ext.name))
+                setting = os.environ.get("HPCPIPE_KERNEL_CACHE", "")
+                cache = None
+                if setting != "off":
+                    root = Path(setting) if setting else Path.home() / ".cache/hpcpipe/kernels"
+                    cache = root / f"{ext.name.rsplit('.', 1)[-1]}-{_cache_key(ext)}{target.suffix}"
+                    if cache.exists():
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copyfile(cache, target)
+                        print(f"hpcpipe: kernel {ext.name} from the cache ({cache.name})")
+                        return
                 try:
                     super().build_extension(ext)
                 except Exception as exc:  # noqa: BLE001 - any compiler failure
                     print(f"hpcpipe: warning: kernel {ext.name} did not compile ({exc}); "
                           "its NumPy reference will be used", file=sys.stderr)
+                    return
+                if cache is not None and target.exists():
+                    cache.parent.mkdir(parents=True, exist_ok=True)
+                    partial = cache.with_name(f".{cache.name}.{os.getpid()}")
+                    shutil.copyfile(target, partial)
+                    partial.replace(cache)
 
         cmdclass["build_ext"] = TolerantPythranBuildExt
 
@@ -77,6 +117,13 @@ setup(
         "matplotlib>=3.8",
         "tqdm>=4.66",
     ],
-    entry_points={"console_scripts": ["hpcpipe = hpcpipe.cli:main"]},
+    entry_points={
+        "console_scripts": ["hpcpipe = hpcpipe.cli:main"],
+        # tasks `hpcpipe run NAME` finds (the coadd steps run through `hpcpipe drp --steps`)
+        "hpcpipe.tasks": [
+            "processCcd = hpcpipe.pipe.process_ccd:ProcessCcdTask",
+            "isr = hpcpipe.pipe.isr:IsrTask",
+        ],
+    },
     zip_safe=False,
 )

@@ -9,7 +9,8 @@ from types import ModuleType
 __all__ = ["load_native", "use_native", "kernel_status", "KERNEL_MODULES"]
 
 #: The compiled kernel modules hpcpipe knows (``hpcpipe/kernels/pythran/<name>.py``).
-KERNEL_MODULES = ("convolve", "stats")
+KERNEL_MODULES = ("background", "coadd", "convolve", "cosmic", "detect", "isr", "measure",
+                  "stats", "warp")
 
 _cache: dict[str, ModuleType | None] = {}
 

@@ -1,13 +1,36 @@
-"""Separable correlation of an image (for PSF-smoothed detection)."""
+"""Correlation of an image with separable and general 2-D kernels (PSF-smoothed detection).
+
+Edge and mask rule
+------------------
+Without a ``bad`` mask, pixels outside the image repeat the nearest edge pixel (as
+``scipy.ndimage.correlate(..., mode="nearest")``) and NaNs propagate to their neighbours.
+
+With a ``bad`` mask (normalised correlation), pixels that are flagged, not finite, or outside
+the image are left out and the kernel is renormalised over the pixels that remain::
+
+    out = sum(K * v * g) / sum(K * g) * sum(K)      (g = 1 for good pixels, 0 otherwise)
+
+so a kernel summing to 1 gives the weighted mean of the good pixels (astropy's
+``convolve(..., boundary="fill", fill_value=nan, nan_treatment="interpolate")``). A pixel
+whose kernel covers no good pixel is NaN. The rule is meant for non-negative kernels. The
+separable form gives the same result as the 2-D form with the outer-product kernel.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from hpcpipe.errors import PixelTypeError
+from hpcpipe.kernels._checks import flag_image
 from hpcpipe.kernels._loader import load_native
 
-__all__ = ["correlate_separable", "correlate_separable_reference", "gaussian_kernel_1d"]
+__all__ = [
+    "correlate_2d",
+    "correlate_2d_reference",
+    "correlate_separable",
+    "correlate_separable_reference",
+    "gaussian_kernel_1d",
+]
 
 
 def gaussian_kernel_1d(sigma: float, half_width: int | None = None, dtype=np.float32
@@ -38,10 +61,34 @@ def _check(image: np.ndarray, kernel_x: np.ndarray, kernel_y: np.ndarray
     return np.ascontiguousarray(image), kx, ky
 
 
-def correlate_separable_reference(image: np.ndarray, kernel_x: np.ndarray, kernel_y: np.ndarray
-                                  ) -> np.ndarray:
+def _masked_reference(image: np.ndarray, bad: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """The normalised correlation of the module's rule, in float64, by shifted sums."""
+    ny, nx = image.shape
+    nky, nkx = kernel.shape
+    hy, hx = nky // 2, nkx // 2
+    good = (bad == 0) & np.isfinite(image)
+    values = np.where(good, image, 0.0).astype(np.float64)
+    pv = np.pad(values, ((hy, hy), (hx, hx)))
+    pg = np.pad(good.astype(np.float64), ((hy, hy), (hx, hx)))
+    num = np.zeros((ny, nx))
+    den = np.zeros((ny, nx))
+    for u in range(nky):
+        for t in range(nkx):
+            w = float(kernel[u, t])
+            num += w * pv[u:u + ny, t:t + nx]
+            den += w * pg[u:u + ny, t:t + nx]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(den != 0.0, num / np.where(den != 0.0, den, 1.0) * kernel.sum(), np.nan)
+    return out.astype(image.dtype)
+
+
+def correlate_separable_reference(image: np.ndarray, kernel_x: np.ndarray, kernel_y: np.ndarray,
+                                  bad: np.ndarray | None = None) -> np.ndarray:
     """NumPy reference of :func:`correlate_separable`."""
     image, kx, ky = _check(image, kernel_x, kernel_y)
+    if bad is not None:
+        bad = flag_image(bad, image.shape, "bad", "correlate_separable")
+        return _masked_reference(image, bad, np.outer(ky.astype(np.float64), kx))
     hx, hy = kx.size // 2, ky.size // 2
     ny, nx = image.shape
     padded = np.pad(image.astype(np.float64), ((0, 0), (hx, hx)), mode="edge")
@@ -56,38 +103,122 @@ def correlate_separable_reference(image: np.ndarray, kernel_x: np.ndarray, kerne
     return out
 
 
+def _out(out: np.ndarray | None, image: np.ndarray) -> np.ndarray:
+    if out is None:
+        return np.empty_like(image)
+    if out.shape != image.shape or out.dtype != image.dtype or not out.flags.c_contiguous:
+        raise ValueError("out must be a C-contiguous array of the image's shape and type")
+    if np.shares_memory(out, image):
+        raise ValueError("out must not share memory with the image")
+    return out
+
+
 def correlate_separable(image: np.ndarray, kernel_x: np.ndarray, kernel_y: np.ndarray,
-                        out: np.ndarray | None = None) -> np.ndarray:
+                        out: np.ndarray | None = None, bad: np.ndarray | None = None
+                        ) -> np.ndarray:
     """Correlate an image with ``kernel_x`` along rows, then ``kernel_y`` along columns.
 
     Parameters
     ----------
     image : numpy.ndarray
-        2-D float32 or float64 pixels (NaNs propagate to their neighbours).
+        2-D float32 or float64 pixels.
     kernel_x, kernel_y : numpy.ndarray
         1-D kernels with odd numbers of taps, centred on the middle tap.
     out : numpy.ndarray, optional
         Where to put the result (same shape and type as ``image``).
+    bad : numpy.ndarray, optional
+        Non-zero where a pixel must be left out: switches to the normalised correlation of
+        the module's edge and mask rule.
 
     Returns
     -------
     numpy.ndarray
-        The smoothed image. Outside the image the nearest edge pixel is repeated, as in
-        ``scipy.ndimage.correlate1d(..., mode="nearest")``. For symmetric kernels correlation
-        and convolution are the same.
+        The smoothed image. Without ``bad``, outside the image the nearest edge pixel is
+        repeated, as in ``scipy.ndimage.correlate1d(..., mode="nearest")``, and NaNs
+        propagate. For symmetric kernels correlation and convolution are the same.
     """
     image, kx, ky = _check(image, kernel_x, kernel_y)
+    if bad is not None:
+        bad = flag_image(bad, image.shape, "bad", "correlate_separable")
     native = load_native("convolve")
     if native is None:
-        result = correlate_separable_reference(image, kx, ky)
+        result = correlate_separable_reference(image, kx, ky, bad)
         if out is not None:
-            out[...] = result
+            _out(out, image)[...] = result
             return out
         return result
-    if out is None:
-        out = np.empty_like(image)
-    elif out.shape != image.shape or out.dtype != image.dtype or not out.flags.c_contiguous:
-        raise ValueError("out must be a C-contiguous array of the image's shape and type")
+    out = _out(out, image)
     work = np.empty_like(image)
-    native.correlate_separable(image, kx, ky, work, out)
+    if bad is None:
+        native.correlate_separable(image, kx, ky, work, out)
+    else:
+        native.correlate_separable_masked(image, bad, kx, ky, work, np.empty_like(image), out)
+    return out
+
+
+def _check_2d(image: np.ndarray, kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    image = np.asarray(image)
+    if image.ndim != 2 or image.size == 0:
+        raise ValueError(f"correlate_2d needs a non-empty 2-D image; got shape {image.shape}")
+    if image.dtype not in (np.float32, np.float64):
+        raise PixelTypeError(f"correlate_2d needs float32 or float64 pixels; got {image.dtype}")
+    k = np.ascontiguousarray(kernel, dtype=image.dtype)
+    if k.ndim != 2 or k.shape[0] % 2 == 0 or k.shape[1] % 2 == 0:
+        raise ValueError(f"the 2-D kernel must have odd sizes; got shape {k.shape}")
+    return np.ascontiguousarray(image), k
+
+
+def correlate_2d_reference(image: np.ndarray, kernel: np.ndarray,
+                           bad: np.ndarray | None = None) -> np.ndarray:
+    """NumPy reference of :func:`correlate_2d`."""
+    image, k = _check_2d(image, kernel)
+    if bad is not None:
+        bad = flag_image(bad, image.shape, "bad", "correlate_2d")
+        return _masked_reference(image, bad, k)
+    ny, nx = image.shape
+    hy, hx = k.shape[0] // 2, k.shape[1] // 2
+    padded = np.pad(image.astype(np.float64), ((hy, hy), (hx, hx)), mode="edge")
+    out = np.zeros((ny, nx))
+    for u in range(k.shape[0]):
+        for t in range(k.shape[1]):
+            out += float(k[u, t]) * padded[u:u + ny, t:t + nx]
+    return out.astype(image.dtype)
+
+
+def correlate_2d(image: np.ndarray, kernel: np.ndarray, out: np.ndarray | None = None,
+                 bad: np.ndarray | None = None) -> np.ndarray:
+    """Correlate an image with a general 2-D kernel.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        2-D float32 or float64 pixels.
+    kernel : numpy.ndarray
+        2-D kernel with odd sizes, centred on its middle pixel.
+    out : numpy.ndarray, optional
+        Where to put the result (same shape and type as ``image``).
+    bad : numpy.ndarray, optional
+        Non-zero where a pixel must be left out (normalised correlation).
+
+    Returns
+    -------
+    numpy.ndarray
+        The correlated image, with the module's edge and mask rule: without ``bad`` the
+        same as ``scipy.ndimage.correlate(image, kernel, mode="nearest")``.
+    """
+    image, k = _check_2d(image, kernel)
+    if bad is not None:
+        bad = flag_image(bad, image.shape, "bad", "correlate_2d")
+    native = load_native("convolve")
+    if native is None:
+        result = correlate_2d_reference(image, k, bad)
+        if out is not None:
+            _out(out, image)[...] = result
+            return out
+        return result
+    out = _out(out, image)
+    if bad is None:
+        native.correlate_2d(image, k, out)
+    else:
+        native.correlate_2d_masked(image, bad, k, out)
     return out

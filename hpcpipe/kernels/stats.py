@@ -1,13 +1,26 @@
-"""Robust statistics of the cells of an image (the background mesh)."""
+"""Robust statistics of the cells of an image (the background mesh).
+
+The rule is :func:`clipped_mean_reference`'s. The compiled kernel reads each cell once,
+into a histogram over a range guessed from a sample of the cell (with each bin's count, sum
+and sum of squares) and a copy of the values grouped by bin; the quartiles are then exact
+order statistics found inside single bins, and each clipping pass adds up whole bins inside
+its limits and looks at single values only in the few bins that straddle a limit. The kept
+pixels are the reference's exactly; the means and widths differ from NumPy's by rounding.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from hpcpipe.errors import PixelTypeError
+from hpcpipe.kernels._checks import flag_image, float_image
 from hpcpipe.kernels._loader import load_native
 
-__all__ = ["binned_clipped_mean", "binned_clipped_mean_reference", "clipped_mean_reference"]
+__all__ = [
+    "binned_clipped_mean",
+    "binned_clipped_mean_reference",
+    "clipped_mean_reference",
+    "clipped_stats",
+]
 
 #: The Gaussian standard deviation per unit interquartile range.
 IQR_TO_SIGMA = 0.7413
@@ -38,23 +51,14 @@ def clipped_mean_reference(values: np.ndarray, nsigma: float, niter: int
 
 def _check(image: np.ndarray, bad: np.ndarray | None, bin_x: int, bin_y: int, nsigma: float,
            niter: int) -> tuple[np.ndarray, np.ndarray]:
-    image = np.asarray(image)
-    if image.ndim != 2 or image.size == 0:
-        raise ValueError(
-            f"binned_clipped_mean needs a non-empty 2-D image; got shape {image.shape}")
-    if image.dtype not in (np.float32, np.float64):
-        raise PixelTypeError(
-            f"binned_clipped_mean needs float32 or float64 pixels; got {image.dtype}")
-    if bad is None:
-        bad = np.zeros(image.shape, dtype=np.uint8)
-    bad = np.ascontiguousarray(bad, dtype=np.uint8)
-    if bad.shape != image.shape:
-        raise ValueError(f"the bad-pixel array's shape {bad.shape} differs from {image.shape}")
-    if bin_x < 1 or bin_y < 1:
-        raise ValueError(f"bin sizes must be positive; got {bin_x}x{bin_y}")
-    if not nsigma > 0 or niter < 0:
-        raise ValueError(f"need nsigma > 0 and niter >= 0; got {nsigma}, {niter}")
-    return np.ascontiguousarray(image), bad
+    image = float_image(image, "image", "binned_clipped_mean", dtype=np.float32)
+    bad = flag_image(bad, image.shape, "bad", "binned_clipped_mean")
+    if int(bin_x) < 1 or int(bin_y) < 1:
+        raise ValueError(f"binned_clipped_mean: bin sizes must be positive; got {bin_x}x{bin_y}")
+    if not nsigma > 0 or int(niter) < 0:
+        raise ValueError(f"binned_clipped_mean: need nsigma > 0 and niter >= 0; got {nsigma}, "
+                         f"{niter}")
+    return image, bad
 
 
 def binned_clipped_mean_reference(image: np.ndarray, bad: np.ndarray | None, bin_x: int,
@@ -84,7 +88,8 @@ def binned_clipped_mean(image: np.ndarray, bad: np.ndarray | None, bin_x: int, b
     Parameters
     ----------
     image : numpy.ndarray
-        2-D float32 or float64 pixels.
+        2-D float32 or float64 pixels (float64 pixels are rounded to float32 first, by the
+        compiled kernel and the reference alike).
     bad : numpy.ndarray or None
         Non-zero where a pixel must be left out (masked); NaN and infinite pixels are always
         left out.
@@ -108,4 +113,37 @@ def binned_clipped_mean(image: np.ndarray, bad: np.ndarray | None, bin_x: int, b
     native = load_native("stats")
     if native is None:
         return binned_clipped_mean_reference(image, bad, bin_x, bin_y, nsigma, niter)
-    return native.binned_clipped_mean(image, bad, int(bin_x), int(bin_y), float(nsigma), int(niter))
+    return native.binned_clipped_mean(image, bad, int(bin_x), int(bin_y), float(nsigma),
+                                      int(niter))
+
+
+def clipped_stats(image: np.ndarray, bad: np.ndarray | None = None, nsigma: float = 3.0,
+                  niter: int = 3) -> tuple[float, float, int]:
+    """Clipped mean, standard deviation and kept count of all the good pixels of an image.
+
+    The rule of :func:`clipped_mean_reference` (one cell covering the whole image).
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        1-D or 2-D float32 or float64 values.
+    bad : numpy.ndarray, optional
+        Non-zero where a value must be left out; NaN and infinite values are always left out.
+    nsigma, niter : float, int
+        Clipping limit and number of mean/standard deviation passes.
+
+    Returns
+    -------
+    mean, std : float
+        NaN when no value is good.
+    count : int
+        The number of values kept.
+    """
+    arr = np.asarray(image)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+        if bad is not None:
+            bad = np.asarray(bad)[None, :]
+    arr = float_image(arr, "image", "clipped_stats")
+    mean, std, count = binned_clipped_mean(arr, bad, arr.shape[1], arr.shape[0], nsigma, niter)
+    return float(mean[0, 0]), float(std[0, 0]), int(count[0, 0])

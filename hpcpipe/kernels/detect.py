@@ -1,0 +1,419 @@
+"""Detection: thresholded footprints, grown and labelled, with their deblended peaks.
+
+The algorithm (LSST's ``SourceDetectionTask`` with a watershed deblender):
+
+1. Optionally smooth the image by a Gaussian matching the PSF; the noise of the smoothed
+   image is then ``noise * sqrt(sum(K**2))``.
+2. Positive detection: pixels with ``value > threshold * noise`` (negative: ``value <
+   -threshold * noise``) that are not flagged bad; NaN pixels are never above threshold.
+   With a per-pixel noise image the threshold applies to ``value / noise``.
+3. Connected groups (8-connectivity) of fewer than ``min_pixels`` pixels are dropped, the
+   rest grown by a disc of ``grow`` pixels (pixels whose centres lie within ``grow`` of a
+   detected pixel), and the grown mask labelled again (8-connectivity): overlapping grown
+   footprints merge. Footprints are numbered from 1 in raster order of their first pixel
+   (as ``scipy.ndimage.label``).
+4. Peaks and deblending: each footprint's pixels are flooded from the brightest down
+   (ties in raster order). A pixel with no flooded neighbour starts a basin (a local
+   maximum); a pixel touching several basins merges every lower basin into the highest one
+   unless that basin's peak is above the threshold and rises above this pixel (the saddle)
+   by at least ``max(prominence * noise, contrast * peak)``; the pixel then joins the basin
+   of its brightest neighbour. The basins left are the deblended children: each has one
+   peak, and every (good) footprint pixel is assigned to one (``segments``).
+
+Outputs for positive sources use positive ids; negative sources use negative ids in the same
+images. Where a grown positive and a grown negative footprint overlap, the pixel shows the
+positive one (the footprint tables still count it in both).
+
+Defined results: no pixel above threshold gives empty tables and zero images; all-NaN or
+all-bad images detect nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hpcpipe.kernels._checks import flag_image, float_image
+from hpcpipe.kernels._loader import load_native
+from hpcpipe.kernels.convolve import correlate_separable, gaussian_kernel_1d
+
+__all__ = [
+    "Detections",
+    "FOOTPRINT_DTYPE",
+    "PEAK_DTYPE",
+    "detect_sources",
+    "detect_sources_reference",
+    "label_8",
+]
+
+#: One row per footprint: signed id, polarity, pixel count, inclusive bounding box, peaks.
+FOOTPRINT_DTYPE = np.dtype([
+    ("id", np.int32), ("sign", np.int8), ("npix", np.int64), ("x0", np.int32),
+    ("y0", np.int32), ("x1", np.int32), ("y1", np.int32), ("n_peaks", np.int32),
+    ("first_peak", np.int64),
+])
+
+#: One row per deblended peak: signed id, footprint id, pixel, value and significance.
+PEAK_DTYPE = np.dtype([
+    ("id", np.int32), ("footprint", np.int32), ("sign", np.int8), ("x", np.int32),
+    ("y", np.int32), ("value", np.float32), ("significance", np.float32),
+])
+
+POLARITIES = ("positive", "negative", "both")
+
+
+@dataclass
+class Detections:
+    """Footprints and peaks found by :func:`detect_sources`.
+
+    Attributes
+    ----------
+    labels : numpy.ndarray
+        int32 image: footprint id (negative for negative detections), 0 outside.
+    segments : numpy.ndarray
+        int32 image: the (signed) id of the peak each footprint pixel was assigned to.
+    footprints : numpy.ndarray
+        :data:`FOOTPRINT_DTYPE` table; the peaks of footprint ``k`` are rows
+        ``first_peak:first_peak + n_peaks`` of ``peaks``, brightest first.
+    peaks : numpy.ndarray
+        :data:`PEAK_DTYPE` table.
+    smoothed : numpy.ndarray
+        The image that was thresholded.
+    noise : float or numpy.ndarray
+        Its noise (per pixel, or one value).
+    threshold : float
+        The threshold in units of the noise.
+    """
+
+    labels: np.ndarray
+    segments: np.ndarray
+    footprints: np.ndarray
+    peaks: np.ndarray
+    smoothed: np.ndarray
+    noise: float | np.ndarray
+    threshold: float
+
+    def mask_bits(self, detected: int = 1 << 5, detected_negative: int = 1 << 6) -> np.ndarray:
+        """An int32 mask with ``detected`` on positive and ``detected_negative`` on negative
+        footprint pixels (the DETECTED and DETECTED_NEGATIVE planes by default)."""
+        out = np.zeros(self.labels.shape, np.int32)
+        out[self.labels > 0] = detected
+        out[self.labels < 0] = detected_negative
+        return out
+
+
+def label_8(fg: np.ndarray) -> tuple[np.ndarray, int]:
+    """Connected components (8-connectivity) of a boolean image, in NumPy.
+
+    Labels from 1 in raster order of each component's first pixel, by minimum-label
+    propagation with pointer jumping.
+    """
+    fg = np.asarray(fg, dtype=bool)
+    ny, nx = fg.shape
+    big = ny * nx
+    flat_index = np.arange(big, dtype=np.int64).reshape(ny, nx)
+    lab = np.where(fg, flat_index, big)
+    while True:
+        padded = np.pad(lab, 1, constant_values=big)
+        new = lab.copy()
+        for dy in range(3):
+            for dx in range(3):
+                np.minimum(new, padded[dy:dy + ny, dx:dx + nx], out=new)
+        new = np.where(fg, new, big)
+        flat = np.append(new.ravel(), big)
+        while True:  # pointer jumping: the label of my label's pixel
+            jumped = flat[flat]
+            if np.array_equal(jumped, flat):
+                break
+            flat = jumped
+        new = flat[:-1].reshape(ny, nx)
+        if np.array_equal(new, lab):
+            break
+        lab = new
+    roots = np.unique(lab[fg])
+    out = np.zeros((ny, nx), np.int32)
+    out[fg] = np.searchsorted(roots, lab[fg]) + 1
+    return out, int(roots.size)
+
+
+def _disc_offsets(radius: int) -> list[tuple[int, int]]:
+    r = int(radius)
+    return [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)
+            if dx * dx + dy * dy <= r * r]
+
+
+def _deblend_reference(vals: np.ndarray, ys: np.ndarray, xs: np.ndarray, level: float,
+                       prom_level: float, contrast: float) -> tuple[list[int], np.ndarray]:
+    """The watershed of one footprint's good pixels (raster order) in plain Python.
+
+    Returns the peak pixels (indices into the inputs, brightest first) and, per pixel, the
+    index of its peak in that list (-1 if its basin has no significant peak).
+    """
+    n = vals.size
+    order = np.lexsort((np.arange(n), -vals))
+    pos = {(int(y), int(x)): k for k, (y, x) in enumerate(zip(ys, xs))}
+    basin = np.full(n, -1, np.int64)
+    parent: list[int] = []
+    peak_v: list[float] = []
+    peak_k: list[int] = []
+
+    def find(b: int) -> int:
+        while parent[b] != b:
+            parent[b] = parent[parent[b]]
+            b = parent[b]
+        return b
+
+    for k in order:
+        y, x = int(ys[k]), int(xs[k])
+        v = float(vals[k])
+        nbrs = [pos[(y + dy, x + dx)] for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+                if (dy or dx) and (y + dy, x + dx) in pos and basin[pos[(y + dy, x + dx)]] >= 0]
+        if not nbrs:
+            parent.append(len(parent))
+            peak_v.append(v)
+            peak_k.append(int(k))
+            basin[k] = len(parent) - 1
+            continue
+        roots = sorted({find(int(basin[q])) for q in nbrs})
+        best = max(roots, key=lambda r: (peak_v[r], -r))
+        for r in roots:
+            if r == best:
+                continue
+            rise = peak_v[r] - v
+            if peak_v[r] <= level or rise < prom_level or rise < contrast * peak_v[r]:
+                parent[r] = best
+        steep = nbrs[int(np.argmax([vals[q] for q in nbrs]))]
+        basin[k] = find(int(basin[steep]))
+    roots = [b for b in range(len(parent)) if parent[b] == b and peak_v[b] > level]
+    roots.sort(key=lambda b: (-peak_v[b], b))
+    index = {b: t for t, b in enumerate(roots)}
+    assign = np.array([index.get(find(int(basin[k])), -1) for k in range(n)], np.int64)
+    return [peak_k[b] for b in roots], assign
+
+
+def _polarity_reference(image, bad, level, sign, radius, min_pixels, prom_level, contrast,
+                        labels, segments):
+    above = (sign * image > level) & (bad == 0)
+    if min_pixels > 1 and above.any():
+        lab, n = label_8(above)
+        sizes = np.bincount(lab.ravel(), minlength=n + 1)
+        above &= sizes[lab] >= min_pixels
+    grown = above.copy()
+    if radius > 0 and above.any():
+        ny, nx = above.shape
+        for dy, dx in _disc_offsets(radius):
+            src = above[max(0, -dy):ny - max(0, dy), max(0, -dx):nx - max(0, dx)]
+            grown[max(0, dy):ny - max(0, -dy), max(0, dx):nx - max(0, -dx)] |= src
+    lab, nfp = label_8(grown)
+    labels[lab > 0] = int(sign) * lab[lab > 0]
+    fp = np.zeros((nfp, 7), np.int64)
+    peaks: list[tuple[int, int, int]] = []
+    values = sign * image.astype(np.float64)
+    for f in range(1, nfp + 1):
+        ys, xs = np.nonzero(lab == f)
+        fp[f - 1, :5] = (ys.size, xs.min(), ys.min(), xs.max(), ys.max())
+        fp[f - 1, 6] = len(peaks)
+        good = (bad[ys, xs] == 0) & np.isfinite(values[ys, xs])
+        ys, xs = ys[good], xs[good]
+        if ys.size == 0:
+            continue
+        peak_k, assign = _deblend_reference(values[ys, xs], ys, xs, level, prom_level,
+                                            contrast)
+        first = len(peaks)
+        for k in peak_k:
+            peaks.append((f, int(xs[k]), int(ys[k])))
+        fp[f - 1, 5] = len(peak_k)
+        ok = assign >= 0
+        segments[ys[ok], xs[ok]] = int(sign) * (first + 1 + assign[ok])
+    pk = np.array(peaks, np.int64).reshape(-1, 3)
+    return fp, pk
+
+
+def _polarity_native(native, image, bad, level, sign, radius, min_pixels, prom_level, contrast,
+                     labels, segments):
+    """:func:`_polarity_reference` with SciPy's labelling and dilation and the compiled
+    watershed (the same results)."""
+    from scipy import ndimage
+
+    eight = np.ones((3, 3), bool)
+    above = (sign * image > level) & (bad == 0)
+    if min_pixels > 1 and above.any():
+        lab, n = ndimage.label(above, structure=eight)
+        sizes = np.bincount(lab.ravel(), minlength=n + 1)
+        above &= sizes[lab] >= min_pixels
+    grown = above
+    if radius > 0 and above.any():
+        grown = native.grow_disc(above.view(np.uint8), int(radius))
+    lab, nfp = ndimage.label(grown, structure=eight)
+    lab = lab.astype(np.int32)
+    labels[lab > 0] = int(sign) * lab[lab > 0]
+    fp = np.zeros((nfp, 7), np.int64)
+    if nfp == 0:
+        return fp, np.zeros((0, 3), np.int64)
+    flat = lab.ravel()
+    counts = np.bincount(flat, minlength=nfp + 1)[1:]
+    boxes = ndimage.find_objects(lab)
+    fp[:, 0] = counts
+    fp[:, 1] = [b[1].start for b in boxes]
+    fp[:, 2] = [b[0].start for b in boxes]
+    fp[:, 3] = [b[1].stop - 1 for b in boxes]
+    fp[:, 4] = [b[0].stop - 1 for b in boxes]
+    ys, xs = np.nonzero(lab)
+    vals = sign * image[ys, xs].astype(np.float64)
+    good = (bad[ys, xs] == 0) & np.isfinite(vals)
+    ys, xs, vals = ys[good], xs[good], vals[good]
+    # footprint by footprint (the footprints never touch, so this is the same flood, and it
+    # keeps the memory accesses local), each from its brightest pixel down, ties in raster
+    # order (np.nonzero gives raster order and lexsort is stable)
+    order = np.lexsort((-vals, lab[ys, xs]))
+    ny, nx = image.shape
+    basin, parent, peak_v, peak_k = native.watershed(
+        vals, ys.astype(np.int64), xs.astype(np.int64), order.astype(np.int64), ny, nx,
+        float(level), float(prom_level), float(contrast))
+    created = np.arange(parent.size)
+    roots = created[(parent == created) & (peak_v > level)]
+    root_fp = lab[ys[peak_k[roots]], xs[peak_k[roots]]]
+    rank = np.lexsort((roots, -peak_v[roots], root_fp))
+    roots, root_fp = roots[rank], root_fp[rank]
+    n_peaks = np.bincount(root_fp, minlength=nfp + 1)[1:]
+    fp[:, 5] = n_peaks
+    fp[:, 6] = np.concatenate([[0], np.cumsum(n_peaks)[:-1]])
+    number = np.full(parent.size, -1, np.int64)
+    number[roots] = np.arange(roots.size)  # global peak number, footprint by footprint
+    assigned = number[basin]
+    ok = assigned >= 0
+    segments[ys[ok], xs[ok]] = int(sign) * (1 + assigned[ok])
+    pk = np.column_stack([root_fp, xs[peak_k[roots]], ys[peak_k[roots]]]).astype(np.int64)
+    return fp, pk
+
+
+def _check(image, noise, threshold, polarity, grow, min_pixels, bad, smooth_sigma,
+           prominence, contrast):
+    image = float_image(image, "image", "detect_sources", dtype=np.float32)
+    bad = flag_image(bad, image.shape, "bad", "detect_sources")
+    if polarity not in POLARITIES:
+        raise ValueError(f"detect_sources: polarity must be one of {POLARITIES}; got "
+                         f"{polarity!r}")
+    if not threshold > 0 or int(grow) < 0 or int(min_pixels) < 0:
+        raise ValueError("detect_sources: need threshold > 0, grow >= 0, min_pixels >= 0; got "
+                         f"{threshold}, {grow}, {min_pixels}")
+    if prominence < 0 or contrast < 0:
+        raise ValueError("detect_sources: prominence and contrast must be >= 0")
+    if np.ndim(noise) == 0:
+        noise = float(noise)
+        if not noise > 0:
+            raise ValueError(f"detect_sources: the noise must be positive; got {noise}")
+    else:
+        noise = float_image(noise, "noise", "detect_sources", dtype=np.float32)
+        if noise.shape != image.shape:
+            raise ValueError(f"detect_sources: the noise image's shape {noise.shape} differs "
+                             f"from {image.shape}")
+    if smooth_sigma is not None:
+        kernel = gaussian_kernel_1d(float(smooth_sigma))
+        image = correlate_separable(image, kernel, kernel)
+        norm = float((kernel.astype(np.float64) ** 2).sum())  # = sqrt(sum of the 2-D K**2)
+        if isinstance(noise, float):
+            noise = noise * norm
+        else:
+            k2 = (kernel.astype(np.float64) ** 2).astype(np.float32)
+            noise = np.sqrt(np.maximum(correlate_separable(noise**2, k2, k2), 0.0))
+    return image, noise, bad
+
+
+def _run(image, noise, threshold, polarity, grow, min_pixels, bad, smooth_sigma, prominence,
+         contrast, one_polarity) -> Detections:
+    smoothed, noise, bad = _check(image, noise, threshold, polarity, grow, min_pixels, bad,
+                                  smooth_sigma, prominence, contrast)
+    if isinstance(noise, float):
+        work, scale = smoothed, noise
+    else:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            work = (smoothed / noise).astype(np.float32)
+        scale = 1.0
+    labels = np.zeros(smoothed.shape, np.int32)
+    segments = np.zeros(smoothed.shape, np.int32)
+    signs = {"positive": [1.0], "negative": [-1.0], "both": [-1.0, 1.0]}[polarity]
+    tables = {}
+    for sign in signs:
+        tables[sign] = one_polarity(work, bad, float(threshold * scale), sign, int(grow),
+                                    int(min_pixels), float(prominence * scale),
+                                    float(contrast), labels, segments)
+    fp_rows, pk_rows = [], []
+    n_peaks_before = 0
+    for sign in sorted(signs, reverse=True):  # positive first in the tables
+        fp, pk = tables[sign]
+        f = np.zeros(fp.shape[0], FOOTPRINT_DTYPE)
+        f["id"] = sign * np.arange(1, fp.shape[0] + 1)
+        f["sign"] = sign
+        for col, name in enumerate(("npix", "x0", "y0", "x1", "y1", "n_peaks")):
+            f[name] = fp[:, col]
+        f["first_peak"] = fp[:, 6] + n_peaks_before
+        p = np.zeros(pk.shape[0], PEAK_DTYPE)
+        p["id"] = sign * np.arange(1, pk.shape[0] + 1)
+        p["footprint"] = sign * pk[:, 0]
+        p["sign"] = sign
+        p["x"] = pk[:, 1]
+        p["y"] = pk[:, 2]
+        p["value"] = smoothed[pk[:, 2], pk[:, 1]]
+        nz = noise if isinstance(noise, float) else noise[pk[:, 2], pk[:, 1]]
+        p["significance"] = p["value"] / nz
+        fp_rows.append(f)
+        pk_rows.append(p)
+        n_peaks_before += pk.shape[0]
+    return Detections(labels, segments, np.concatenate(fp_rows), np.concatenate(pk_rows),
+                      smoothed, noise, float(threshold))
+
+
+def detect_sources_reference(image: np.ndarray, noise: float | np.ndarray,
+                             threshold: float = 5.0, polarity: str = "positive",
+                             grow: int = 2, min_pixels: int = 1, bad: np.ndarray | None = None,
+                             smooth_sigma: float | None = None, prominence: float = 3.0,
+                             contrast: float = 0.01) -> Detections:
+    """NumPy reference of :func:`detect_sources`."""
+    return _run(image, noise, threshold, polarity, grow, min_pixels, bad, smooth_sigma,
+                prominence, contrast, _polarity_reference)
+
+
+def detect_sources(image: np.ndarray, noise: float | np.ndarray, threshold: float = 5.0,
+                   polarity: str = "positive", grow: int = 2, min_pixels: int = 1,
+                   bad: np.ndarray | None = None, smooth_sigma: float | None = None,
+                   prominence: float = 3.0, contrast: float = 0.01) -> Detections:
+    """Detect sources: threshold, grown footprints, peaks and deblending (see the module).
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        2-D float32 or float64 pixels (float64 is converted to float32), already smoothed
+        unless ``smooth_sigma`` is given.
+    noise : float or numpy.ndarray
+        The per-pixel noise of ``image`` (one value or an image of the same shape).
+    threshold : float
+        Detection threshold in units of the noise (LSST: 5).
+    polarity : {"positive", "negative", "both"}
+        Which sources to find.
+    grow : int
+        Footprints are grown by a disc of this radius in pixels (LSST: 2.4 PSF sigma).
+    min_pixels : int
+        Connected groups with fewer pixels above threshold are dropped.
+    bad : numpy.ndarray, optional
+        Non-zero where pixels must not be detected (and are not deblended).
+    smooth_sigma : float, optional
+        Smooth by a Gaussian of this sigma first (and scale the noise accordingly).
+    prominence, contrast : float
+        A peak is a separate child when it rises above its saddle with a brighter peak by
+        at least ``prominence`` noise units and ``contrast`` times its height.
+
+    Returns
+    -------
+    Detections
+        Label and segment images, footprint and peak tables.
+    """
+    native = load_native("detect")
+    if native is None:
+        one = _polarity_reference
+    else:
+        def one(*args):  # type: ignore[no-untyped-def]
+            return _polarity_native(native, *args)
+    return _run(image, noise, threshold, polarity, grow, min_pixels, bad, smooth_sigma,
+                prominence, contrast, one)

@@ -1,0 +1,22 @@
+# Pythran source of hpcpipe.kernels._background (compiled by setup.py). Reference: ../background.py
+#pythran export evaluate_columns(float64[:,:,:], float64[:], float32[:,:])
+#pythran export evaluate_columns(float64[:,:,:], float64[:], float64[:,:])
+import numpy as np
+
+
+def evaluate_columns(coef, knots, out):
+    """Evaluate, down every column, the piecewise cubics ``coef`` at the rows of ``out``.
+
+    ``coef[p, k, j]`` is the coefficient of ``t**p`` on interval ``k`` (from ``knots[k]``)
+    of column ``j``; rows before the first knot or after the last use the end interval.
+    """
+    ny, nx = out.shape
+    m = knots.shape[0]
+    k = 0
+    for i in range(ny):
+        y = float(i)
+        while k < m - 2 and y >= knots[k + 1]:
+            k += 1
+        t = y - knots[k]
+        for j in range(nx):
+            out[i, j] = coef[0, k, j] + t * (coef[1, k, j] + t * (coef[2, k, j] + t * coef[3, k, j]))
