@@ -58,8 +58,9 @@ class Psf:
         return stamp, (cx - w // 2, cy - h // 2)
 
     def sigma_at(self, x: float = 0.0, y: float = 0.0) -> float:
-        """The Gaussian-equivalent width (pixels) from the second moments of the kernel image."""
-        img = self.compute_kernel_image(x, y)
+        """The Gaussian-equivalent width (pixels) from the second moments of the kernel image
+        (negative pixels, the noise of a fitted model's wings, are left out)."""
+        img = np.clip(self.compute_kernel_image(x, y), 0.0, None)
         h, w = img.shape
         yy, xx = np.mgrid[0:h, 0:w]
         total = img.sum()

@@ -1,0 +1,98 @@
+"""Image characterization (LSST's ``CharacterizeImageTask``): background, PSF, cosmic rays.
+
+On a postISRCCD: a Gaussian PSF guess is installed; then ``psfIterations`` times: the
+background is estimated and subtracted (the first time, cosmic rays are then found and
+repaired with the PSF guess), bright sources are detected and measured, and a PSF model is
+fitted to the stars among them. The last
+iteration's catalog is ``icSrc`` (with the stars used flagged ``calib_psf_used``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hpcpipe.config import Config, ConfigurableField, RangeField
+from hpcpipe.image.psf import GaussianPsf
+from hpcpipe.pipe.background import SubtractBackgroundTask
+from hpcpipe.pipe.detection import SourceDetectionTask
+from hpcpipe.pipe.measure_psf import PSF_FLAGS, MeasurePsfTask
+from hpcpipe.pipe.measurement import MeasurementTask, measurement_schema
+from hpcpipe.pipe.repair import RepairTask
+from hpcpipe.pipe.sources import measure_detections
+from hpcpipe.task import Struct, Task, timed_method
+
+__all__ = ["CharacterizeImageConfig", "CharacterizeImageTask", "characterize_schema"]
+
+
+def characterize_schema(radii: list[float]) -> Any:
+    """The icSrc schema: the measurement fields plus the primary and PSF flags."""
+    schema = measurement_schema(radii)
+    schema.add_flag("detect_isPrimary", doc="isolated source or deblended child")
+    for name in PSF_FLAGS:
+        schema.add_flag(name, doc={"calib_psf_candidate": "chosen as a PSF star candidate",
+                                   "calib_psf_used": "used in the PSF model"}[name])
+    return schema
+
+
+class CharacterizeImageConfig(Config):
+    """The subtasks and their order."""
+
+    background = ConfigurableField("estimate and subtract the sky", SubtractBackgroundTask)
+    detection = ConfigurableField("detect bright sources", SourceDetectionTask)
+    measurement = ConfigurableField("measure them", MeasurementTask)
+    measurePsf = ConfigurableField("fit the PSF to the stars", MeasurePsfTask)
+    repair = ConfigurableField("find and repair cosmic rays", RepairTask)
+    psfIterations = RangeField("background/detection/PSF passes", int, default=2, min=1)
+    initialPsfSigma = RangeField("Gaussian PSF guess before the first fit, pixels", float,
+                                 default=2.0, min=0.3)
+
+    def set_defaults(self) -> None:
+        """Bright sources only: the PSF needs high signal to noise."""
+        self.detection.thresholdValue = 10.0
+
+
+class CharacterizeImageTask(Task):
+    """Subtract the background, model the PSF and repair cosmic rays of one exposure."""
+
+    ConfigClass = CharacterizeImageConfig
+    _DefaultName = "characterizeImage"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in ("background", "detection", "measurement", "measurePsf", "repair"):
+            self.make_subtask(name)
+        self.schema = characterize_schema(list(self.config.measurement.apertureRadii))
+
+    @timed_method
+    def run(self, exposure: Any, id_base: int = 0) -> Struct:
+        """Characterize ``exposure`` in place.
+
+        Returns
+        -------
+        Struct
+            ``exposure`` (with its PSF), ``background`` (the total model subtracted),
+            ``sourceCat`` (icSrc) and ``psf_sigma``.
+        """
+        c = self.config
+        if exposure.psf is None:
+            exposure.psf = GaussianPsf(c.initialPsfSigma)
+        sigma = c.initialPsfSigma
+        background = np.zeros(exposure.image.array.shape, np.float32)
+        catalog = None
+        for iteration in range(c.psfIterations):
+            background += self.background.run(exposure).background
+            if iteration == 0:
+                self.repair.run(exposure, psf_sigma=sigma)
+            det = self.detection.run(exposure)
+            catalog = measure_detections(self.measurement, exposure, det.detections, id_base,
+                                         self.schema)
+            sigma = self.measurePsf.run(exposure, catalog).psf_sigma
+        assert catalog is not None
+        # a last background pass with the final detection mask
+        background += self.background.run(exposure).background
+        self.metadata["psfSigma"] = float(sigma)
+        self.metadata["nIcSrc"] = len(catalog)
+        return Struct(exposure=exposure, background=background, sourceCat=catalog,
+                      psf_sigma=float(sigma))

@@ -1,0 +1,155 @@
+"""Warps (LSST's ``MakeCoaddTempExpTask``, ``deepCoadd_directWarp``): one visit on a patch grid.
+
+Every calexp of the visit that overlaps the patch is resampled onto the patch's outer pixel
+grid (the tract's TAN projection) with a Lanczos-3 kernel (:mod:`hpcpipe.kernels.warp`; the
+WCS is evaluated exactly every ``interpLength`` pixels and interpolated between) and scaled
+to nanojanskys with its PhotoCalib, so that all warps share one photometric scale (a zero
+point of 31.4). Pixels no CCD reaches are NaN with NO_DATA set. The warp's PSF is the
+calexp's PSF at the patch centre (as a fixed pixel image).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hpcpipe.config import ChoiceField, Config, RangeField
+from hpcpipe.geom import Box2I
+from hpcpipe.image import Exposure, PhotoCalib
+from hpcpipe.image.calib import AB_NANOJANSKY_ZERO_POINT
+from hpcpipe.image.psf import PixelPsf
+from hpcpipe.kernels.warp import transform_grid, warp_image, wcs_transform
+from hpcpipe.task import Struct, timed_method
+from hpcpipe.task.cmdline import CmdLineTask
+
+__all__ = ["MakeCoaddTempExpConfig", "MakeCoaddTempExpTask", "ccd_box_on_patch", "patch_of"]
+
+
+def patch_of(butler: Any, data_id: Any) -> Any:
+    """The :class:`~hpcpipe.skymap.PatchInfo` of a data id's tract and patch."""
+    sky_map = butler.get("skyMap")
+    tract = sky_map[int(data_id["tract"])]
+    index = tuple(int(v) for v in str(data_id["patch"]).split(","))
+    return tract.get_patch_info(index)
+
+
+class MakeCoaddTempExpConfig(Config):
+    """Resampling kernel and WCS interpolation."""
+
+    warpingKernelName = ChoiceField("resampling kernel", str,
+                                    {"lanczos3": "Lanczos, 3 lobes (6x6 taps)",
+                                     "bilinear": "bilinear (2x2)"}, default="lanczos3")
+    interpLength = RangeField("the WCS is evaluated exactly every this many pixels", int,
+                              default=10, min=1)
+    minOverlap = RangeField("fewest overlapping pixels for a CCD to be warped", int,
+                            default=100, min=1)
+
+
+def ccd_box_on_patch(calexp: Exposure, patch_wcs: Any, patch_box: Box2I, margin: int = 4
+                     ) -> Box2I | None:
+    """The part of ``patch_box`` (tract pixels) a calexp covers, or None."""
+    h, w = calexp.image.array.shape
+    x0, y0 = calexp.xy0
+    t = np.linspace(0, 1, 9)
+    xs = np.concatenate([x0 - 0.5 + w * t, np.full(9, x0 + w - 0.5), x0 - 0.5 + w * t,
+                         np.full(9, x0 - 0.5)])
+    ys = np.concatenate([np.full(9, y0 - 0.5), y0 - 0.5 + h * t, np.full(9, y0 + h - 0.5),
+                         y0 - 0.5 + h * t])
+    ra, dec = calexp.wcs.all_pix2world(xs, ys, 0)
+    px, py = patch_wcs.all_world2pix(ra, dec, 0)
+    bx0 = max(int(np.floor(px.min())) - margin, patch_box.x0)
+    by0 = max(int(np.floor(py.min())) - margin, patch_box.y0)
+    bx1 = min(int(np.ceil(px.max())) + margin + 1, patch_box.x0 + patch_box.width)
+    by1 = min(int(np.ceil(py.max())) + margin + 1, patch_box.y0 + patch_box.height)
+    if bx1 <= bx0 or by1 <= by0:
+        return None
+    return Box2I(bx0, by0, bx1 - bx0, by1 - by0)
+
+
+class MakeCoaddTempExpTask(CmdLineTask):
+    """Warp the calexps of one visit onto one patch."""
+
+    ConfigClass = MakeCoaddTempExpConfig
+    _DefaultName = "makeCoaddTempExp"
+
+    @timed_method
+    def run(self, calexps: list[Exposure], patch_info: Any) -> Struct:
+        """Warp ``calexps`` (one visit) onto ``patch_info``'s outer box.
+
+        Returns
+        -------
+        Struct
+            ``exposure`` (the warp, or None if no CCD overlaps) and ``n_ccds``.
+        """
+        c = self.config
+        outer = patch_info.outer_bbox
+        wcs = patch_info.wcs
+        warp = Exposure(outer, wcs=wcs, photo_calib=PhotoCalib(AB_NANOJANSKY_ZERO_POINT))
+        warp.image.array[:] = np.nan
+        warp.variance.array[:] = np.nan
+        warp.mask.set_plane("NO_DATA")
+        covered = np.zeros(warp.image.array.shape, bool)
+        best, best_pixels = None, 0
+        n_ccds = 0
+        for calexp in calexps:
+            box = ccd_box_on_patch(calexp, wcs, outer)
+            if box is None or box.width * box.height < c.minOverlap:
+                continue
+            transform = wcs_transform(calexp.wcs, wcs, dest_origin=(box.x0, box.y0))
+            src_x, src_y = transform_grid(transform, (box.height, box.width),
+                                          step=c.interpLength)
+            cx0, cy0 = calexp.xy0
+            res = warp_image(calexp.image.array, calexp.variance.array, calexp.mask.array,
+                             src_x - cx0, src_y - cy0, method=c.warpingKernelName,
+                             no_data_bit=warp.mask.get_plane_bitmask("NO_DATA"))
+            good = np.isfinite(res.image) & ((res.mask & warp.mask.get_plane_bitmask(
+                "NO_DATA")) == 0)
+            if good.sum() < c.minOverlap:
+                continue
+            if calexp.photo_calib is None:
+                raise ValueError("a calexp without a PhotoCalib cannot be warped to nJy")
+            scale = calexp.photo_calib.calibration_mean
+            sl = (slice(box.y0 - outer.y0, box.y0 - outer.y0 + box.height),
+                  slice(box.x0 - outer.x0, box.x0 - outer.x0 + box.width))
+            take = good & ~covered[sl]
+            warp.image.array[sl][take] = res.image[take] * scale
+            warp.variance.array[sl][take] = res.variance[take] * scale * scale
+            warp.mask.array[sl][take] = res.mask[take]
+            covered[sl] |= take
+            n_ccds += 1
+            if take.sum() > best_pixels:
+                best, best_pixels = calexp, int(take.sum())
+        if best is None:
+            return Struct(exposure=None, n_ccds=0)
+        centre = outer.x0 + outer.width / 2, outer.y0 + outer.height / 2
+        ra, dec = wcs.all_pix2world([centre[0]], [centre[1]], 0)
+        bx, by = best.wcs.all_world2pix(ra, dec, 0)
+        h, w = best.image.array.shape
+        bx = float(np.clip(bx[0], 0, w - 1))
+        by = float(np.clip(by[0], 0, h - 1))
+        warp.psf = PixelPsf(best.psf.compute_kernel_image(bx, by))
+        warp.filter = best.filter
+        warp.visit_info = best.visit_info
+        warp.metadata["NCCDS"] = n_ccds
+        warp.metadata["COVERAGE"] = float(covered.mean())
+        self.metadata["nCcds"] = n_ccds
+        self.log.info("warped %d CCDs onto patch %s, %.0f%% covered", n_ccds,
+                      patch_info.index, 100 * covered.mean())
+        return Struct(exposure=warp, n_ccds=n_ccds)
+
+    def run_data_ref(self, data_ref: Any) -> Struct:
+        """Warp the visit's calexps onto the patch; write deepCoadd_directWarp if any overlap."""
+        butler = data_ref.butler
+        data_id = data_ref.dataId
+        patch_info = patch_of(butler, data_id)
+        visit = int(data_id["visit"])
+        calexps = [butler.get("calexp", visit=visit, ccd=ccd)
+                   for ccd in butler.queryMetadata("raw", "ccd", {"visit": visit})
+                   if butler.datasetExists("calexp", visit=visit, ccd=ccd)]
+        result = self.run(calexps, patch_info)
+        if result.exposure is not None:
+            band = result.exposure.filter.band
+            butler.put(result.exposure, "deepCoadd_directWarp", tract=data_id["tract"],
+                       patch=data_id["patch"], visit=visit, filter=band)
+        return result
