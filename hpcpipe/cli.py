@@ -7,6 +7,8 @@ Subcommands:
 * ``hpcpipe submit``: a batch job script from ``jobs/``, submitted to SLURM or PBS.
 * ``hpcpipe simulate REPO``: a simulated survey, ingested into a repository.
 * ``hpcpipe run TASK REPO --id ...``: a command-line task (:mod:`hpcpipe.task.cmdline`).
+* ``hpcpipe drp REPO --output OUT --id ...``: a data release production
+  (:mod:`hpcpipe.drivers.drp_cli`).
 * ``hpcpipe butler create|describe`` and ``hpcpipe ingest``: data repositories
   (:mod:`hpcpipe.butler.cli`).
 
@@ -33,16 +35,31 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hpcpipe", description=__doc__.split("\n")[0])
     parser.add_argument("--loglevel", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging level")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="simulate a small star field and process it under MPI")
+    demo = sub.add_parser(
+        "demo", help="simulate a small survey and run the whole production on it under MPI")
     demo.add_argument("--output", type=Path, default=Path("demo_output"),
-                      help="output directory (default: demo_output)")
-    demo.add_argument("--ccds", type=_positive_int, default=6, help="number of CCDs (default 6)")
+                      help="output directory (default: demo_output); a rerun resumes")
+    demo.add_argument("--visits", type=_positive_int, default=2,
+                      help="visits per filter (default 2)")
+    demo.add_argument("--ccds", type=_positive_int, default=4,
+                      help="CCDs per visit (default 4)")
+    demo.add_argument("--filters", default="g,r", help="comma-separated filters (default g,r)")
     demo.add_argument("--size", type=_positive_int, default=1024,
                       help="CCD width and height in pixels (default 1024)")
     demo.add_argument("--seed", type=int, default=42, help="simulation seed (default 42)")
@@ -55,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     from hpcpipe.drivers.simulate import add_simulate_command
 
     add_simulate_command(sub)
+    from hpcpipe.drivers.drp_cli import add_drp_command
+    from hpcpipe.drivers.release import add_release_command
+
+    add_drp_command(sub)
+    add_release_command(sub)
     run = sub.add_parser("run", help="run a command-line task over data ids of a repository",
                          description="hpcpipe run TASK REPO --id ... [options]: TASK is a "
                          "registered task name or an import path (package.module:Class); "
@@ -111,14 +133,23 @@ def _add_submit_parser(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from hpcpipe.comm.world import World
-    from hpcpipe.drivers.demo import format_summary, run_demo
+    from hpcpipe.drivers.demo import (
+        DemoSettings,
+        format_demo_summary,
+        run_production_demo,
+    )
 
-    world = World()
-    summary = run_demo(args.output, n_ccds=args.ccds, size=args.size, seed=args.seed,
-                       world=world, progress=True)
-    if summary is not None:
-        print(format_summary(summary))
-    return 0
+    filters = tuple(f.strip() for f in args.filters.split(",") if f.strip())
+    if not filters or any(f not in ("g", "r", "i") for f in filters):
+        print(f"hpcpipe demo: error: argument --filters: {args.filters!r}: SimCam has g, r "
+              "and i", file=sys.stderr)
+        return 2
+    settings = DemoSettings(args.visits, args.ccds, filters, args.size, args.seed)
+    summary = run_production_demo(args.output, settings, world=World(), progress=True)
+    if summary is None:  # a worker
+        return 0
+    print(format_demo_summary(summary), flush=True)
+    return min(int(summary["exit_status"]), 255)
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
@@ -130,6 +161,14 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         submit,
     )
 
+    if args.driver == "drp" and "--help" not in args.driver_args:
+        # the configs go to the output repository now, so that the job's ranks never race
+        # to write them (and a refused config is reported here, not in the job's log)
+        from hpcpipe.drivers.drp_cli import prepare_drp_submission
+
+        code = prepare_drp_submission(args.driver_args, dry_run=args.dry_run)
+        if code:
+            return code
     try:
         if args.time is not None:
             seconds = float(parse_walltime(args.time))

@@ -1,4 +1,4 @@
-"""The command line: the demo serially, info, and usage errors."""
+"""The command line: the production demo serially (and resumed), info, and usage errors."""
 
 from __future__ import annotations
 
@@ -11,12 +11,18 @@ from hpcpipe.cli import main
 
 
 def test_demo_serial(tmp_path, capsys):
-    assert main(["demo", "--output", str(tmp_path), "--ccds", "2", "--size", "256"]) == 0
+    argv = ["demo", "--output", str(tmp_path), "--visits", "1", "--ccds", "1", "--filters", "r",
+            "--size", "768"]
+    assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "2 CCDs on 1 ranks" in out and "completeness" in out
-    assert (tmp_path / "detections.h5").exists()
-    assert sorted(p.name for p in (tmp_path / "calexp").iterdir()) == [
-        "calexp-000.fits", "calexp-001.fits"]
+    assert "processCcd" in out and "astrometry: median offset" in out
+    assert (tmp_path / "report" / "report.html").exists()
+    assert (tmp_path / "coadd.png").exists()
+    # a second run resumes: nothing left to do
+    assert main(argv) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()
+            if line.startswith("processCcd")]
+    assert rows and rows[0][1:3] == ["0", "1"]  # done 0, skipped 1
 
 
 def test_info(capsys):
@@ -28,6 +34,7 @@ def test_info(capsys):
 @pytest.mark.parametrize("argv, word", [
     (["demo", "--ccds", "zero"], "--ccds"),
     (["demo", "--size", "-3"], "--size"),
+    (["demo", "--filters", "g,x"], "--filters"),
     (["nosuchcommand"], "nosuchcommand"),
 ])
 def test_usage_errors_exit_2_naming_the_option(argv, word):

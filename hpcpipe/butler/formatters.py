@@ -47,6 +47,7 @@ __all__ = [
     "PythonConfigFormatter",
     "MetadataFormatter",
     "SkyMapFormatter",
+    "ReleaseTableFormatter",
     "to_plain",
 ]
 
@@ -375,3 +376,36 @@ class SkyMapFormatter(Formatter):
         from hpcpipe.skymap import BaseSkyMap
 
         return BaseSkyMap.from_dict(_load_yaml(path))
+
+
+class ReleaseTableFormatter(Formatter):
+    """A catalog dataset of a data release HDF5 file (:mod:`hpcpipe.io.release`), read-only.
+
+    Release files are written by every rank at once (``hpcpipe release``), never by one
+    ``put``; the butler reads them (without MPI) as catalogs.
+
+    Parameters
+    ----------
+    dataset : str
+        The dataset in the file (``sources``, ``objects``, ``forced``).
+    """
+
+    python_type = "hpcpipe.table.Catalog"
+    description = "HDF5 data release file (read-only: written by hpcpipe release)"
+
+    def __init__(self, dataset: str) -> None:
+        self.dataset = dataset
+        self.name = f"release-{dataset}"
+
+    def check(self, obj: Any, dataset_type: str) -> None:
+        raise DatasetObjectTypeError(
+            f"{dataset_type} is a data release file, written collectively by `hpcpipe "
+            "release`; it cannot be put through the butler")
+
+    def write(self, obj: Any, path: Path) -> None:
+        self.check(obj, self.name)
+
+    def read(self, path: Path) -> Any:
+        from hpcpipe.io.release import read_release_table
+
+        return read_release_table(path, self.dataset)

@@ -1,184 +1,301 @@
-"""The built-in demonstration: a small simulated star field processed under MPI.
+"""``hpcpipe demo``: simulate a small survey and run the whole production on it under MPI.
 
-The master-worker pool hands the CCDs out to the workers; each simulates and processes its
-CCDs (background mesh, PSF smoothing, thresholding, centroids, all through the compiled
-kernels) and writes each exposure atomically. All ranks then write their detections into one
-shared catalog with parallel HDF5 (one collective write). Rank 0 checks the detections
-against the truth, writes the run report and prints a summary table.
+The master simulates the survey into ``OUTPUT/repo`` (the frames are made by the workers),
+runs the SimCam production (:mod:`hpcpipe.obs.simcam.production`) into ``OUTPUT/rerun`` on the
+same pool, then checks the results against the simulation's truth and prints a summary: units
+done per step, sources found, the astrometric and photometric scatter of bright stars against
+the truth, the coadd's depth against a single visit's, and the wall time. The run report
+(``OUTPUT/report``: JSON, timeline PNG, HTML) and a picture of one coadd patch with its objects
+marked (``OUTPUT/coadd.png``) are written beside them, and every rank then writes its share
+of the data release files (``OUTPUT/rerun/release``, :mod:`hpcpipe.drivers.release`).
+
+Running it again resumes: the survey is simulated once, and done units are skipped.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
-from dataclasses import dataclass
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
+from hpcpipe.comm.pool import Pool
 from hpcpipe.comm.world import World
-from hpcpipe.io.parallel_table import write_rows_collectively
-from hpcpipe.kernels.convolve import correlate_separable, gaussian_kernel_1d
-from hpcpipe.kernels.stats import binned_clipped_mean
-from hpcpipe.sim.starfield import StarFieldConfig, simulate_ccd
 
-__all__ = ["DemoResult", "process_ccd", "run_demo"]
+__all__ = ["DemoSettings", "run_production_demo", "format_demo_summary", "demo_configs",
+           "assess_release"]
 
-log = logging.getLogger("hpcpipe.demo")
-
-DETECTION_DTYPE = np.dtype([
-    ("ccd", np.int32), ("x", np.float64), ("y", np.float64), ("ra", np.float64),
-    ("dec", np.float64), ("peak_snr", np.float32), ("npix", np.int32),
-])
+log = logging.getLogger("hpcpipe.drivers.demo")
 
 
-@dataclass
-class DemoResult:
-    """What one CCD gave: detections, and the truth match statistics."""
+class DemoSettings:
+    """The demo survey: visits per filter, CCDs, filters, CCD size, seed, stars per square
+    degree (a field at lower galactic latitude than the simulation's default, so that its
+    small CCDs have enough calibration stars)."""
 
-    ccd: int
-    rank: int
-    seconds: float
-    detections: np.ndarray
-    n_truth_bright: int
-    n_found_bright: int
-    n_spurious: int
+    def __init__(self, visits: int = 2, ccds: int = 4, filters: tuple[str, ...] = ("g", "r"),
+                 size: int = 1024, seed: int = 42, star_density: float = 100000.0) -> None:
+        self.visits = visits
+        self.ccds = ccds
+        self.filters = tuple(filters)
+        self.size = size
+        self.seed = seed
+        self.star_density = star_density
 
-
-def _background(image: np.ndarray, bad: np.ndarray, bin_size: int) -> np.ndarray:
-    mean, _std, _count = binned_clipped_mean(image, bad, bin_size, bin_size, 3.0, 3)
-    if np.isnan(mean).any():
-        mean[np.isnan(mean)] = np.nanmedian(mean)
-    ny, nx = image.shape
-    # bilinear interpolation of the cell centres back to every pixel
-    yc = (np.arange(mean.shape[0]) + 0.5) * bin_size - 0.5
-    xc = (np.arange(mean.shape[1]) + 0.5) * bin_size - 0.5
-    fy = np.interp(np.arange(ny), yc, np.arange(mean.shape[0]))
-    fx = np.interp(np.arange(nx), xc, np.arange(mean.shape[1]))
-    return ndimage.map_coordinates(mean, np.meshgrid(fy, fx, indexing="ij"), order=1,
-                                   mode="nearest").astype(image.dtype)
+    def survey(self) -> Any:
+        from hpcpipe.drivers.simulate import survey_config_for
+        return survey_config_for(self.visits, self.ccds, self.filters, self.seed, self.size,
+                                 self.star_density)
 
 
-def process_ccd(config: StarFieldConfig, ccd: int, seed: int, output: Path | None,
-                rank: int = 0) -> DemoResult:
-    """Simulate, process and check one CCD; write its exposure if ``output`` is given."""
-    start = time.perf_counter()
-    exposure, truth = simulate_ccd(config, ccd, seed=seed)
-    image = exposure.image.array
-    bad = np.zeros(image.shape, np.uint8)
-    image -= _background(image, bad, 128)
-    sigma = exposure.psf.sigma_at()
-    kernel = gaussian_kernel_1d(sigma)
-    smoothed = correlate_separable(image, kernel, kernel)
-    # noise of the smoothed image: per-pixel noise times the kernel's norm
-    noise = float(np.sqrt(np.median(exposure.variance.array)) * (kernel**2).sum())
-    above = smoothed > 5.0 * noise
-    exposure.mask.set_plane("DETECTED", above)
-    labels, n = ndimage.label(above)
-    index = np.arange(1, n + 1)
-    if n:
-        cy, cx = np.array(ndimage.center_of_mass(np.clip(smoothed, 0, None), labels, index)).T
-        peak = np.asarray(ndimage.maximum(smoothed, labels, index)) / noise
-        npix = np.asarray(ndimage.sum(np.ones_like(labels), labels, index))
-        sky = exposure.pixel_to_sky(cx, cy)
-        ra, dec = sky.ra.deg, sky.dec.deg
-    else:
-        cx = cy = peak = npix = ra = dec = np.zeros(0)
-    detections = np.zeros(n, DETECTION_DTYPE)
-    for name, values in (("x", cx), ("y", cy), ("ra", ra), ("dec", dec), ("peak_snr", peak),
-                         ("npix", npix)):
-        detections[name] = values
-    detections["ccd"] = ccd
-    if output is not None:
-        exposure.write(output / "calexp" / f"calexp-{ccd:03d}.fits")
-
-    # truth check: stars whose peak in the smoothed image is above 5 sigma
-    psf_norm = 1.0 / (4 * np.pi * sigma**2)  # peak of a unit-flux star smoothed by the PSF
-    bright = truth["flux"] * psf_norm > 5.0 * noise * 1.5
-    inside = (truth["x"] > 3) & (truth["x"] < image.shape[1] - 4) & (truth["y"] > 3) & (
-        truth["y"] < image.shape[0] - 4)
-    bright &= inside
-    found = np.zeros(truth["x"].size, bool)
-    matched = np.zeros(n, bool)
-    if n:
-        from scipy.spatial import cKDTree
-
-        tree = cKDTree(np.c_[cx, cy])
-        dist, idx = tree.query(np.c_[truth["x"], truth["y"]], distance_upper_bound=2.0)
-        found = np.isfinite(dist)
-        matched[idx[found]] = True
-    return DemoResult(ccd, rank, time.perf_counter() - start, detections,
-                      int(bright.sum()), int((found & bright).sum()), int((~matched).sum()))
+def demo_configs(production: Any, settings: DemoSettings) -> dict[str, Any]:
+    """Each step's config for the demo: defaults, with patches sized to the focal plane
+    (a tract of a few patches)."""
+    configs = {}
+    survey = settings.survey()
+    camera = survey.camera
+    width = camera.nx * camera.width + (camera.nx - 1) * camera.gap
+    inner = int(math.ceil((width * 0.6) / 100.0) * 100)
+    for step in production.steps:
+        config = step.task_class.ConfigClass()
+        if step.name == "makeSkyMap":
+            config.patchInnerDimensions = [inner, inner]
+            config.patchBorder = 50
+        config.freeze()
+        configs[step.name] = config
+    return configs
 
 
-def _demo_unit(cache: Any, ccd: int, config: StarFieldConfig, seed: int, output: Path
-               ) -> tuple[int, int, float, int, int, int, int]:
-    """A pool unit: process one CCD, keep its detections on this rank, return its summary."""
-    result = process_ccd(config, ccd, seed, output, World().rank)
-    cache.__dict__.setdefault("detections", []).append(result.detections)
-    return (result.ccd, result.rank, result.seconds, result.detections.size,
-            result.n_truth_bright, result.n_found_bright, result.n_spurious)
+def assess_release(butler: Any) -> dict[str, Any]:
+    """Quality of a finished production against the truth catalog.
 
-
-def run_demo(output: Path, n_ccds: int = 6, size: int = 1024, seed: int = 42,
-             world: World | None = None, progress: bool = False) -> dict[str, Any] | None:
-    """Run the demo on every rank of ``world``; rank 0 returns the summary, others None.
-
-    The CCDs are handed out by the master-worker pool (:class:`~hpcpipe.comm.pool.Pool`);
-    each worker keeps its detections, and once the pool is closed every rank writes its own
-    rows into one HDF5 catalog with a single collective call (the master, with none, takes
-    part with an empty selection). The run report goes to ``output/report``.
+    Returns
+    -------
+    dict
+        ``n_src`` (single-frame sources), ``n_objects`` (primary coadd objects),
+        ``astrom_mas`` (median offset of bright calibration stars from the truth),
+        ``photom_mag`` (robust scatter of their calibrated PSF magnitudes), ``depth``
+        (per filter: median single-visit 5-sigma depth, the coadd's, their difference and
+        the number of visits, in the patch where most visits overlap),
+        ``patch`` (the patch with the most objects, for the picture).
     """
-    from hpcpipe.comm.pool import Pool
-    from hpcpipe.drivers.report import write_report
+    from hpcpipe.pipe.quality import (
+        astrometric_offsets_mas,
+        depth_5sigma,
+        photometric_residuals,
+        robust_scatter,
+    )
 
-    world = world or World()
-    # the star density of the default 1024x1024 CCD with 300 stars, whatever the size
-    config = StarFieldConfig(width=size, height=size,
-                             stars_per_ccd=max(10, round(300 * size * size / 1024**2)))
-    pool = Pool(world, progress=progress)
-    start = time.perf_counter()
-
-    def main(pool: Pool) -> list[Any]:
-        rows = pool.map(_demo_unit, range(n_ccds), config, seed, output,
-                        keys=[f"ccd={c}" for c in range(n_ccds)], name="processCcd")
-        write_report(pool.records, output / "report", title="hpcpipe demo")
-        return rows
-
-    table = pool.run(main)
-    mine = pool.cache.__dict__.get("detections", [])
-    rows = np.concatenate(mine) if mine else np.zeros(0, DETECTION_DTYPE)
-    catalog_path = output / "detections.h5"
-    write_rows_collectively(catalog_path, "detections", rows, world)
-    if world.rank != 0:
-        return None
-    done = [row for row in table if row]
-    bright = sum(r[4] for r in done)
-    found = sum(r[5] for r in done)
+    truth = butler.get("truth_cat")
+    n_src = 0
+    offsets, residuals = [], []
+    visit_depth: dict[str, list[float]] = {}
+    for ref in butler.subset("raw"):
+        d = ref.dataId
+        if not butler.datasetExists("src", visit=d["visit"], ccd=d["ccd"]):
+            continue
+        src = butler.get("src", visit=d["visit"], ccd=d["ccd"])
+        calexp = butler.get("calexp", visit=d["visit"], ccd=d["ccd"])
+        n_src += int(np.count_nonzero(src["detect_isPrimary"]))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            snr = src["base_PsfFlux_instFlux"] / src["base_PsfFlux_instFluxErr"]
+        bright = src["detect_isPrimary"] & (snr > 100) & ~src["base_PixelFlags_flag_saturated"]
+        ra, dec = np.degrees(src["coord_ra"][bright]), np.degrees(src["coord_dec"][bright])
+        offsets.append(astrometric_offsets_mas(ra, dec, truth))
+        mag = calexp.photo_calib.instflux_to_magnitude(src["base_PsfFlux_instFlux"][bright])
+        residuals.append(photometric_residuals(ra, dec, mag, truth, d["filter"]))
+        noise = float(np.sqrt(np.median(calexp.variance.array)))
+        sigma = calexp.psf.sigma_at(calexp.width / 2, calexp.height / 2)
+        visit_depth.setdefault(d["filter"], []).append(
+            depth_5sigma(sigma, noise, calexp.photo_calib.zero_point))
+    n_objects = 0
+    coadd_depth: dict[str, list[float]] = {}
+    best_patch, best_count = None, -1
+    sky_map = butler.get("skyMap") if butler.datasetExists("skyMap") else None
+    for tract in sky_map or []:
+        for patch_info in tract:
+            patch = "{},{}".format(*patch_info.index)
+            key = {"tract": tract.tract_id, "patch": patch}
+            if not butler.datasetExists("deepCoadd_ref", **key):
+                continue
+            ref_cat = butler.get("deepCoadd_ref", **key)
+            count = int(np.count_nonzero(ref_cat["detect_isPrimary"]))
+            n_objects += count
+            if count > best_count:
+                best_patch, best_count = key, count
+            for band in visit_depth:
+                gain = _coadd_gain(butler, key, band)
+                if gain is not None:
+                    coadd_depth.setdefault(band, []).append(gain)
+    depth = {}
+    for band, values in visit_depth.items():
+        single = float(np.median(values))
+        gains = coadd_depth.get(band) or [(float("nan"), 0)]
+        best = max(gains, key=lambda g: g[1])  # the patch with the most visits overlapping
+        depth[band] = (single, single + best[0], best[0], best[1])
+    offsets_all = np.concatenate(offsets) if offsets else np.zeros(0)
+    residuals_all = np.concatenate(residuals) if residuals else np.zeros(0)
     return {
-        "ccds": done,
-        "failed": len(table) - len(done),
-        "ranks": world.size,
-        "detections": sum(r[3] for r in done),
-        "completeness": found / bright if bright else float("nan"),
-        "catalog": str(catalog_path),
-        "report": str(output / "report" / "report.html"),
-        "wall_seconds": time.perf_counter() - start,
+        "n_src": n_src, "n_objects": n_objects,
+        "astrom_mas": float(np.median(offsets_all)) if offsets_all.size else float("nan"),
+        "n_astrom": int(offsets_all.size),
+        "photom_mag": robust_scatter(residuals_all), "n_photom": int(residuals_all.size),
+        "depth": depth, "patch": best_patch,
     }
 
 
-def format_summary(summary: dict[str, Any]) -> str:
-    """The summary table printed at the end of the demo."""
-    lines = [f"{'ccd':>4} {'rank':>4} {'seconds':>8} {'sources':>8} {'bright':>7} "
-             f"{'found':>6} {'spurious':>8}"]
-    for ccd, rank, secs, ndet, nb, nf, nsp in summary["ccds"]:
-        lines.append(f"{ccd:>4} {rank:>4} {secs:>8.2f} {ndet:>8} {nb:>7} {nf:>6} {nsp:>8}")
-    lines.append(
-        f"{len(summary['ccds'])} CCDs on {summary['ranks']} ranks in "
-        f"{summary['wall_seconds']:.1f} s: {summary['detections']} sources, "
-        f"completeness of bright stars {summary['completeness']:.1%}; "
-        f"{summary['failed']} failed\ncatalog {summary['catalog']}; report {summary['report']}"
-    )
+def _coadd_gain(butler: Any, key: dict[str, Any], band: str) -> tuple[float, int] | None:
+    """How much deeper (mag) a patch's coadd is than its single warps, where they all overlap.
+
+    Returns ``(gain, n_visits)``: ``2.5 log10`` of the ratio of the median single-warp noise
+    to the coadd's noise over the pixels every warp covers (the point-source depth gain for
+    PSFs of equal size), or None without a coadd or an overlap of every warp.
+    """
+    if not butler.datasetExists("deepCoadd", filter=band, **key):
+        return None
+    coadd = butler.get("deepCoadd", filter=band, **key)
+    warps = [butler.get("deepCoadd_directWarp", visit=v, filter=band, **key)
+             for v in butler.queryMetadata("raw", "visit", {"filter": band})
+             if butler.datasetExists("deepCoadd_directWarp", visit=v, filter=band, **key)]
+    if not warps:
+        return None
+    common = np.isfinite(coadd.variance.array)
+    for warp in warps:
+        common &= np.isfinite(warp.variance.array) & (warp.variance.array > 0)
+    if common.sum() < 1000:
+        return None
+    single = np.median([np.sqrt(np.median(w.variance.array[common])) for w in warps])
+    deep = np.sqrt(np.median(coadd.variance.array[common]))
+    return float(2.5 * np.log10(single / deep)), len(warps)
+
+
+def _coadd_png(butler: Any, patch: dict[str, Any], band: str, path: Path) -> Path | None:
+    """A picture of a coadd patch with its reference objects circled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not butler.datasetExists("deepCoadd_calexp", filter=band, **patch):
+        return None
+    coadd = butler.get("deepCoadd_calexp", filter=band, **patch)
+    refs = butler.get("deepCoadd_ref", **patch)
+    image = np.nan_to_num(coadd.image.array)
+    noise = float(np.sqrt(np.nanmedian(coadd.variance.array[np.isfinite(
+        coadd.variance.array)])))
+    stretched = np.arcsinh(image / (3 * noise))
+    x0, y0 = coadd.xy0
+    fig, ax = plt.subplots(figsize=(7, 7), dpi=100)
+    ax.imshow(stretched, origin="lower", cmap="gray", vmin=-1, vmax=np.percentile(stretched,
+                                                                                  99.7),
+              extent=(x0 - 0.5, x0 + image.shape[1] - 0.5, y0 - 0.5, y0 + image.shape[0] - 0.5))
+    prim = refs["detect_isPrimary"]
+    ax.scatter(refs["base_SdssCentroid_x"][prim], refs["base_SdssCentroid_y"][prim], s=40,
+               facecolors="none", edgecolors="tab:orange", linewidths=0.6)
+    ax.set_title(f"deepCoadd {band}, tract {patch['tract']} patch {patch['patch']}: "
+                 f"{int(prim.sum())} objects")
+    ax.set_xlabel("tract x (pixels)")
+    ax.set_ylabel("tract y (pixels)")
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def run_production_demo(output: Path, settings: DemoSettings | None = None,
+                        world: World | None = None, progress: bool = False
+                        ) -> dict[str, Any] | None:
+    """Simulate, run the production, assess it; rank 0 returns the summary, others None."""
+    from hpcpipe.butler import Butler
+    from hpcpipe.drivers.drp import DrpRequest, run_production
+    from hpcpipe.drivers.simulate import simulate_repository
+    from hpcpipe.obs.simcam.production import make_production
+
+    settings = settings or DemoSettings()
+    world = world or World()
+    pool = Pool(world, progress=progress)
+    output = Path(output)
+
+    def main(pool: Pool) -> dict[str, Any]:
+        start = time.perf_counter()
+        output.mkdir(parents=True, exist_ok=True)
+        repo = output / "repo"
+        marker = repo / "_simulated"
+        if not marker.exists():
+            simulate_repository(pool, repo, settings.survey())
+            marker.write_text(f"seed={settings.seed}\n")
+        simulated = time.perf_counter()
+        production = make_production()
+        request = DrpRequest(production, repo, output / "rerun", [{}], None,
+                             demo_configs(production, settings), report_dir=output / "report")
+        result = run_production(pool, request)
+        processed = time.perf_counter()
+        butler = Butler(repo, outputs=output / "rerun")
+        quality = assess_release(butler)
+        png = None
+        if quality["patch"] is not None:
+            png = _coadd_png(butler, quality["patch"], settings.filters[-1],
+                             output / "coadd.png")
+        states: dict[str, Counter[str]] = {}
+        for rec in result.records:
+            states.setdefault(rec.job, Counter())[rec.state] += 1
+        return {
+            "steps": states, "exit_status": result.exit_status, "ranks": world.size,
+            "quality": quality, "report": result.report.get("html"), "png": png,
+            "simulate_seconds": simulated - start, "production_seconds": processed - simulated,
+            "wall_seconds": time.perf_counter() - start,
+        }
+
+    summary = pool.run(main)
+    # every rank writes its share of the release files (collective parallel HDF5 writes)
+    from hpcpipe.drivers.release import write_release
+
+    started = time.perf_counter()
+    release = write_release(Butler(output / "repo", outputs=output / "rerun"),
+                            output / "rerun" / "release", world, command="hpcpipe demo")
+    if summary is None:
+        return None
+    summary["release"] = release["files"]
+    summary["release_rows"] = release["rows"]
+    summary["release_seconds"] = time.perf_counter() - started
+    summary["wall_seconds"] += summary["release_seconds"]
+    return summary
+
+
+def format_demo_summary(summary: dict[str, Any]) -> str:
+    """The table printed at the end of the demo."""
+    lines = [f"{'step':<24}{'done':>6}{'skipped':>9}{'failed':>8}{'blocked':>9}"]
+    for step, counts in summary["steps"].items():
+        lines.append(f"{step:<24}{counts.get('done', 0):>6}{counts.get('skipped', 0):>9}"
+                     f"{counts.get('failed', 0):>8}{counts.get('blocked', 0):>9}")
+    q = summary["quality"]
+    lines.append("")
+    lines.append(f"single-frame sources (primary): {q['n_src']}; coadd objects (primary): "
+                 f"{q['n_objects']}")
+    lines.append(f"astrometry: median offset of {q['n_astrom']} bright stars from the truth "
+                 f"{q['astrom_mas']:.1f} mas")
+    lines.append(f"photometry: scatter of {q['n_photom']} bright stars' PSF magnitudes "
+                 f"about the truth {q['photom_mag']:.4f} mag")
+    for band, (single, deep, gain, n) in sorted(q["depth"].items()):
+        lines.append(f"5-sigma depth {band}: single visit {single:.2f}, coadd of {n} "
+                     f"{deep:.2f} (deeper by {gain:.2f} mag; 1.25 log10({n}) = "
+                     f"{1.25 * np.log10(max(n, 1)):.2f})")
+    lines.append(f"wall time {summary['wall_seconds']:.1f} s on {summary['ranks']} rank(s) "
+                 f"(simulation {summary['simulate_seconds']:.1f} s, production "
+                 f"{summary['production_seconds']:.1f} s)")
+    if summary.get("release"):
+        rows = sum(summary["release_rows"].values())
+        lines.append(f"release: {len(summary['release'])} HDF5 files, {rows} catalog rows, "
+                     f"written by {summary['ranks']} rank(s) in "
+                     f"{summary['release_seconds']:.1f} s, under "
+                     f"{Path(summary['release'][0]).parent.parent}")
+    lines.append(f"report {summary['report']}")
+    if summary.get("png"):
+        lines.append(f"coadd picture {summary['png']}")
     return "\n".join(lines)

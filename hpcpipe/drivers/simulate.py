@@ -23,14 +23,15 @@ __all__ = ["add_simulate_command", "simulate_repository", "survey_config_for"]
 
 
 def survey_config_for(visits: int, ccds: int, bands: tuple[str, ...], seed: int,
-                      size: int = 2048) -> SurveyConfig:
+                      size: int = 2048, star_density: float = 15000.0) -> SurveyConfig:
     """A survey of ``visits`` visits per band over the first ``ccds`` CCDs of a square-ish
-    focal plane of ``size``-pixel CCDs."""
+    focal plane of ``size``-pixel CCDs, with ``star_density`` stars per square degree."""
     nx = max(1, math.ceil(math.sqrt(ccds)))
     ny = max(1, math.ceil(ccds / nx))
     camera = CameraConfig(nx=nx, ny=ny, width=size, height=size, gap=max(10, size // 20))
     return SurveyConfig(camera=camera, visits_per_band=visits, bands=bands, seed=seed,
-                        ccds=ccds, dither=min(60.0, 0.1 * size * camera.pixel_scale))
+                        ccds=ccds, dither=min(60.0, 0.1 * size * camera.pixel_scale),
+                        star_density=star_density)
 
 
 def simulate_repository(pool: Pool, repo: str | Path, config: SurveyConfig) -> dict[str, Any]:
@@ -61,7 +62,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
               flush=True)
         return 2
     try:
-        config = survey_config_for(args.visits, args.ccds, bands, args.seed, args.size)
+        config = survey_config_for(args.visits, args.ccds, bands, args.seed, args.size,
+                                   args.star_density)
         config.ccd_ids()
     except ValueError as exc:
         print(f"hpcpipe simulate: error: {exc}", flush=True)
@@ -78,7 +80,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 def add_simulate_command(subparsers: Any) -> None:
     """Add ``hpcpipe simulate`` to the command line."""
-    from hpcpipe.cli import _positive_int
+    from hpcpipe.cli import _positive_float, _positive_int
 
     sim = subparsers.add_parser("simulate", help="simulate a survey into a repository",
                                 description=__doc__.split("\n")[0])
@@ -89,4 +91,7 @@ def add_simulate_command(subparsers: Any) -> None:
     sim.add_argument("--size", type=_positive_int, default=2048,
                      help="CCD width and height in pixels (2048)")
     sim.add_argument("--seed", type=int, default=1, help="the survey's seed (1)")
+    sim.add_argument("--star-density", type=_positive_float, default=15000.0,
+                     help="stars per square degree between r=16 and 25 (15000: high galactic "
+                     "latitude; small CCDs need more for their calibration)")
     sim.set_defaults(handler=_cmd_simulate)

@@ -47,6 +47,9 @@ class SurveyConfig:
         Date of the master calibrations (valid for the whole survey).
     ccds : int, optional
         Simulate only CCDs ``0 .. ccds - 1`` of the focal plane (default: all).
+    star_density : float
+        Stars per square degree (r from 16 to 25): 15,000 at high galactic latitude; a
+        field nearer the plane gives small CCDs enough calibration stars.
     """
 
     camera: CameraConfig = field(default_factory=CameraConfig)
@@ -61,6 +64,7 @@ class SurveyConfig:
     pointing_error: float = 1.0
     calib_date: str = "2026-01-01"
     ccds: int | None = None
+    star_density: float = 15000.0
 
     def ccd_ids(self) -> list[int]:
         """The CCDs this survey simulates."""
@@ -73,7 +77,8 @@ class SurveyConfig:
     def sky(self) -> SkyConfig:
         """The sky around the field, wide enough for every dithered CCD."""
         radius = SimCamera(self.camera).field_radius_deg() + self.dither / 3600.0 + 0.02
-        return SkyConfig(ra=self.ra, dec=self.dec, radius=radius)
+        return SkyConfig(ra=self.ra, dec=self.dec, radius=radius,
+                         star_density=self.star_density)
 
 
 def plan_survey(config: SurveyConfig) -> list[VisitPlan]:

@@ -27,7 +27,8 @@ from hpcpipe.task.argparser import build_argument_parser
 from hpcpipe.task.struct import Struct
 from hpcpipe.task.task import Task
 
-__all__ = ["CmdLineTask", "run_cmdline_task", "MAX_EXIT_STATUS"]
+__all__ = ["CmdLineTask", "run_cmdline_task", "MAX_EXIT_STATUS", "config_conflict",
+           "persist_config", "process_data_ref", "butler_for", "repository_keys"]
 
 log = logging.getLogger("hpcpipe.task.cmdline")
 
@@ -55,7 +56,10 @@ class CmdLineTask(Task):
         return run_cmdline_task(cls, argv, prog)
 
 
-def _repository_keys(parser: argparse.ArgumentParser):  # type: ignore[no-untyped-def]
+def repository_keys(parser: argparse.ArgumentParser):  # type: ignore[no-untyped-def]
+    """A ``known_id_keys`` function: the data id keys of the repository ``REPO`` names
+    (a usage error naming ``REPO`` if it is not a repository)."""
+
     def keys(ns: argparse.Namespace) -> set[str]:
         from hpcpipe.butler import Butler, ButlerError
 
@@ -68,7 +72,8 @@ def _repository_keys(parser: argparse.ArgumentParser):  # type: ignore[no-untype
     return keys
 
 
-def _butler_for(ns: argparse.Namespace) -> Any:
+def butler_for(ns: argparse.Namespace) -> Any:
+    """The butler of parsed options: ``REPO`` read, ``--output`` or ``--rerun`` written."""
     from hpcpipe.butler import Butler
 
     root = Path(ns.repo)
@@ -100,19 +105,44 @@ def _data_refs(butler: Any, task_class: type[CmdLineTask], data_ids: list[dict[s
     return refs
 
 
-def _persist_config(butler: Any, name: str, config: Any, clobber: bool) -> str | None:
-    """Write the config on the first run; on later runs compare. Returns an error or None."""
+def config_conflict(butler: Any, name: str, config: Any) -> str | None:
+    """Describe how ``config`` differs from the ``<name>_config`` in the output repository.
+
+    Returns
+    -------
+    str or None
+        The differences, one field a line; None if there is no saved config or it is equal.
+    """
     from hpcpipe.config.compare import format_differences
 
     dataset = f"{name}_config"
-    if butler.datasetExists(dataset):
-        old = butler.get(dataset)
-        differences = config.compare(old)
-        if not differences:
+    if not butler.datasetExists(dataset):
+        return None
+    differences = config.compare(butler.get(dataset))
+    return format_differences(differences) if differences else None
+
+
+def persist_config(butler: Any, name: str, config: Any, clobber: bool) -> str | None:
+    """Write a task's config to the output repository as ``<name>_config``.
+
+    On the first run the config is written; on later runs it is compared with the saved one.
+    A different config is refused unless ``clobber``, which replaces it and keeps the old
+    file as a backup (``<file>~1``, ``~2``...).
+
+    Returns
+    -------
+    str or None
+        The error to report (the config differs and ``clobber`` is false), else None.
+    """
+    dataset = f"{name}_config"
+    exists = butler.datasetExists(dataset)
+    if exists:
+        differences = config_conflict(butler, name, config)
+        if differences is None:
             return None
         if not clobber:
             return (f"the config of {name} differs from the one in the output repository "
-                    f"(use --clobber-config to replace it):\n{format_differences(differences)}")
+                    f"(use --clobber-config to replace it):\n{differences}")
         uri = str(butler.getUri(dataset))
         path = uri[len("file://"):] if uri.startswith("file://") else uri
         backup = f"{path}~1"
@@ -124,6 +154,18 @@ def _persist_config(butler: Any, name: str, config: Any, clobber: bool) -> str |
         log.warning("replacing the config of %s; the old one is kept as %s", name, backup)
     butler.put(config, dataset)
     return None
+
+
+def process_data_ref(task: CmdLineTask, data_ref: Any) -> Any:
+    """Run ``task`` on one data reference and write its ``<task>_metadata`` there.
+
+    The metadata is written only when :meth:`CmdLineTask.run_data_ref` returns, so its
+    existence marks the data id as done (what resumed runs look for).
+    """
+    task.reset_metadata()
+    result = task.run_data_ref(data_ref)
+    data_ref.put(task.get_full_metadata(), f"{task.name}_metadata")
+    return result
 
 
 class _Runner:
@@ -138,11 +180,8 @@ class _Runner:
     def __call__(self, ref: Any) -> tuple[dict[str, Any], str | None]:
         if self._task is None:
             self._task = self.task_class(config=self.config)
-        task = self._task
-        task.reset_metadata()
         try:
-            task.run_data_ref(ref)
-            ref.put(task.get_full_metadata(), f"{task.name}_metadata")
+            process_data_ref(self._task, ref)
         except Exception as exc:  # noqa: BLE001 - one failing data id must not stop the rest
             if self.doraise:
                 raise
@@ -162,11 +201,11 @@ def run_cmdline_task(task_class: type[CmdLineTask], argv: Sequence[str] | None =
     parser = build_argument_parser(prog or f"hpcpipe run {name}",
                                    description=(task_class.__doc__ or "").split("\n")[0] or None,
                                    config_class=task_class.ConfigClass, task_name=name)
-    ns = parser.parse_task_args(argv, known_id_keys=_repository_keys(parser))
+    ns = parser.parse_task_args(argv, known_id_keys=repository_keys(parser))
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s: %(message)s",
                             level=logging.INFO)
-    butler = _butler_for(ns)
+    butler = butler_for(ns)
     refs = _data_refs(butler, task_class, ns.data_ids, parser) if ns.id_strings else []
     if ns.show_data:
         for ref in refs:
@@ -175,7 +214,7 @@ def run_cmdline_task(task_class: type[CmdLineTask], argv: Sequence[str] | None =
             return 0
     if not ns.id_strings:
         log.warning("%s: no --id given, so no data to process (a bare --id means all)", name)
-    error = _persist_config(butler, name, ns.config, ns.clobber_config)
+    error = persist_config(butler, name, ns.config, ns.clobber_config)
     if error is not None:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2

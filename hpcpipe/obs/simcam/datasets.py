@@ -15,6 +15,7 @@ from hpcpipe.butler.formatters import (
     ExposureFormatter,
     MetadataFormatter,
     PythonConfigFormatter,
+    ReleaseTableFormatter,
     SchemaFormatter,
     SkyMapFormatter,
 )
@@ -102,6 +103,19 @@ def dataset_types() -> list[DatasetType]:
            "The coadd after background subtraction and detection (DETECTED mask plane set)."),
         _t("deepCoadd_det", FITS_CATALOG, f"deepCoadd-results/{PATCH}/det_{PATCH_NAME}.fits",
            "Footprints and peaks detected on the coadd of one filter."),
+        _t("deepCoadd_mergeDet", FITS_CATALOG,
+           "deepCoadd-results/merged/{tract:d}/{patch}/mergeDet_{tract:d}_{patch}.fits",
+           "Peaks of a patch merged across filters: one row per peak with the filters it "
+           "was detected in (merge_peak_<filter>)."),
+        _t("deepCoadd_deblend", FITS_CATALOG,
+           "deepCoadd-results/merged/{tract:d}/{patch}/deblend_{tract:d}_{patch}.fits",
+           "Deblended sources of a patch (from the multi-band detection image): parents "
+           "with deblend_nChild and their children, with the segment id of each child."),
+        _t("deepCoadd_segments", HDF5_EXPOSURE,
+           "deepCoadd-results/merged/{tract:d}/{patch}/segments_{tract:d}_{patch}.h5",
+           "Segmentation of a patch: the segment id of the deblended child each footprint "
+           "pixel belongs to (0 outside footprints), as the image of an exposure (exact "
+           "integers in float32)."),
         _t("deepCoadd_meas", FITS_CATALOG, f"deepCoadd-results/{PATCH}/meas_{PATCH_NAME}.fits",
            "Sources measured on the coadd of one filter, from the merged detections."),
         _t("deepCoadd_ref", FITS_CATALOG,
@@ -114,6 +128,18 @@ def dataset_types() -> list[DatasetType]:
         _t("forced_src", HDF5_CATALOG,
            "forced/v{visit:07d}/{filter}/{tract:d}/forced_src_" + CCD_NAME + ".h5",
            "Forced photometry on one calexp at the deepCoadd_ref positions of a tract."),
+        # --- the data release files (hpcpipe release) ---
+        _t("release_sources", ReleaseTableFormatter("sources"),
+           "release/sources/visit-{visit:d}.h5",
+           "Release file of one visit's single-frame sources (src of every CCD, with visit "
+           "and ccd columns); see docs/release_layout.md."),
+        _t("release_objects", ReleaseTableFormatter("objects"),
+           "release/objects/tract-{tract:d}.h5",
+           "Release file of one tract's objects (deepCoadd_ref of every patch, with a patch "
+           "column)."),
+        _t("release_forced", ReleaseTableFormatter("forced"),
+           "release/forced/tract-{tract:d}-{filter}.h5",
+           "Release file of one tract's forced photometry on the coadds of one filter."),
     ]
     catalogs = [t for t in types if isinstance(t.formatter, CatalogFormatter)]
     for catalog in catalogs:

@@ -49,6 +49,7 @@ class SimCamMapper(Mapper):
         "assembleCoadd": ("tract", "patch", "filter"),
         "detectCoaddSources": ("tract", "patch", "filter"),
         "mergeCoaddDetections": ("tract", "patch"),
+        "deblendCoaddSources": ("tract", "patch"),
         "measureCoaddSources": ("tract", "patch", "filter"),
         "mergeCoaddMeasurements": ("tract", "patch"),
         "forcedPhotCoadd": ("tract", "patch", "filter"),

@@ -1,0 +1,230 @@
+"""``hpcpipe drp REPO --output OUT --id ...``: run a data release production.
+
+The production is the one registered for ``REPO``'s camera (its mapper's name; see
+:func:`hpcpipe.drivers.production.register_production`), or ``--production NAME`` (a
+registered name or ``package.module:attribute``), or the one given to
+:func:`add_drp_command`. The options are those of every command-line task (``--id``,
+``--output``/``--rerun``, ``--show``, ``--loglevel``, ``--doraise``, ``--clobber-config``,
+``-C``/``-c`` with ``step.field`` names) and ``--steps``, ``--clobber-outputs``,
+``--retries``, ``--timeout`` and ``--report``. Run it under ``mpiexec``/``srun`` for several
+ranks; usage errors exit with status 2 naming the option or data id, before any unit runs;
+otherwise the exit status is the number of failed units (at most 255).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hpcpipe.config import Config, ConfigField
+from hpcpipe.drivers.drp import (
+    DrpRequest,
+    DrpUsageError,
+    format_summary,
+    run_production,
+    write_configs,
+)
+from hpcpipe.drivers.production import Production, ProductionError, find_production
+from hpcpipe.errors import HpcpipeError
+
+__all__ = ["add_drp_command", "run_drp_command", "parse_drp_args", "prepare_drp_submission",
+           "production_config_class"]
+
+PROG = "hpcpipe drp"
+
+
+def production_config_class(production: Production) -> type[Config]:
+    """A config class with one nested config per step (``config.<step>.<field>``), so that
+    ``-c step.field=value`` and ``-C file`` address any step's config."""
+    fields = {step.name: ConfigField(f"config of step {step.name} "
+                                     f"({step.task_class.__name__})",
+                                     step.task_class.ConfigClass)
+              for step in production.steps}
+    return type(f"{production.name.capitalize()}ProductionConfig", (Config,), fields)
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
+    return value
+
+
+def _find_production(argv: Sequence[str], default: Production | None) -> Production | None:
+    """The production from ``--production``, the hook's default or ``REPO``'s mapper; exits
+    with status 2 when it cannot be found."""
+    pre = argparse.ArgumentParser(prog=PROG, add_help=False)
+    pre.add_argument("repo", nargs="?")
+    pre.add_argument("--production")
+    known, _rest = pre.parse_known_args(list(argv))
+    try:
+        if known.production:
+            return find_production(known.production)
+        if default is not None:
+            return default
+        if known.repo is None or known.repo.startswith("-"):
+            return None  # --help, or a missing REPO that the full parser reports
+        from hpcpipe.butler import Butler, ButlerError
+
+        try:
+            mapper = Butler(known.repo).mapper
+        except ButlerError as exc:
+            pre.error(f"argument REPO: {exc}")
+        return find_production(mapper.name or mapper.full_name)
+    except ProductionError as exc:
+        option = "--production" if known.production else "REPO"
+        pre.error(f"argument {option}: {exc}")
+    return None  # not reached
+
+
+def parse_drp_args(argv: Sequence[str], production: Production | None = None
+                   ) -> DrpRequest:
+    """Parse ``hpcpipe drp`` arguments into a :class:`DrpRequest`.
+
+    Raises
+    ------
+    SystemExit
+        Status 2 with a message naming the option on a usage error; 0 after ``--help`` or a
+        ``--show`` that does not need the data.
+    """
+    from hpcpipe.task.argparser import build_argument_parser
+    from hpcpipe.task.cmdline import repository_keys
+
+    found = _find_production(argv, production)
+    empty = Production("none", [])
+    config_class = production_config_class(found or empty)
+    parser = build_argument_parser(
+        PROG, description=f"Run the production {found.name if found else ''} over the data "
+        "ids of a repository, each unit as soon as its inputs are done.",
+        config_class=config_class, task_name=found.name if found else None)
+    parser.add_argument("--production", metavar="NAME",
+                        help="a registered production or package.module:attribute (default: "
+                             "the one registered for REPO's camera)")
+    parser.add_argument("--steps", metavar="A,B,...",
+                        help="run only these steps (default all: "
+                             f"{','.join((found or empty).step_names)})")
+    parser.add_argument("--clobber-outputs", action="store_true",
+                        help="redo every unit, even those done by an earlier run")
+    parser.add_argument("--retries", type=_non_negative_int, default=0, metavar="N",
+                        help="try a failed unit N more times, on another rank (default 0)")
+    parser.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
+                        help="fail a unit that runs longer than this")
+    parser.add_argument("--report", type=Path, metavar="DIR",
+                        help="where to write report.json, timeline.png and report.html "
+                             "(default OUT/report)")
+    ns = parser.parse_task_args(list(argv), known_id_keys=repository_keys(parser))
+    if found is None:
+        parser.error("argument REPO: no production for this repository")
+    if ns.processes != 1:
+        parser.error("argument -j: hpcpipe drp runs on the MPI ranks it is launched with "
+                     "(mpiexec -n N hpcpipe drp ...)")
+    steps = None
+    if ns.steps is not None:
+        steps = [s.strip() for s in ns.steps.split(",") if s.strip()]
+        unknown = [s for s in steps if s not in found.step_names]
+        if unknown or not steps:
+            parser.error(f"argument --steps: {', '.join(unknown) or repr(ns.steps)} is not a "
+                         f"step of {found.name} (its steps: {', '.join(found.step_names)})")
+    if not ns.id_strings:
+        parser.error("argument --id: give the data to process (a bare --id means all data)")
+    root = Path(ns.repo)
+    inputs = root / "rerun" / ns.rerun_input if ns.rerun_input else root
+    if ns.output:
+        output: Path | None = Path(ns.output)
+    elif ns.rerun_output:
+        output = root / "rerun" / ns.rerun_output
+    else:
+        output = None
+    configs = {}
+    for step in found.steps:
+        config = getattr(ns.config, step.name).copy()
+        config.freeze()
+        configs[step.name] = config
+    request = DrpRequest(found, inputs, output, ns.data_ids, steps, configs,
+                         clobber_outputs=ns.clobber_outputs, clobber_config=ns.clobber_config,
+                         report_dir=ns.report, show_data=ns.show_data, retries=ns.retries,
+                         timeout=ns.timeout, doraise=ns.doraise)
+    return request
+
+
+def run_drp_command(argv: Sequence[str], production: Production | None = None,
+                    world: Any = None) -> int:
+    """Parse the arguments and run the production on the ranks of ``world`` (default: the
+    launch world); returns the exit status (0 on the workers)."""
+    from hpcpipe.comm.pool import Pool
+    from hpcpipe.comm.world import World
+
+    try:
+        request = parse_drp_args(argv, production)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    world = world or World()
+    pool = Pool(world, retries=request.retries, timeout=request.timeout,
+                doraise=request.doraise, progress=True)
+    try:
+        result = pool.run(run_production, request)
+    except DrpUsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except ProductionError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except HpcpipeError as exc:  # e.g. a unit lister that cannot read what it needs
+        print(f"{PROG}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    if result is None:  # a worker
+        return 0
+    if result.message != "--show data":
+        print(format_summary(result), flush=True)
+    return result.exit_status
+
+
+def prepare_drp_submission(argv: Sequence[str], dry_run: bool = False,
+                           production: Production | None = None) -> int:
+    """For ``hpcpipe submit ... drp REPO ...``: check the arguments and write the steps'
+    configs to the output repository before the job is submitted, so that its ranks never
+    race to write them. Returns 0, or 2 after printing a usage error."""
+    try:
+        request = parse_drp_args(argv, production)
+    except SystemExit as exc:
+        return int(exc.code or 0) or 2
+    try:
+        butler = request.butler()
+        configs = {s.name: request.configs[s.name] for s in request.selected_steps()}
+        write_configs(butler, configs, request.clobber_config, dry_run=dry_run)
+    except (DrpUsageError, ProductionError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    logging.getLogger("hpcpipe.drivers.drp").info(
+        "configs of %s %s in %s", ", ".join(configs),
+        "checked" if dry_run else "written", request.output_root or request.input_root)
+    return 0
+
+
+def add_drp_command(subparsers: Any, production: Production | None = None) -> None:
+    """Add ``hpcpipe drp`` to the command line (``production``: the default production,
+    else the one registered for the repository's camera)."""
+    drp = subparsers.add_parser(
+        "drp", help="run a data release production over data ids of a repository",
+        description="hpcpipe drp REPO --output OUT --id ... [options]; `hpcpipe drp REPO "
+        "--help` lists the options and the steps.")
+    drp.add_argument("drp_args", nargs=argparse.REMAINDER, metavar="...",
+                     help="REPO and the production's options")
+    drp.set_defaults(handler=lambda args: run_drp_command(args.drp_args, production))

@@ -1,0 +1,143 @@
+"""The data release production on a simulated survey, checked against the truth.
+
+One small survey (2 CCDs of 1024x1024, 3 visits in each of g and r) is simulated and run
+through the whole production (``hpcpipe drp``) once per test session; the tests then read its
+outputs back through the butler and compare them with the simulation's truth catalog.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hpcpipe.butler import Butler
+from hpcpipe.cli import main
+from hpcpipe.drivers.demo import assess_release
+from hpcpipe.pipe.quality import expected_psf_snr, match_truth
+
+SIM_ARGS = ["--visits", "3", "--ccds", "2", "--filters", "g,r", "--size", "1024", "--seed", "11",
+            "--star-density", "100000"]
+SKYMAP = ["-c", "makeSkyMap.patchInnerDimensions=[1200,1200]", "makeSkyMap.patchBorder=50"]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    root = tmp_path_factory.mktemp("release")
+    repo, out = root / "repo", root / "out"
+    assert main(["simulate", str(repo), *SIM_ARGS]) == 0
+    assert main(["drp", str(repo), "--output", str(out), "--id", *SKYMAP]) == 0
+    return Butler(repo, outputs=out)
+
+
+def _visit_ccds(butler):
+    return [(r.dataId["visit"], r.dataId["ccd"], r.dataId["filter"])
+            for r in butler.subset("raw")]
+
+
+def test_every_output_reads_back_through_the_butler(release):
+    butler = release
+    visit, ccd, band = _visit_ccds(butler)[0]
+    for name in ("calexp", "calexpBackground", "icSrc", "src", "srcMatch"):
+        assert butler.get(name, visit=visit, ccd=ccd) is not None
+    for name in ("icSrc_schema", "src_schema", "srcMatch_schema", "skyMap"):
+        assert butler.get(name) is not None
+    sky_map = butler.get("skyMap")
+    patches = [("{},{}".format(*p.index), t.tract_id) for t in sky_map for p in t
+               if butler.datasetExists("deepCoadd_forced_src", tract=t.tract_id,
+                                       patch="{},{}".format(*p.index), filter=band)]
+    assert patches
+    patch, tract = patches[0]
+    key = {"tract": tract, "patch": patch}
+    for name in ("deepCoadd_mergeDet", "deepCoadd_deblend", "deepCoadd_segments",
+                 "deepCoadd_ref"):
+        assert butler.get(name, **key) is not None
+    for name in ("deepCoadd", "deepCoadd_calexp", "deepCoadd_det", "deepCoadd_meas",
+                 "deepCoadd_forced_src"):
+        assert butler.get(name, filter=band, **key) is not None
+    warps = [v for v, _, b in _visit_ccds(butler) if b == band
+             and butler.datasetExists("deepCoadd_directWarp", visit=v, filter=band, **key)]
+    assert warps
+    assert len(butler.get("forced_src", visit=visit, ccd=ccd, tract=tract, filter=band)) > 0
+    for step in ("processCcd", "makeCoaddTempExp", "assembleCoadd", "forcedPhotCcd"):
+        assert butler.get(f"{step}_config") is not None
+    assert butler.get("processCcd_metadata", visit=visit, ccd=ccd)
+
+
+def test_detection_completeness_and_purity(release):
+    butler = release
+    truth = butler.get("truth_cat")
+    found = bright = spurious = total = 0
+    for visit, ccd, band in _visit_ccds(butler):
+        calexp = butler.get("calexp", visit=visit, ccd=ccd)
+        src = butler.get("src", visit=visit, ccd=ccd)
+        src = src.where(src["detect_isPrimary"])
+        h, w = calexp.image.array.shape
+        x, y = calexp.wcs.all_world2pix(truth["ra"], truth["dec"], 0)
+        inside = (x > 10) & (x < w - 10) & (y > 10) & (y < h - 10)
+        noise = float(np.sqrt(np.median(calexp.variance.array)))
+        sigma = calexp.psf.sigma_at(w / 2, h / 2)
+        flux = calexp.photo_calib.magnitude_to_instflux(truth[f"mag_{band}"])
+        snr = expected_psf_snr(flux, sigma, noise)
+        stars = np.nonzero(inside & truth["is_star"] & (snr > 5))[0]
+        m = match_truth(np.degrees(src["coord_ra"]), np.degrees(src["coord_dec"]), truth, 1.0,
+                        stars)
+        bright += len(stars)
+        found += len(np.unique(m.truth_index))
+        # purity: every source off the image's edge must be a real object (on the CCD or
+        # just beyond its edge, whose light reaches it)
+        clean = src.where(~src["base_PixelFlags_flag_edge"])
+        near = (x > -20) & (x < w + 20) & (y > -20) & (y < h + 20)
+        anything = match_truth(np.degrees(clean["coord_ra"]), np.degrees(clean["coord_dec"]),
+                               truth, 1.5, np.nonzero(near)[0])
+        total += len(clean)
+        spurious += len(clean) - len(anything.source_index)
+    assert bright > 50
+    assert found / bright >= 0.95
+    assert spurious / total < 0.02
+
+
+def test_astrometry_and_photometry_of_bright_stars(release):
+    quality = assess_release(release)
+    assert quality["n_astrom"] > 30
+    assert quality["astrom_mas"] < 20.0
+    assert quality["photom_mag"] < 0.02
+
+
+def test_coadd_is_deeper_by_the_expected_amount(release):
+    quality = assess_release(release)
+    for band, (_single, _deep, gain, n) in quality["depth"].items():
+        assert n == 3, band
+        assert gain == pytest.approx(1.25 * np.log10(n), abs=0.1), band
+
+
+def test_forced_photometry_errors_match_the_scatter(release):
+    butler = release
+    rows: dict[int, list[tuple[float, float]]] = {}
+    sky_map = butler.get("skyMap")
+    tract = next(iter(sky_map)).tract_id
+    for visit, ccd, band in _visit_ccds(butler):
+        if band != "r" or not butler.datasetExists("forced_src", visit=visit, ccd=ccd,
+                                                   tract=tract, filter=band):
+            continue
+        forced = butler.get("forced_src", visit=visit, ccd=ccd, tract=tract, filter=band)
+        ok = ~forced["base_PsfFlux_flag"] & ~forced["base_PixelFlags_flag_edge"]
+        for oid, f, e in zip(forced["objectId"][ok], forced["base_PsfFlux_flux"][ok],
+                             forced["base_PsfFlux_fluxErr"][ok], strict=True):
+            rows.setdefault(int(oid), []).append((float(f), float(e)))
+    pulls_num, pulls_den = [], []
+    for values in rows.values():
+        if len(values) < 3:
+            continue
+        flux = np.array([v[0] for v in values])
+        err = np.array([v[1] for v in values])
+        if np.median(flux / err) > 50:  # faint objects: the errors are sky dominated
+            continue
+        pulls_num.append(np.var(flux, ddof=1))
+        pulls_den.append(np.mean(err**2))
+    assert len(pulls_num) > 30
+    ratio = np.sqrt(np.median(np.array(pulls_num) / np.array(pulls_den)))
+    # the median of a chi-square with 2 degrees of freedom over 2 is ln 2
+    ratio /= np.sqrt(np.log(2.0))
+    assert ratio == pytest.approx(1.0, abs=0.2)
