@@ -403,6 +403,26 @@ def test_killed_worker_then_rerun_gives_the_undisturbed_outputs(repo, tmp_path):
     assert_same_outputs(reference, out)
 
 
+@pytest.mark.slow
+def test_one_rank_under_mpirun_runs_the_whole_production(repo, tmp_path):
+    """``mpirun -n 1``: the master does the work itself, with the same outputs."""
+    mpirun = _mpirun_command(1)
+    if mpirun is None:
+        pytest.skip("no mpirun")
+    reference = tmp_path / "reference"
+    assert drp(repo, reference, "--id") == 0
+    out = tmp_path / "one-rank"
+    command = [*mpirun, sys.executable, "-m", "hpcpipe", "drp", str(repo), "--output", str(out),
+               "--id", "--production", PRODUCTION, "--report", str(tmp_path / "report")]
+    run = subprocess.run(command, env=_clean_env(), capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    records = units(out, tmp_path / "report")
+    assert set(records) == ALL_KEYS
+    assert set(states(records).values()) == {"done"}
+    assert_same_outputs(reference, out)
+
+
 def test_show_data_lists_units_without_running(repo, tmp_path, capsys):
     out = tmp_path / "show"
     capsys.readouterr()
