@@ -15,10 +15,6 @@ from hpcpipe.io.parallel_table import mpio_available, write_rows_collectively
 ROW = np.dtype([("rank", np.int32), ("i", np.int64), ("value", np.float64)])
 
 
-
-
-
-
 @pytest.mark.mpi(min_size=2)
 def test_h5py_has_mpio():
     assert mpio_available()

@@ -1,8 +1,9 @@
 """The data release production on a simulated survey, checked against the truth.
 
 One small survey (2 CCDs of 1024x1024, 3 visits in each of g and r) is simulated and run
-through the whole production (``hpcpipe drp``) once per test session; the tests then read its
-outputs back through the butler and compare them with the simulation's truth catalog.
+through the whole production (``hpcpipe drp``): once in this process for the serial tests,
+and once on every rank for the MPI test. The checks read its outputs back through the butler
+and compare them with the simulation's truth catalog.
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mpi_helpers import on_root, shared_dir
+
 from hpcpipe.butler import Butler
 from hpcpipe.cli import main
+from hpcpipe.comm.world import World
 from hpcpipe.drivers.demo import assess_release
 from hpcpipe.pipe.quality import expected_psf_snr, match_truth
 
@@ -36,7 +40,7 @@ def _visit_ccds(butler):
             for r in butler.subset("raw")]
 
 
-def test_every_output_reads_back_through_the_butler(release):
+def check_every_output_reads_back_through_the_butler(release):
     butler = release
     visit, ccd, band = _visit_ccds(butler)[0]
     for name in ("calexp", "calexpBackground", "icSrc", "src", "srcMatch"):
@@ -65,7 +69,7 @@ def test_every_output_reads_back_through_the_butler(release):
     assert butler.get("processCcd_metadata", visit=visit, ccd=ccd)
 
 
-def test_detection_completeness_and_purity(release):
+def check_detection_completeness_and_purity(release):
     butler = release
     truth = butler.get("truth_cat")
     found = bright = spurious = total = 0
@@ -98,21 +102,21 @@ def test_detection_completeness_and_purity(release):
     assert spurious / total < 0.02
 
 
-def test_astrometry_and_photometry_of_bright_stars(release):
+def check_astrometry_and_photometry_of_bright_stars(release):
     quality = assess_release(release)
     assert quality["n_astrom"] > 30
     assert quality["astrom_mas"] < 20.0
     assert quality["photom_mag"] < 0.02
 
 
-def test_coadd_is_deeper_by_the_expected_amount(release):
+def check_coadd_is_deeper_by_the_expected_amount(release):
     quality = assess_release(release)
     for band, (_single, _deep, gain, n) in quality["depth"].items():
         assert n == 3, band
         assert gain == pytest.approx(1.25 * np.log10(n), abs=0.1), band
 
 
-def test_forced_photometry_errors_match_the_scatter(release):
+def check_forced_photometry_errors_match_the_scatter(release):
     butler = release
     rows: dict[int, list[tuple[float, float]]] = {}
     sky_map = butler.get("skyMap")
@@ -141,3 +145,35 @@ def test_forced_photometry_errors_match_the_scatter(release):
     # the median of a chi-square with 2 degrees of freedom over 2 is ln 2
     ratio /= np.sqrt(np.log(2.0))
     assert ratio == pytest.approx(1.0, abs=0.2)
+
+
+CHECKS = [check_every_output_reads_back_through_the_butler,
+          check_detection_completeness_and_purity,
+          check_astrometry_and_photometry_of_bright_stars,
+          check_coadd_is_deeper_by_the_expected_amount,
+          check_forced_photometry_errors_match_the_scatter]
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=[c.__name__.removeprefix("check_")
+                                               for c in CHECKS])
+def test_serial(release, check):
+    check(release)
+
+
+@pytest.mark.mpi(min_size=2)
+def test_under_mpi(tmp_path_factory):
+    """The same survey through ``hpcpipe simulate`` and ``hpcpipe drp`` on every rank."""
+    world = World()
+    root = shared_dir(world, tmp_path_factory, "release-mpi")
+    repo, out = f"{root}/repo", f"{root}/out"
+    simulated = main(["simulate", repo, *SIM_ARGS])
+    status = main(["drp", repo, "--output", out, "--id", *SKYMAP])
+    world.barrier()
+
+    def check() -> None:
+        assert (simulated, status) == (0, 0)
+        butler = Butler(repo, outputs=out)
+        for one in CHECKS:
+            one(butler)
+
+    on_root(world, check)
