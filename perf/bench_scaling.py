@@ -1,7 +1,7 @@
 """Parallel efficiency of one production step from 1 to 2 workers, beside ``hpcpipe run -j``.
 
 Usage: python perf/bench_scaling.py [--step NAME] [--production NAME] [--visits 4] [--ccds 4]
-       [--size 1024] [--repeat 2] [--dir DIR]
+       [--size 1024] [--star-density 1e5] [--repeat 2] [--dir DIR]
 
 Simulates a repository once, then runs ``hpcpipe drp REPO --steps NAME --id`` serially (one
 process: the 1-worker time) and under ``mpirun -n 3`` (a master, which sleeps in a blocking
@@ -134,6 +134,8 @@ def main() -> int:
     parser.add_argument("--visits", type=int, default=4, help="visits (one filter)")
     parser.add_argument("--ccds", type=int, default=4, help="CCDs per visit")
     parser.add_argument("--size", type=int, default=1024, help="CCD size in pixels")
+    parser.add_argument("--star-density", type=float, default=100000.0,
+                        help="stars per square degree (enough for small CCDs' calibration)")
     parser.add_argument("--repeat", type=int, default=2, help="runs of each (best kept)")
     parser.add_argument("--dir", type=Path, help="work directory (default: a temporary one)")
     args = parser.parse_args()
@@ -142,7 +144,7 @@ def main() -> int:
     if not (repo / "_mapper").exists():
         timed([sys.executable, "-m", "hpcpipe", "--loglevel", "WARNING", "simulate", str(repo),
                "--visits", str(args.visits), "--ccds", str(args.ccds), "--filters", "r",
-               "--size", str(args.size)])
+               "--size", str(args.size), "--star-density", str(args.star_density)])
     production, step = choose(repo, args.production, args.step)
     print(f"step {step} of {production}: {args.visits} visits x {args.ccds} CCDs of "
           f"{args.size}x{args.size} px in {work}")
