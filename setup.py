@@ -103,7 +103,7 @@ setup(
     description="Survey image processing from raw pixels to a sky catalog on HPC clusters",
     python_requires=">=3.10",
     packages=find_packages(include=["hpcpipe", "hpcpipe.*"]),
-    package_data={"hpcpipe": ["py.typed"]},
+    package_data={"hpcpipe": ["py.typed"], "hpcpipe.ap": ["schema/*.avsc"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
     install_requires=[
@@ -116,6 +116,7 @@ setup(
         "pyyaml>=6.0",
         "matplotlib>=3.8",
         "tqdm>=4.66",
+        "fastavro>=1.9",
     ],
     entry_points={
         "console_scripts": ["hpcpipe = hpcpipe.cli:main"],

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from mpi_helpers import on_root, shared_dir
 
 from hpcpipe.butler import Butler

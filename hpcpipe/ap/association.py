@@ -1,0 +1,173 @@
+"""Association of diaSources with diaObjects, and the diaObjects' light-curve statistics.
+
+The rule (LSST's ``AssociationTask`` in spirit): each diaSource of a visit joins the nearest
+diaObject within the match radius, one to one within the visit (pairs are taken nearest
+first; a source or object already paired is skipped), and a diaSource left alone starts a
+new diaObject. An object's position is the mean of its sources' positions (on the sphere);
+its statistics are recomputed from all its sources (:func:`light_curve_stats`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from hpcpipe.ap.apdb import DIA_SOURCE_DTYPE, STAT_NAMES, Apdb
+
+__all__ = ["AssociationResult", "associate", "associate_visit", "light_curve_stats",
+           "unit_vectors"]
+
+
+def unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
+    """(n, 3) unit vectors of sky positions in degrees."""
+    ra, dec = np.radians(np.asarray(ra_deg, float)), np.radians(np.asarray(dec_deg, float))
+    return np.column_stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])
+
+
+def associate(src_ra: np.ndarray, src_dec: np.ndarray, obj_ra: np.ndarray,
+              obj_dec: np.ndarray, radius_arcsec: float) -> np.ndarray:
+    """Pair sources with objects one to one, nearest pairs first, within ``radius_arcsec``.
+
+    Returns
+    -------
+    numpy.ndarray
+        For each source, the index of its object, or -1.
+    """
+    if not radius_arcsec > 0:
+        raise ValueError(f"associate: the match radius must be positive; got {radius_arcsec}")
+    n_src = len(src_ra)
+    match = np.full(n_src, -1, np.int64)
+    if n_src == 0 or len(obj_ra) == 0:
+        return match
+    chord = 2.0 * np.sin(np.radians(radius_arcsec / 3600.0) / 2.0)
+    src, obj = unit_vectors(src_ra, src_dec), unit_vectors(obj_ra, obj_dec)
+    pairs = cKDTree(src).sparse_distance_matrix(cKDTree(obj), chord, output_type="ndarray")
+    if len(pairs) == 0:
+        return match
+    order = np.lexsort((pairs["j"], pairs["i"], pairs["v"]))
+    taken = np.zeros(len(obj_ra), bool)
+    for k in order:
+        i, j = int(pairs["i"][k]), int(pairs["j"][k])
+        if match[i] < 0 and not taken[j]:
+            match[i] = j
+            taken[j] = True
+    return match
+
+
+def light_curve_stats(flux: np.ndarray, err: np.ndarray) -> dict[str, float]:
+    """Light-curve statistics of fluxes with errors (the DiaObject's per-band columns).
+
+    ``psfFluxMean`` is the inverse-variance weighted mean and ``psfFluxMeanErr`` its error,
+    ``psfFluxSigma`` the standard deviation (``ddof=1``; NaN with one point),
+    ``psfFluxChi2`` the chi-square about the weighted mean (against a constant flux),
+    ``psfFluxNdata`` the number of points, ``psfFluxMin`` and ``psfFluxMax`` the extremes
+    (their difference is the amplitude). Points with a non-finite flux or a non-positive
+    error are left out; with no point left every value is NaN and the count 0.
+    """
+    flux, err = np.asarray(flux, float), np.asarray(err, float)
+    ok = np.isfinite(flux) & np.isfinite(err) & (err > 0)
+    f, e = flux[ok], err[ok]
+    n = len(f)
+    if n == 0:
+        out = {name: float("nan") for name in STAT_NAMES}
+        out["psfFluxNdata"] = 0
+        return out
+    w = 1.0 / e**2
+    mean = float(np.sum(w * f) / np.sum(w))
+    return {"psfFluxMean": mean, "psfFluxMeanErr": float(1.0 / np.sqrt(np.sum(w))),
+            "psfFluxSigma": float(np.std(f, ddof=1)) if n > 1 else float("nan"),
+            "psfFluxChi2": float(np.sum(w * (f - mean) ** 2)), "psfFluxNdata": n,
+            "psfFluxMin": float(f.min()), "psfFluxMax": float(f.max())}
+
+
+def _object_row(dtype: np.dtype, bands: tuple[str, ...], object_id: int,
+                sources: np.ndarray) -> np.void:
+    row = np.zeros(1, dtype)[0]
+    row["diaObjectId"] = object_id
+    mean = unit_vectors(sources["ra"], sources["dec"]).mean(axis=0)
+    row["ra"] = float(np.degrees(np.arctan2(mean[1], mean[0])) % 360.0)
+    row["dec"] = float(np.degrees(np.arctan2(mean[2], np.hypot(mean[0], mean[1]))))
+    row["nDiaSources"] = len(sources)
+    row["firstMjdTai"] = float(sources["midpointMjdTai"].min())
+    row["lastMjdTai"] = float(sources["midpointMjdTai"].max())
+    for band in bands:
+        mine = sources[sources["band"] == band]
+        for name, value in light_curve_stats(mine["psfFlux"], mine["psfFluxErr"]).items():
+            row[f"{band}_{name}"] = value
+    return row
+
+
+@dataclass
+class AssociationResult:
+    """One visit's association.
+
+    Attributes
+    ----------
+    sources : numpy.ndarray
+        The visit's diaSources (:data:`DIA_SOURCE_DTYPE`) with their ``diaObjectId`` set.
+    objects : numpy.ndarray
+        The new and updated diaObjects.
+    n_new, n_matched : int
+        Sources that started an object, and sources that joined one.
+    """
+
+    sources: np.ndarray
+    objects: np.ndarray
+    n_new: int
+    n_matched: int
+
+
+def associate_visit(apdb: Apdb, visit: int, sources: np.ndarray, radius_arcsec: float = 1.0,
+                    store: bool = True) -> AssociationResult:
+    """Associate one visit's diaSources with the APDB's diaObjects, and store the visit.
+
+    Parameters
+    ----------
+    apdb : Apdb
+        The database (read for the objects near the sources; written if ``store``).
+    visit : int
+        The visit (stored once: a second call for the same visit raises
+        :class:`~hpcpipe.ap.apdb.ApdbError`).
+    sources : numpy.ndarray
+        The visit's diaSources (:data:`DIA_SOURCE_DTYPE`; ``diaObjectId`` is filled in).
+    radius_arcsec : float
+        The match radius.
+    store : bool
+        Write the new and updated objects and the sources (one transaction).
+    """
+    sources = np.array(sources, dtype=DIA_SOURCE_DTYPE)
+    if len(sources) and np.any(sources["visit"] != visit):
+        raise ValueError(f"associate_visit: sources of visits "
+                         f"{sorted(set(sources['visit'].tolist()) - {visit})} given for visit "
+                         f"{visit}")
+    if len(sources) == 0:
+        if store:
+            apdb.store(visit, np.zeros(0, apdb.object_dtype), sources)
+        return AssociationResult(sources, np.zeros(0, apdb.object_dtype), 0, 0)
+    centre = unit_vectors(sources["ra"], sources["dec"]).mean(axis=0)
+    ra0 = float(np.degrees(np.arctan2(centre[1], centre[0])) % 360.0)
+    dec0 = float(np.degrees(np.arctan2(centre[2], np.hypot(centre[0], centre[1]))))
+    sep = np.degrees(np.arccos(np.clip(unit_vectors(sources["ra"], sources["dec"])
+                                       @ unit_vectors([ra0], [dec0])[0], -1.0, 1.0)))
+    known = apdb.objects_in_region(ra0, dec0, float(sep.max()) + 2 * radius_arcsec / 3600.0)
+    match = associate(sources["ra"], sources["dec"], known["ra"], known["dec"], radius_arcsec)
+    matched = match >= 0
+    sources["diaObjectId"][matched] = known["diaObjectId"][match[matched]]
+    next_id = apdb.next_object_id()
+    n_new = int((~matched).sum())
+    sources["diaObjectId"][~matched] = np.arange(next_id, next_id + n_new)
+    touched = np.unique(sources["diaObjectId"])
+    history = apdb.sources_of(touched[np.isin(touched, known["diaObjectId"])])
+    every = np.concatenate([history, sources])
+    order = np.argsort(every["diaObjectId"], kind="stable")
+    every = every[order]
+    bounds = np.searchsorted(every["diaObjectId"], touched)
+    ends = np.append(bounds[1:], len(every))
+    objects = np.zeros(len(touched), apdb.object_dtype)
+    for k, (oid, a, b) in enumerate(zip(touched, bounds, ends, strict=True)):
+        objects[k] = _object_row(apdb.object_dtype, apdb.bands, int(oid), every[a:b])
+    if store:
+        apdb.store(visit, objects, sources)
+    return AssociationResult(sources, objects, n_new, int(matched.sum()))
