@@ -72,6 +72,14 @@ def dataset_types() -> list[DatasetType]:
         _t("truth_cat", FITS_CATALOG, "truth/truth_cat.fits",
            "The simulation's truth: every object of the simulated sky with its true position "
            "(degrees), magnitudes, type and shape (written by `hpcpipe simulate`)."),
+        _t("transient_truth", FITS_CATALOG, "truth/transient_truth.fits",
+           "The injected transients, periodic variables and moving objects (written by "
+           "`hpcpipe simulate --transients/--variables/--movers`): one row per object with "
+           "its kind, position, magnitudes and light-curve or motion parameters (see "
+           "hpcpipe.sim.transients)."),
+        _t("transient_lightcurves", FITS_CATALOG, "truth/transient_lightcurves.fits",
+           "The true light curves of the injected objects: one row per object per visit with "
+           "the visit, band, MJD, position (degrees), magnitude and flux (nJy)."),
         # --- single-CCD processing ---
         _t("postISRCCD", FITS_EXPOSURE, f"postISRCCD/{CCD}/postISRCCD_{CCD_NAME}.fits",
            "A CCD after instrument signature removal (bias, dark and flat corrected, "
