@@ -715,6 +715,7 @@ class ImagePsfMatchTask(Task):
             if plane in diff.mask.planes:
                 diff.mask.clear_plane(plane)
         matched.photo_calib = science.photo_calib
+        matched.psf = diff.psf
         ksum_centre = float(sol.kernel_sum(*_centre(science)))
         diff.metadata.update({"DIFFMODE": mode, "KERNSUM": ksum_centre,
                               "KERNHW": sol.basis.half_width,

@@ -111,7 +111,7 @@ def add_simulate_command(subparsers: Any) -> None:
                      help="stars per square degree between r=16 and 25 (15000: high galactic "
                      "latitude; small CCDs need more for their calibration)")
     sim.add_argument("--transients", type=_count, default=0,
-                     help="supernova-like transients to inject (0); they explode between 40%% "
+                     help="supernova-like transients to inject (0); they explode between 50%% "
                      "and 70%% of the survey's span")
     sim.add_argument("--variables", type=_count, default=0,
                      help="periodic variable stars to inject (0)")

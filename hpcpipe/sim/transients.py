@@ -65,8 +65,9 @@ class TransientConfig:
         per magnitude after the peak).
     explosion_window : tuple of float
         Explosion times, as fractions of the survey's span (0: first visit, 1: last visit).
-        The default (0.4, 0.7) leaves the first 40% of the survey free of transients (for
-        the templates) and lets most of them rise before the last visit.
+        The default (0.5, 0.7) leaves the first half of the survey free of transients (for
+        the templates and a transient-free visit) and lets most of them rise before the last
+        visit.
     variable_mags : tuple of float
         r-band mean magnitudes of the variables.
     amplitudes : tuple of float
@@ -85,7 +86,7 @@ class TransientConfig:
     peak_mags: tuple[float, float] = (19.5, 22.5)
     rise_days: tuple[float, float] = (0.5, 3.0)
     fall_days: tuple[float, float] = (5.0, 20.0)
-    explosion_window: tuple[float, float] = (0.4, 0.7)
+    explosion_window: tuple[float, float] = (0.5, 0.7)
     variable_mags: tuple[float, float] = (18.0, 21.0)
     amplitudes: tuple[float, float] = (0.2, 0.8)
     periods: tuple[float, float] = (0.3, 5.0)
