@@ -138,7 +138,9 @@ class ImageDifferenceConfig(Config):
     excludeMaskPlanes = ListField("pixels with these planes are never detected", str,
                                   default=["NO_DATA", "BAD", "EDGE", "SAT"])
     dipoleMaxSeparation = RangeField("a positive and a negative peak closer than this many PSF "
-                                     "sigmas form a dipole", float, default=3.0, min=0.0)
+                                     "sigmas form a dipole (the smoothed lobes of a small "
+                                     "misregistration are 2.8 sigmas apart)", float,
+                                     default=5.0, min=0.0)
     dipoleMinLobeSnr = RangeField("both lobes of a dipole have at least this signal to noise",
                                   float, default=3.0, min=0.0)
     dipoleFitRadius = RangeField("pixels within this many PSF sigmas of a lobe are fitted",

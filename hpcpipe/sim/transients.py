@@ -124,7 +124,9 @@ def _positions_on_ccds(rng: np.random.Generator, n: int, camera: Any, ccds: list
     c = camera.config
     if 2 * margin >= min(c.width, c.height):
         raise ValueError(f"the CCDs ({c.width}x{c.height} pixels) are too small for a margin "
-                         f"of {margin:.0f} pixels around the injected objects")
+                         f"of {margin:.0f} pixels (the dither plus 30) around the injected "
+                         "transients, variables and movers: use larger CCDs or a smaller "
+                         "dither")
     which = rng.integers(0, len(ccds), n)
     x = rng.uniform(margin, c.width - 1 - margin, n)
     y = rng.uniform(margin, c.height - 1 - margin, n)
