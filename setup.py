@@ -124,6 +124,7 @@ setup(
         "hpcpipe.tasks": [
             "processCcd = hpcpipe.pipe.process_ccd:ProcessCcdTask",
             "isr = hpcpipe.pipe.isr:IsrTask",
+            "imageDifference = hpcpipe.diffim.image_difference:ImageDifferenceTask",
         ],
     },
     zip_safe=False,

@@ -2,7 +2,9 @@
 
 The raw frames and master calibrations are simulated by the pool's workers into a staging
 directory inside the repository, then ingested (moved into the SimCam layout and registered);
-the reference catalog (``ref_cat``) and the truth (``truth_cat``) are put through the butler.
+the reference catalog (``ref_cat``) and the truth (``truth_cat``; with injected transients,
+variables or movers also ``transient_truth`` and ``transient_lightcurves``) are put through
+the butler.
 The same seed gives the same survey, whatever the number of ranks.
 """
 
@@ -23,15 +25,24 @@ __all__ = ["add_simulate_command", "simulate_repository", "survey_config_for"]
 
 
 def survey_config_for(visits: int, ccds: int, bands: tuple[str, ...], seed: int,
-                      size: int = 2048, star_density: float = 15000.0) -> SurveyConfig:
+                      size: int = 2048, star_density: float = 15000.0, *,
+                      transients: int = 0, variables: int = 0, movers: int = 0,
+                      cadence: float | None = None) -> SurveyConfig:
     """A survey of ``visits`` visits per band over the first ``ccds`` CCDs of a square-ish
-    focal plane of ``size``-pixel CCDs, with ``star_density`` stars per square degree."""
+    focal plane of ``size``-pixel CCDs, with ``star_density`` stars per square degree.
+
+    ``transients``, ``variables`` and ``movers`` are injected objects
+    (:mod:`hpcpipe.sim.transients`); ``cadence`` is the number of days between visits
+    (default: one minute).
+    """
     nx = max(1, math.ceil(math.sqrt(ccds)))
     ny = max(1, math.ceil(ccds / nx))
     camera = CameraConfig(nx=nx, ny=ny, width=size, height=size, gap=max(10, size // 20))
     return SurveyConfig(camera=camera, visits_per_band=visits, bands=bands, seed=seed,
                         ccds=ccds, dither=min(60.0, 0.1 * size * camera.pixel_scale),
-                        star_density=star_density)
+                        star_density=star_density,
+                        visit_interval=60.0 if cadence is None else cadence * 86400.0,
+                        transients=transients, variables=variables, movers=movers)
 
 
 def simulate_repository(pool: Pool, repo: str | Path, config: SurveyConfig) -> dict[str, Any]:
@@ -49,6 +60,9 @@ def simulate_repository(pool: Pool, repo: str | Path, config: SurveyConfig) -> d
     butler = Butler(repo)
     butler.put(Catalog.read_fits(files["refcat"]), "ref_cat")
     butler.put(Catalog.read_fits(files["truth"]), "truth_cat")
+    for name in ("transient_truth", "transient_lightcurves"):
+        if name in files:
+            butler.put(Catalog.read_fits(files[name]), name)
     shutil.rmtree(staging, ignore_errors=True)
     return {"ingested": len(report.ingested) + len(report.already), "failed": report.failed,
             "simulation_failures": files["failed"], "visits": len(files["plans"])}
@@ -63,7 +77,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         return 2
     try:
         config = survey_config_for(args.visits, args.ccds, bands, args.seed, args.size,
-                                   args.star_density)
+                                   args.star_density, transients=args.transients,
+                                   variables=args.variables, movers=args.movers,
+                                   cadence=args.cadence)
         config.ccd_ids()
     except ValueError as exc:
         print(f"hpcpipe simulate: error: {exc}", flush=True)
@@ -94,4 +110,25 @@ def add_simulate_command(subparsers: Any) -> None:
     sim.add_argument("--star-density", type=_positive_float, default=15000.0,
                      help="stars per square degree between r=16 and 25 (15000: high galactic "
                      "latitude; small CCDs need more for their calibration)")
+    sim.add_argument("--transients", type=_count, default=0,
+                     help="supernova-like transients to inject (0); they explode between 50%% "
+                     "and 70%% of the survey's span")
+    sim.add_argument("--variables", type=_count, default=0,
+                     help="periodic variable stars to inject (0)")
+    sim.add_argument("--movers", type=_count, default=0,
+                     help="moving objects to inject (0)")
+    sim.add_argument("--cadence", type=_positive_float, default=None, metavar="DAYS",
+                     help="days between visits (default: one minute); the calibrations stay "
+                     "valid for 3 weeks after the survey's start")
     sim.set_defaults(handler=_cmd_simulate)
+
+
+def _count(text: str) -> int:
+    """A number of injected objects: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value

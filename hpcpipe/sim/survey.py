@@ -21,8 +21,18 @@ from hpcpipe.io.atomic import atomic_path
 from hpcpipe.sim.camera import CameraConfig, SimCamera
 from hpcpipe.sim.raw import VisitPlan, make_master_calibs, make_raw
 from hpcpipe.sim.sky import BANDS, SkyConfig, make_sky, reference_catalog
+from hpcpipe.sim.transients import (
+    TransientConfig,
+    epoch_truth,
+    light_curve_catalog,
+    light_curves,
+    make_transients,
+    transient_truth_catalog,
+    visit_mjd,
+)
 
-__all__ = ["SurveyConfig", "plan_survey", "write_survey_files", "survey_truth_catalog"]
+__all__ = ["SurveyConfig", "plan_survey", "write_survey_files", "survey_truth_catalog",
+           "survey_transients"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,12 @@ class SurveyConfig:
     star_density : float
         Stars per square degree (r from 16 to 25): 15,000 at high galactic latitude; a
         field nearer the plane gives small CCDs enough calibration stars.
+    visit_interval : float
+        Seconds between the starts of consecutive visits (60: one night's sequence; a day or
+        more to see transients evolve).
+    transients, variables, movers : int
+        Supernova-like transients, periodic variable stars and moving objects injected into
+        the raw frames (:mod:`hpcpipe.sim.transients`; none by default).
     """
 
     camera: CameraConfig = field(default_factory=CameraConfig)
@@ -65,6 +81,21 @@ class SurveyConfig:
     calib_date: str = "2026-01-01"
     ccds: int | None = None
     star_density: float = 15000.0
+    visit_interval: float = 60.0
+    transients: int = 0
+    variables: int = 0
+    movers: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.visit_interval > 0:
+            raise ValueError(f"visit_interval must be positive (seconds); got "
+                             f"{self.visit_interval}")
+        self.transient_config()  # checks the counts
+
+    def transient_config(self) -> TransientConfig:
+        """The injected population (:mod:`hpcpipe.sim.transients`)."""
+        return TransientConfig(transients=self.transients, variables=self.variables,
+                               movers=self.movers)
 
     def ccd_ids(self) -> list[int]:
         """The CCDs this survey simulates."""
@@ -94,7 +125,7 @@ def plan_survey(config: SurveyConfig) -> list[VisitPlan]:
             plans.append(VisitPlan(
                 visit=1000 + 100 * b + k,
                 band=band,
-                date=(start + TimeDelta(60.0 * n, format="sec")).tai.isot,
+                date=(start + TimeDelta(config.visit_interval * n, format="sec")).tai.isot,
                 ra=config.ra + offset[0] / np.cos(np.radians(dec)),
                 dec=dec,
                 psf_sigma=float(rng.uniform(*config.psf_sigma_range)),
@@ -122,15 +153,36 @@ def survey_truth_catalog(truth: dict[str, np.ndarray]) -> Any:
     return Catalog.from_columns(schema, {name: truth[name] for name in schema.names})
 
 
+def survey_transients(config: SurveyConfig) -> dict[str, np.ndarray] | None:
+    """The injected transients, variables and movers of a survey (None if it has none).
+
+    They are placed on the simulated CCDs at the field centre, farther from the CCD edges than
+    the dither plus 30 pixels.
+    """
+    tconfig = config.transient_config()
+    if tconfig.total == 0:
+        return None
+    plans = plan_survey(config)
+    mjds = [visit_mjd(p) for p in plans]
+    margin = config.dither / config.camera.pixel_scale + 30.0
+    return make_transients(tconfig, SimCamera(config.camera), config.ccd_ids(), config.ra,
+                           config.dec, (min(mjds), max(mjds)), margin, config.seed)
+
+
 def _frame_unit(cache: Any, unit: tuple[int, int], config: SurveyConfig, directory: str
                 ) -> str:
     """Pool unit: simulate and write one raw frame (and its truth positions)."""
     plan_index, ccd = unit
     if getattr(cache, "survey_truth", None) is None:
         cache.survey_truth = make_sky(config.sky(), config.seed)
+        cache.survey_transients = survey_transients(config)
     plan = plan_survey(config)[plan_index]
     camera = SimCamera(config.camera)
-    raw, ccd_truth = make_raw(camera, plan, cache.survey_truth, ccd, config.seed)
+    truth = cache.survey_truth
+    if cache.survey_transients is not None:
+        epoch = epoch_truth(cache.survey_transients, plan)
+        truth = {key: np.concatenate([value, epoch[key]]) for key, value in truth.items()}
+    raw, ccd_truth = make_raw(camera, plan, truth, ccd, config.seed)
     path = Path(directory) / "raw" / f"raw-v{plan.visit:07d}-c{ccd:03d}.fits"
     raw.write(path)
     return str(path)
@@ -157,7 +209,8 @@ def write_survey_files(directory: str | Path, config: SurveyConfig, pool: Any = 
     -------
     dict
         ``raw`` and ``calib`` (lists of paths), ``refcat`` and ``truth`` (paths), ``failed``
-        (units that failed) and ``plans`` (the visits, as dicts).
+        (units that failed) and ``plans`` (the visits, as dicts); with injected objects,
+        also ``transient_truth`` and ``transient_lightcurves`` (paths of their truth).
     """
     from hpcpipe.comm.pool import Pool
 
@@ -169,6 +222,14 @@ def write_survey_files(directory: str | Path, config: SurveyConfig, pool: Any = 
     refcat = reference_catalog(truth, config.sky(), config.seed)
     refcat.write_fits(directory / "refcat.fits")
     survey_truth_catalog(truth).write_fits(directory / "truth.fits")
+    transients = survey_transients(config)
+    extra: dict[str, str] = {}
+    if transients is not None:
+        transient_truth_catalog(transients).write_fits(directory / "transient_truth.fits")
+        light_curve_catalog(light_curves(transients, plans)).write_fits(
+            directory / "transient_lightcurves.fits")
+        extra = {"transient_truth": str(directory / "transient_truth.fits"),
+                 "transient_lightcurves": str(directory / "transient_lightcurves.fits")}
     units = [(p, c) for p in range(len(plans)) for c in ccds]
     raws = pool.map(_frame_unit, units, config, str(directory),
                     keys=[f"visit={plans[p].visit} ccd={c}" for p, c in units],
@@ -185,4 +246,5 @@ def write_survey_files(directory: str | Path, config: SurveyConfig, pool: Any = 
         "truth": str(directory / "truth.fits"),
         "failed": [r for r in raws + calibs if not r],
         "plans": [asdict(p) for p in plans],
+        **extra,
     }

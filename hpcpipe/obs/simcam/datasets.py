@@ -72,6 +72,14 @@ def dataset_types() -> list[DatasetType]:
         _t("truth_cat", FITS_CATALOG, "truth/truth_cat.fits",
            "The simulation's truth: every object of the simulated sky with its true position "
            "(degrees), magnitudes, type and shape (written by `hpcpipe simulate`)."),
+        _t("transient_truth", FITS_CATALOG, "truth/transient_truth.fits",
+           "The injected transients, periodic variables and moving objects (written by "
+           "`hpcpipe simulate --transients/--variables/--movers`): one row per object with "
+           "its kind, position, magnitudes and light-curve or motion parameters (see "
+           "hpcpipe.sim.transients)."),
+        _t("transient_lightcurves", FITS_CATALOG, "truth/transient_lightcurves.fits",
+           "The true light curves of the injected objects: one row per object per visit with "
+           "the visit, band, MJD, position (degrees), magnitude and flux (nJy)."),
         # --- single-CCD processing ---
         _t("postISRCCD", FITS_EXPOSURE, f"postISRCCD/{CCD}/postISRCCD_{CCD_NAME}.fits",
            "A CCD after instrument signature removal (bias, dark and flat corrected, "
@@ -128,6 +136,28 @@ def dataset_types() -> list[DatasetType]:
         _t("forced_src", HDF5_CATALOG,
            "forced/v{visit:07d}/{filter}/{tract:d}/forced_src_" + CCD_NAME + ".h5",
            "Forced photometry on one calexp at the deepCoadd_ref positions of a tract."),
+        # --- image differencing (hpcpipe run imageDifference) ---
+        _t("deepDiff_differenceExp", FITS_EXPOSURE, f"deepDiff/{CCD}/diffexp_{CCD_NAME}.fits",
+           "The difference image of a calexp: calexp minus the PSF-matched deepCoadd template, "
+           "in the calexp's counts and PhotoCalib, with variance var_calexp + "
+           "var_template convolved by K^2, the masks of both (the template's grown by the "
+           "matching kernel) and DETECTED/DETECTED_NEGATIVE planes."),
+        _t("deepDiff_diaSrc", FITS_CATALOG, f"deepDiff/{CCD}/diaSrc_{CCD_NAME}.fits",
+           "Sources detected on the difference image, positive and negative (is_negative), "
+           "with coord_ra/coord_dec, centroids, shapes, PSF fluxes on the difference "
+           "(base_PsfFlux_flux, nJy), forced on the calexp (ip_diffim_forced_PsfFlux_flux) "
+           "and on the matched template, dipole fits (ip_diffim_DipoleFit_*), pixel flags, "
+           "visit, ccd and midPointTai."),
+        _t("deepDiff_kernelSrc", FITS_CATALOG, f"deepDiff/{CCD}/kernelSrc_{CCD_NAME}.fits",
+           "The stamps the PSF-matching kernel was fitted on: position, reduced chi-square "
+           "of their own and of the spatial fit, and whether they were used."),
+        _t("deepDiff_warpedExp", FITS_EXPOSURE, f"deepDiff/{CCD}/warpedexp_{CCD_NAME}.fits",
+           "The template (deepCoadd patches) warped onto a calexp's pixel grid and "
+           "photometric scale, before PSF matching (imageDifference.doWriteWarpedExp).",
+           aliases=("deepDiff_templateExp",)),
+        _t("deepDiff_matchedExp", FITS_EXPOSURE, f"deepDiff/{CCD}/matchexp_{CCD_NAME}.fits",
+           "The PSF-matched template subtracted from a calexp "
+           "(imageDifference.doWriteMatchedExp)."),
         # --- the data release files (hpcpipe release) ---
         _t("release_sources", ReleaseTableFormatter("sources"),
            "release/sources/visit-{visit:d}.h5",

@@ -54,6 +54,7 @@ class SimCamMapper(Mapper):
         "mergeCoaddMeasurements": ("tract", "patch"),
         "forcedPhotCoadd": ("tract", "patch", "filter"),
         "forcedPhotCcd": ("visit", "ccd", "tract"),
+        "imageDifference": ("visit", "ccd"),
     }
     default_units: ClassVar[tuple[tuple[str, ...], ...]] = (
         ("tract", "patch", "filter"), ("tract", "patch"), ("visit", "ccd"), ("visit",), ())

@@ -1,0 +1,184 @@
+"""Templates (LSST's ``GetCoaddAsTemplateTask``): the deep coadd warped onto a calexp.
+
+The coadd patches (``deepCoadd``, nJy on the tract's TAN grid) that overlap a calexp are
+resampled onto the calexp's pixel grid, the reverse of :mod:`hpcpipe.pipe.coadd_warp`: each
+calexp pixel is mapped through the sky into the tract's pixels (the WCS evaluated exactly every
+``interpLength`` pixels) and the coadd is resampled there with a Lanczos-3 kernel
+(:func:`hpcpipe.kernels.warp.warp_image`). Where patches overlap, a pixel comes from the patch
+whose *inner* box holds it (as the coadd's own primary region); pixels that no patch covers
+are NaN with NO_DATA set. The template is then put on the calexp's photometric scale (counts:
+divided by the calexp's ``calibrationMean``), so that the template and the calexp can be
+subtracted; its PSF is the coadd PSF of the patch covering the calexp's centre (the pixel
+scales of the two grids are the same).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hpcpipe.config import ChoiceField, Config, Field, RangeField
+from hpcpipe.image import Exposure
+from hpcpipe.kernels.warp import transform_grid, warp_image, wcs_transform
+from hpcpipe.task import Struct, Task, timed_method
+
+__all__ = ["GetCoaddAsTemplateConfig", "GetCoaddAsTemplateTask", "overlapping_patches"]
+
+
+class GetCoaddAsTemplateConfig(Config):
+    """Which coadd, and how it is resampled."""
+
+    coaddName = Field("the coadd used as the template (<coaddName>Coadd)", str, default="deep")
+    warpingKernelName = ChoiceField("resampling kernel", str,
+                                    {"lanczos3": "Lanczos, 3 lobes (6x6 taps)",
+                                     "bilinear": "bilinear (2x2)"}, default="lanczos3")
+    interpLength = RangeField("the WCS is evaluated exactly every this many pixels", int,
+                              default=10, min=1)
+    minCoverage = RangeField("the smallest fraction of the calexp the template must cover",
+                             float, default=0.2, min=0.0, max=1.0)
+
+
+def overlapping_patches(sky_map: Any, exposure: Exposure) -> list[tuple[Any, Any]]:
+    """``(tract, patch)`` of every patch whose outer box overlaps the exposure."""
+    found = []
+    for tract, patches in sky_map.find_overlapping(exposure.wcs, exposure.bbox):
+        found += [(tract, patch) for patch in patches]
+    return found
+
+
+class GetCoaddAsTemplateTask(Task):
+    """Warp the coadd patches that cover a calexp onto its pixel grid."""
+
+    ConfigClass = GetCoaddAsTemplateConfig
+    _DefaultName = "getTemplate"
+
+    @timed_method
+    def run(self, exposure: Exposure, coadds: list[tuple[Exposure, Any]]) -> Struct:
+        """The template of ``exposure`` from ``coadds``.
+
+        Parameters
+        ----------
+        exposure : Exposure
+            The calexp: its WCS, bbox and PhotoCalib define the template's grid and scale.
+        coadds : list of tuple
+            ``(coadd, inner_bbox)``: each coadd patch (nJy, with WCS and PSF) and the inner
+            box of its patch (tract pixels), the region where it is preferred.
+
+        Returns
+        -------
+        Struct
+            ``template`` (Exposure on the calexp's bbox, in its counts), ``coverage`` (the
+            fraction of pixels with data) and ``n_patches`` (those that contributed).
+
+        Raises
+        ------
+        ValueError
+            If the calexp has no PhotoCalib or WCS, or the coadds cover less than
+            ``minCoverage`` of it.
+        """
+        c = self.config
+        if exposure.photo_calib is None or exposure.wcs is None:
+            raise ValueError("a template needs the calexp's WCS and PhotoCalib")
+        if not coadds:
+            raise ValueError("no coadd patch overlaps the calexp: no template")
+        shape = exposure.image.array.shape
+        template = Exposure(exposure.bbox, wcs=exposure.wcs, filter=exposure.filter,
+                            photo_calib=exposure.photo_calib, detector=exposure.detector)
+        template.image.array[:] = np.nan
+        template.variance.array[:] = np.nan
+        nodata = template.mask.get_plane_bitmask("NO_DATA")
+        template.mask.array[:] = nodata
+        filled = np.zeros(shape, bool)
+        # pixel priority: inside the patch's inner box first, then anywhere in its outer box
+        results = []
+        for coadd, inner in coadds:
+            transform = wcs_transform(coadd.wcs, exposure.wcs, dest_origin=exposure.xy0)
+            src_x, src_y = transform_grid(transform, shape, step=c.interpLength)
+            res = warp_image(coadd.image.array, coadd.variance.array, coadd.mask.array,
+                             src_x - coadd.xy0[0], src_y - coadd.xy0[1],
+                             method=c.warpingKernelName, no_data_bit=nodata)
+            good = np.isfinite(res.image) & np.isfinite(res.variance) & (
+                (res.mask & nodata) == 0)
+            in_inner = ((src_x >= inner.x0 - 0.5) & (src_x < inner.x0 + inner.width - 0.5)
+                        & (src_y >= inner.y0 - 0.5) & (src_y < inner.y0 + inner.height - 0.5))
+            results.append((coadd, res, good, in_inner))
+        used = set()
+        for pass_inner in (True, False):
+            for k, (coadd, res, good, in_inner) in enumerate(results):
+                take = good & ~filled & (in_inner if pass_inner else True)
+                if not take.any():
+                    continue
+                template.image.array[take] = res.image[take]
+                template.variance.array[take] = res.variance[take]
+                template.mask.array[take] = _translate_bits(coadd.mask, template.mask,
+                                                            res.mask[take])
+                filled |= take
+                used.add(k)
+        coverage = float(filled.mean())
+        if coverage < c.minCoverage:
+            raise ValueError(f"the coadds cover {100 * coverage:.0f}% of the calexp, less than "
+                             f"getTemplate.minCoverage ({100 * c.minCoverage:.0f}%)")
+        # nJy to the calexp's counts
+        scale = exposure.photo_calib.calibration_mean
+        template.image.array[:] /= scale
+        template.variance.array[:] /= scale * scale
+        centre = (exposure.xy0[0] + (exposure.width - 1) / 2,
+                  exposure.xy0[1] + (exposure.height - 1) / 2)
+        template.psf = self._psf_at(results, centre, exposure)
+        template.metadata["COVERAGE"] = coverage
+        template.metadata["NPATCHES"] = len(used)
+        self.metadata["coverage"] = coverage
+        self.metadata["nPatches"] = len(used)
+        self.log.info("template from %d patch(es), %.0f%% of the calexp covered", len(used),
+                      100 * coverage)
+        return Struct(template=template, coverage=coverage, n_patches=len(used))
+
+    @staticmethod
+    def _psf_at(results: list[tuple[Any, Any, Any, Any]], centre: tuple[float, float],
+                exposure: Exposure) -> Any:
+        """The PSF of the patch that holds the calexp's centre (in its inner box, if any)."""
+        ix = int(np.clip(round(centre[0] - exposure.xy0[0]), 0, exposure.width - 1))
+        iy = int(np.clip(round(centre[1] - exposure.xy0[1]), 0, exposure.height - 1))
+        best = None
+        for coadd, _res, good, in_inner in results:
+            if coadd.psf is None:
+                continue
+            score = 2 * bool(in_inner[iy, ix]) + bool(good[iy, ix])
+            if best is None or score > best[0]:
+                best = (score, coadd.psf)
+        if best is None:
+            raise ValueError("the coadds used for the template have no PSF")
+        return best[1]
+
+    def run_butler(self, butler: Any, calexp: Exposure, band: str) -> Struct:
+        """The template of ``calexp`` from the ``<coaddName>Coadd`` patches in ``band``.
+
+        Raises
+        ------
+        ValueError
+            If no coadd patch in ``band`` overlaps the calexp.
+        """
+        name = f"{self.config.coaddName}Coadd"
+        sky_map = butler.get("skyMap")
+        coadds = []
+        for tract, patch in overlapping_patches(sky_map, calexp):
+            key = {"tract": tract.tract_id, "patch": "{},{}".format(*patch.index),
+                   "filter": band}
+            if butler.datasetExists(name, **key):
+                coadds.append((butler.get(name, **key), patch.inner_bbox))
+        if not coadds:
+            raise ValueError(f"no {name} in filter {band} overlaps the calexp: make the "
+                             "coadds first (hpcpipe drp --steps ...,assembleCoadd)")
+        return self.run(calexp, coadds)
+
+
+def _translate_bits(source: Any, dest: Any, values: np.ndarray) -> np.ndarray:
+    """Mask values with ``source``'s plane bits as ``dest``'s bits."""
+    if source.planes == dest.planes:
+        return values.astype(np.int32)
+    out = np.zeros(values.shape, np.int32)
+    for name in source.planes.names:
+        if name in dest.planes:
+            out[(values & source.get_plane_bitmask(name)) != 0] |= dest.get_plane_bitmask(name)
+    return out
