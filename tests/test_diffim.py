@@ -196,17 +196,3 @@ def test_transient_fluxes_on_the_difference_match_the_truth(survey):
     assert np.median(ratios) == pytest.approx(1.0, abs=0.03)
     assert 1.4826 * np.median(np.abs(ratios - np.median(ratios))) < 0.06
 
-
-def test_the_entry_point_names_the_task():
-    """setup.py registers imageDifference under hpcpipe.tasks with an importable path."""
-    import re
-    from pathlib import Path
-
-    from hpcpipe.diffim.image_difference import ImageDifferenceTask
-    from hpcpipe.task.discovery import import_object
-
-    text = (Path(__file__).resolve().parent.parent / "setup.py").read_text()
-    match = re.search(r'"imageDifference = ([\w.:]+)"', text)
-    assert match
-    assert import_object(match.group(1)) is ImageDifferenceTask
-    assert ImageDifferenceTask._DefaultName == "imageDifference"

@@ -204,3 +204,18 @@ def test_the_default_survey_has_no_injected_objects_and_its_old_cadence():
     assert (Time(plans[1].date, scale="tai") - Time(plans[0].date, scale="tai")).jd == \
         pytest.approx(1.0)
     assert len(survey_transients(daily)["id"]) == 2
+
+
+def test_the_entry_point_names_the_task():
+    """setup.py registers imageDifference under hpcpipe.tasks with an importable path."""
+    import re
+    from pathlib import Path
+
+    from hpcpipe.diffim.image_difference import ImageDifferenceTask
+    from hpcpipe.task.discovery import import_object
+
+    text = (Path(__file__).resolve().parent.parent / "setup.py").read_text()
+    match = re.search(r'"imageDifference = ([\w.:]+)"', text)
+    assert match
+    assert import_object(match.group(1)) is ImageDifferenceTask
+    assert ImageDifferenceTask._DefaultName == "imageDifference"

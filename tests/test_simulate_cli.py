@@ -37,6 +37,9 @@ def test_simulate_then_read_back(tmp_path, capsys):
 @pytest.mark.parametrize("argv, word", [
     (["--filters", "g,x"], "--filters"),
     (["--visits", "0"], "--visits"),
+    (["--transients", "-2"], "--transients"),
+    (["--cadence", "0"], "--cadence"),
+    (["--variables", "5", "--size", "64"], "dither"),
 ])
 def test_simulate_usage_errors(tmp_path, argv, word, capsys):
     try:

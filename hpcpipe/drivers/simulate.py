@@ -19,7 +19,7 @@ from typing import Any
 from hpcpipe.comm.pool import Pool
 from hpcpipe.comm.world import World
 from hpcpipe.sim.camera import CameraConfig
-from hpcpipe.sim.survey import SurveyConfig, write_survey_files
+from hpcpipe.sim.survey import SurveyConfig, survey_transients, write_survey_files
 
 __all__ = ["add_simulate_command", "simulate_repository", "survey_config_for"]
 
@@ -81,6 +81,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
                                    variables=args.variables, movers=args.movers,
                                    cadence=args.cadence)
         config.ccd_ids()
+        survey_transients(config)  # the injected objects must fit on the CCDs
     except ValueError as exc:
         print(f"hpcpipe simulate: error: {exc}", flush=True)
         return 2
