@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_drp_command(sub)
     add_release_command(sub)
+    from hpcpipe.drivers.alerts import add_alerts_command
+
+    add_alerts_command(sub)
     run = sub.add_parser("run", help="run a command-line task over data ids of a repository",
                          description="hpcpipe run TASK REPO --id ... [options]: TASK is a "
                          "registered task name or an import path (package.module:Class); "

@@ -113,7 +113,7 @@ def test_a_season_of_visits_builds_light_curves(tmp_path):
     assert objects["r_psfFluxChi2"][0] > 100
     assert abs(objects["ra"][0] - RA0) < 0.2 * arcsec
     assert apdb.visits() == [1, 2, 3, 4, 5, 6]
-    with pytest.raises(ApdbError, match="visit 6 was already stored"):
+    with pytest.raises(ApdbError, match=r"visit 6 CCD\(s\) \[0\] were already stored"):
         associate_visit(apdb, 6, sources_of_visit(6, ra, dec, truth[:, 0], np.full(3, 1.0),
                                                   first_id=99000))
     assert len(apdb.sources_of_visit(6)) == 3  # the refused visit changed nothing
@@ -150,8 +150,15 @@ def test_store_is_atomic(tmp_path):
     rows = sources_of_visit(1, [RA0], [DEC0], [10.0], [1.0])
     rows["diaObjectId"] = 42  # an object that exists nowhere
     with pytest.raises(ApdbError, match="unknown diaObjects"):
-        apdb.store(1, np.zeros(0, apdb.object_dtype), rows)
+        apdb.store(1, [0], np.zeros(0, apdb.object_dtype), rows)
     assert apdb.visits() == [] and len(apdb.sources_of_visit(1)) == 0
+    with pytest.raises(ApdbError, match="sources of visit 1 CCD 0 given"):
+        apdb.store(1, [3], np.zeros(0, apdb.object_dtype), rows)
+    # a CCD without diaSources is stored too, and a later CCD of the same visit may follow
+    associate_visit(apdb, 1, rows[:0], ccds=[2])
+    rows["diaObjectId"] = 0
+    associate_visit(apdb, 1, rows)
+    assert apdb.ccd_visits() == [(1, 0), (1, 2)]
     apdb.close()
 
 

@@ -7,6 +7,7 @@ rank, then collected twice: as a serial test and as an MPI test.
 from __future__ import annotations
 
 import os
+import pickle
 import time
 
 import numpy as np
@@ -143,6 +144,11 @@ def check_large_arrays_and_shared_state():
         assert [a.shape for a in arrays] == [(4096, 2048)] * 2
         assert arrays[1][-1, -1] == 2.0 and arrays[0].sum() == 4096 * 2048
         pool.store(skymap_name="rings-120", factor=3)
+        assert pool.map(read_shared, [1, 2], 10) == [("rings-120", 13), ("rings-120", 16)]
+        # an item that cannot be pickled fails on the master; the workers are not left
+        # waiting in a broadcast, and the pool goes on with its old state
+        with pytest.raises((TypeError, AttributeError, pickle.PicklingError)):
+            pool.store(skymap_name="lost", factor=lambda: 0)
         assert pool.map(read_shared, [1, 2], 10) == [("rings-120", 13), ("rings-120", 16)]
         return "ok"
 

@@ -147,7 +147,8 @@ class Apdb:
                              f"({_columns_sql(DIA_SOURCE_DTYPE, 'diaSourceId')})")
             self._db.execute("CREATE INDEX DiaObject_dec ON DiaObject (dec)")
             self._db.execute("CREATE INDEX DiaSource_object ON DiaSource (diaObjectId)")
-            self._db.execute("CREATE TABLE ApdbVisit (visit INTEGER PRIMARY KEY)")
+            self._db.execute("CREATE TABLE ApdbCcdVisit (visit INTEGER, ccd INTEGER, "
+                             "PRIMARY KEY (visit, ccd))")
         return tuple(bands)
 
     # --- transactions --------------------------------------------------------------------
@@ -228,9 +229,14 @@ class Apdb:
         return self._select(DIA_SOURCE_DTYPE, "DiaSource", where + " ORDER BY diaSourceId",
                             args)
 
+    def ccd_visits(self) -> list[tuple[int, int]]:
+        """The (visit, ccd) pairs whose diaSources are stored."""
+        return [(int(v), int(c)) for v, c in self._db.execute(
+            "SELECT visit, ccd FROM ApdbCcdVisit ORDER BY visit, ccd")]
+
     def visits(self) -> list[int]:
-        """The visits stored so far."""
-        return [r[0] for r in self._db.execute("SELECT visit FROM ApdbVisit ORDER BY visit")]
+        """The visits with at least one stored CCD."""
+        return sorted({v for v, _ in self.ccd_visits()})
 
     def next_object_id(self) -> int:
         """One more than the largest diaObjectId stored (1 for an empty database)."""
@@ -238,21 +244,39 @@ class Apdb:
         return 1 + int(row[0] or 0)
 
     # --- writing ---------------------------------------------------------------------------
-    def store(self, visit: int, objects: np.ndarray, sources: np.ndarray) -> None:
-        """Store one visit atomically: new or updated diaObjects and the visit's diaSources.
+    def store(self, visit: int, ccds: Sequence[int], objects: np.ndarray, sources: np.ndarray
+              ) -> None:
+        """Store CCDs of one visit atomically: new or updated diaObjects and their diaSources.
+
+        Parameters
+        ----------
+        visit : int
+            The visit.
+        ccds : sequence of int
+            The CCDs processed (their diaSources, possibly none, are all in ``sources``).
+        objects, sources : numpy.ndarray
+            The new and updated diaObjects, and the diaSources.
 
         Raises
         ------
         ApdbError
-            The visit was stored already (each visit is associated once), or a source
-            names an object that is neither given nor stored.
+            A CCD of the visit was stored already (each is associated once), a source is of
+            another visit or CCD, or it names an object that is neither given nor stored.
         """
         objects = np.asarray(objects, dtype=self.object_dtype)
         sources = np.asarray(sources, dtype=DIA_SOURCE_DTYPE)
+        ccds = sorted({int(c) for c in ccds})
+        stray = ~np.isin(sources["ccd"], ccds) | (sources["visit"] != visit)
+        if stray.any():
+            raise ApdbError(f"{self.path}: visit {visit} CCDs {ccds}: sources of visit "
+                            f"{int(sources['visit'][stray][0])} CCD "
+                            f"{int(sources['ccd'][stray][0])} given")
         with self._transaction():
-            if self._db.execute("SELECT 1 FROM ApdbVisit WHERE visit = ?",
-                                (int(visit),)).fetchone():
-                raise ApdbError(f"{self.path}: visit {visit} was already stored")
+            done = [c for c in ccds if self._db.execute(
+                "SELECT 1 FROM ApdbCcdVisit WHERE visit = ? AND ccd = ?",
+                (int(visit), c)).fetchone()]
+            if done:
+                raise ApdbError(f"{self.path}: visit {visit} CCD(s) {done} were already stored")
             self._insert("DiaObject", objects, replace=True)
             self._insert("DiaSource", sources, replace=False)
             known = {int(r[0]) for r in self._db.execute(
@@ -262,7 +286,8 @@ class Apdb:
             if known:
                 raise ApdbError(f"{self.path}: visit {visit}: sources name unknown diaObjects "
                                 f"{sorted(known)[:5]}")
-            self._db.execute("INSERT INTO ApdbVisit VALUES (?)", (int(visit),))
+            self._db.executemany("INSERT INTO ApdbCcdVisit VALUES (?, ?)",
+                                 [(int(visit), c) for c in ccds])
 
     def _insert(self, table: str, rows: np.ndarray, replace: bool) -> None:
         if len(rows) == 0:

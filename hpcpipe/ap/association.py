@@ -9,6 +9,7 @@ its statistics are recomputed from all its sources (:func:`light_curve_stats`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,31 +121,36 @@ class AssociationResult:
 
 
 def associate_visit(apdb: Apdb, visit: int, sources: np.ndarray, radius_arcsec: float = 1.0,
-                    store: bool = True) -> AssociationResult:
-    """Associate one visit's diaSources with the APDB's diaObjects, and store the visit.
+                    store: bool = True, ccds: Sequence[int] | None = None
+                    ) -> AssociationResult:
+    """Associate one visit's diaSources with the APDB's diaObjects, and store them.
 
     Parameters
     ----------
     apdb : Apdb
         The database (read for the objects near the sources; written if ``store``).
     visit : int
-        The visit (stored once: a second call for the same visit raises
-        :class:`~hpcpipe.ap.apdb.ApdbError`).
+        The visit.
     sources : numpy.ndarray
-        The visit's diaSources (:data:`DIA_SOURCE_DTYPE`; ``diaObjectId`` is filled in).
+        The diaSources of the visit's CCDs ``ccds`` (:data:`DIA_SOURCE_DTYPE`;
+        ``diaObjectId`` is filled in).
+    ccds : sequence of int, optional
+        The CCDs processed (default: those of the sources); each (visit, ccd) is stored once:
+        storing it again raises :class:`~hpcpipe.ap.apdb.ApdbError`.
     radius_arcsec : float
         The match radius.
     store : bool
         Write the new and updated objects and the sources (one transaction).
     """
     sources = np.array(sources, dtype=DIA_SOURCE_DTYPE)
+    ccds = sorted({int(c) for c in sources["ccd"]} if ccds is None else {int(c) for c in ccds})
     if len(sources) and np.any(sources["visit"] != visit):
         raise ValueError(f"associate_visit: sources of visits "
                          f"{sorted(set(sources['visit'].tolist()) - {visit})} given for visit "
                          f"{visit}")
     if len(sources) == 0:
         if store:
-            apdb.store(visit, np.zeros(0, apdb.object_dtype), sources)
+            apdb.store(visit, ccds, np.zeros(0, apdb.object_dtype), sources)
         return AssociationResult(sources, np.zeros(0, apdb.object_dtype), 0, 0)
     centre = unit_vectors(sources["ra"], sources["dec"]).mean(axis=0)
     ra0 = float(np.degrees(np.arctan2(centre[1], centre[0])) % 360.0)
@@ -169,5 +175,5 @@ def associate_visit(apdb: Apdb, visit: int, sources: np.ndarray, radius_arcsec: 
     for k, (oid, a, b) in enumerate(zip(touched, bounds, ends, strict=True)):
         objects[k] = _object_row(apdb.object_dtype, apdb.bands, int(oid), every[a:b])
     if store:
-        apdb.store(visit, objects, sources)
+        apdb.store(visit, ccds, objects, sources)
     return AssociationResult(sources, objects, n_new, int(matched.sum()))

@@ -327,14 +327,19 @@ class Pool:
     def store(self, **items: Any) -> None:
         """Broadcast read-only state to every worker's cache once (master only).
 
-        Uses a collective broadcast (a tree), not one message per worker.
+        Uses a collective broadcast (a tree), not one message per worker. The items are
+        pickled before the workers are called to the broadcast (serially too), so an item
+        that cannot be pickled raises here and leaves the workers waiting for the next
+        command, not stuck in a broadcast.
         """
         self._require_master("store")
+        # pickled even when serial: what cannot go to workers fails the same way everywhere
+        payload = pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
         self.cache.__dict__.update(items)
         if self._transport is not None:
             for worker in range(1, self.world.size):
                 self._transport.send(("bcast",), worker, Tag.CONTROL)
-            self.world.comm.bcast(items, root=0)
+            self.world.comm.bcast(payload, root=0)
 
     # --- mapping ---------------------------------------------------------------------------
     def map(self, func: Callable[..., Any], units: Iterable[Any], *args: Any,
@@ -570,7 +575,8 @@ class Pool:
                 if command == "stop":
                     return
                 if command == "bcast":
-                    self.cache.__dict__.update(self.world.comm.bcast(None, root=0))
+                    payload = self.world.comm.bcast(None, root=0)
+                    self.cache.__dict__.update(pickle.loads(payload))
                 elif command == "job":
                     _, job_id, func, args, timeout = message
                 elif command == "end":
