@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from diffim_truth import injected_on
 from mpi_helpers import on_root, shared_dir
 
 from hpcpipe.ap import Apdb
@@ -28,6 +29,7 @@ SIM_ARGS = ["--visits", "6", "--ccds", "2", "--filters", "r", "--size", "1024", 
             "--cadence", "1"]
 SKYMAP = ["-c", "makeSkyMap.patchInnerDimensions=[1200,1200]", "makeSkyMap.patchBorder=50"]
 TEMPLATE_VISITS = "1000^1001^1002"
+TEMPLATE_VISIT_LIST = [1000, 1001, 1002]
 ALERT_VISITS = [1003, 1004, 1005]
 
 pytestmark = pytest.mark.slow
@@ -100,11 +102,32 @@ def check_transients_have_histories(repo: Path, out: Path) -> None:
     assert len(lc) > 0
 
 
+def check_transients_above_5_sigma_give_alerts(repo: Path, out: Path) -> None:
+    """At least 90% of the injected transients above 5 sigma on a difference image have an
+    alert within 1 arcsec."""
+    butler = Butler(repo, outputs=out)
+    bright = found = 0
+    for visit in ALERT_VISITS:
+        for ccd in (0, 1):
+            rows, _expected, _template, snr, _diff = injected_on(butler, visit, ccd,
+                                                                 TEMPLATE_VISIT_LIST)
+            packets = read_alerts(alert_path(out / "alerts", visit, ccd))
+            ra = np.array([a["diaSource"]["ra"] for a in packets])
+            dec = np.array([a["diaSource"]["dec"] for a in packets])
+            sel = np.nonzero((rows["kind"] == 0) & (snr > 5))[0]
+            m = match_truth(ra, dec, rows, 1.0, sel)
+            bright += len(sel)
+            found += len(np.unique(m.truth_index))
+    assert bright >= 15
+    assert found / bright >= 0.9
+
+
 def test_alerts_serial(run):
     repo, out, status = run
     assert status == 0
     check_alerts_match_the_apdb(out)
     check_transients_have_histories(repo, out)
+    check_transients_above_5_sigma_give_alerts(repo, out)
 
 
 def test_rerun_does_nothing_again(run, capsys):
@@ -161,5 +184,6 @@ def test_alerts_under_mpi(tmp_path_factory):
         assert (simulated, made, status) == (0, 0, 0)
         check_alerts_match_the_apdb(out)
         check_transients_have_histories(repo, out)
+        check_transients_above_5_sigma_give_alerts(repo, out)
 
     on_root(world, check)

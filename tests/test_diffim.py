@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from diffim_truth import injected_on
 
 from hpcpipe.butler import Butler
 from hpcpipe.cli import main
-from hpcpipe.kernels.measure import measure_sources
 from hpcpipe.pipe.quality import match_truth
 
 SIM_ARGS = ["--visits", "7", "--ccds", "2", "--filters", "r", "--size", "1024", "--seed", "11",
@@ -61,32 +61,6 @@ def survey(tmp_path_factory):
     assert main(["run", _task_name(), str(repo), "--output", str(out), "--id",
                  f"visit={science_ids}", "-c", "doWriteWarpedExp=True"]) == 0
     return Butler(repo, outputs=out)
-
-
-def _injected_on(butler, visit, ccd):
-    """The injected objects on the difference image of (visit, ccd), with their expected
-    difference-image flux (nJy) and signal to noise."""
-    lc = butler.get("transient_lightcurves")
-    diff = butler.get("deepDiff_differenceExp", visit=visit, ccd=ccd)
-    rows = lc.where(lc["visit"] == visit)
-    x, y = diff.wcs.all_world2pix(rows["ra"], rows["dec"], 0, quiet=True)
-    h, w = diff.image.array.shape
-    inside = (x > 15) & (x < w - 16) & (y > 15) & (y < h - 16)
-    ix, iy = np.round(np.where(inside, x, 0)).astype(int), np.round(np.where(inside, y, 0)
-                                                                     ).astype(int)
-    bad = diff.mask.get_plane_bitmask(["NO_DATA", "EDGE"])
-    inside &= (diff.mask.array[iy, ix] & bad) == 0
-    rows, x, y = rows.where(inside), x[inside], y[inside]
-    # the template's flux: the mean over the template visits (the coadd's inputs)
-    template_flux = np.array([np.mean(lc["flux"][(lc["id"] == i)
-                                                 & np.isin(lc["visit"], TEMPLATE_VISITS)])
-                              for i in rows["id"]])
-    scale = diff.photo_calib.calibration_mean
-    m = measure_sources(diff.image.array, diff.variance.array, diff.mask.array, x, y,
-                        psf_sigma=diff.psf.sigma_at(), recentroid=False)
-    expected = rows["flux"] - template_flux
-    snr = expected / scale / (m["psf_flux_err"] * float(diff.metadata["NOISESCL"]))
-    return rows, expected, template_flux, snr, diff
 
 
 def test_every_output_reads_back_through_the_butler(survey):
@@ -130,7 +104,7 @@ def test_at_least_90_percent_of_the_transients_above_5_sigma_are_detected(survey
     bright = found = 0
     for visit in SCIENCE_VISITS:
         for ccd in (0, 1):
-            rows, _expected, _tmpl, snr, _ = _injected_on(butler, visit, ccd)
+            rows, _expected, _tmpl, snr, _ = injected_on(butler, visit, ccd, TEMPLATE_VISITS)
             dia = butler.get("deepDiff_diaSrc", visit=visit, ccd=ccd)
             sel = np.nonzero((rows["kind"] == 0) & (snr > 5))[0]
             m = match_truth(np.degrees(dia["coord_ra"]), np.degrees(dia["coord_dec"]), rows,
@@ -158,7 +132,7 @@ def test_light_curves_of_the_variables_are_recovered(survey):
     ratios, pulls = [], []
     for visit in SCIENCE_VISITS:
         for ccd in (0, 1):
-            rows, _expected, _tmpl, snr, _ = _injected_on(butler, visit, ccd)
+            rows, _expected, _tmpl, snr, _ = injected_on(butler, visit, ccd, TEMPLATE_VISITS)
             dia = butler.get("deepDiff_diaSrc", visit=visit, ccd=ccd)
             sel = np.nonzero((rows["kind"] == 1) & (np.abs(snr) > 10))[0]
             m = match_truth(np.degrees(dia["coord_ra"]), np.degrees(dia["coord_dec"]), rows,
@@ -183,7 +157,7 @@ def test_transient_fluxes_on_the_difference_match_the_truth(survey):
     ratios = []
     for visit in SCIENCE_VISITS[1:]:
         for ccd in (0, 1):
-            rows, expected, _tmpl, snr, _ = _injected_on(butler, visit, ccd)
+            rows, expected, _tmpl, snr, _ = injected_on(butler, visit, ccd, TEMPLATE_VISITS)
             dia = butler.get("deepDiff_diaSrc", visit=visit, ccd=ccd)
             sel = np.nonzero((rows["kind"] == 0) & (snr > 20))[0]
             m = match_truth(np.degrees(dia["coord_ra"]), np.degrees(dia["coord_dec"]), rows,
