@@ -376,7 +376,7 @@ def _run(image, noise, threshold, polarity, grow, min_pixels, bad, smooth_sigma,
         work, scale = smoothed, noise
     else:
         with np.errstate(invalid="ignore", divide="ignore"):
-            work = (smoothed / noise).astype(np.float32)
+            work = smoothed / noise  # float32 / float32: float32, no further copy
         scale = 1.0
     labels = np.zeros(smoothed.shape, np.int32)
     segments = np.zeros(smoothed.shape, np.int32)
