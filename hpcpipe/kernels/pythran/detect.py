@@ -31,10 +31,15 @@ def threshold_runs(image, bad, thr, sign, ry, rx0, rx1, first):
         first[y] = n
         x = 0
         while x < nx:
+            # skip 32 pixels at a time while none is a candidate, then pixel by pixel
             if sign > 0:
+                while x + 32 <= nx and not np.any(image[y, x:x + 32] > thr):
+                    x += 32
                 while x < nx and not image[y, x] > thr:
                     x += 1
             else:
+                while x + 32 <= nx and not np.any(image[y, x:x + 32] < lo):
+                    x += 32
                 while x < nx and not image[y, x] < lo:
                     x += 1
             if x >= nx:
@@ -118,6 +123,8 @@ def grow_runs(ry, rx0, rx1, n, radius, mask, gy, gx0, gx1, first):
         x = xlo[y]
         end = xhi[y] + 1
         while x < end:
+            while x + 32 <= end and not np.any(mask[y, x:x + 32]):
+                x += 32
             while x < end and mask[y, x] == 0:
                 x += 1
             if x >= end:
