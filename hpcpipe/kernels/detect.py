@@ -316,22 +316,23 @@ def _polarity_native(native, image, bad, level, sign, radius, min_pixels, prom_l
     grouped = np.empty(n, np.int64)
     native.footprints(ry, rx0, rx1, comp, n, isign, labels, fp, start, grouped)
     total = int(fp[:, 0].sum())
-    index = np.empty((ny, nx), np.int32)  # written and read on the footprints only
     ys, xs = np.empty(total, np.int64), np.empty(total, np.int64)
     vals = np.empty(total, np.float64)
+    prev = np.empty(total, np.int32)
     pstart = np.empty(nfp + 1, np.int64)
-    n_good = native.gather(image, bad, isign, ry, rx0, rx1, start, grouped, index, ys, xs, vals,
-                           pstart)
-    ys, xs, vals = ys[:n_good], xs[:n_good], vals[:n_good]
+    # the segment image serves as the pixel -> good-pixel index until number_peaks writes
+    # the segments (and puts back what the other polarity left on unassigned pixels)
+    n_good = native.gather(image, bad, isign, ry, rx0, rx1, start, grouped, segments, prev,
+                           ys, xs, vals, pstart)
+    ys, xs, vals, prev = ys[:n_good], xs[:n_good], vals[:n_good], prev[:n_good]
     order = np.empty(n_good, np.int64)
     native.sort_footprints(vals, pstart, order, np.empty(n_good, np.int64))
     basin, parent, peak_v, peak_k = native.watershed(
-        vals, ys, xs, order, labels, isign, index, float(level), float(prom_level),
-        float(contrast))
+        vals, ys, xs, order, segments, float(level), float(prom_level), float(contrast))
     fp[:, 5:] = 0
     pk = np.empty((parent.size, 3), np.int64)
-    npk = native.number_peaks(basin, parent, peak_v, peak_k, ys, xs, pstart, float(level),
-                              isign, segments, fp, pk)
+    npk = native.number_peaks(basin, parent, peak_v, peak_k, ys, xs, pstart, prev,
+                              float(level), isign, segments, fp, pk)
     return fp, pk[:npk]
 
 

@@ -11,10 +11,10 @@
 #pythran export mask_runs(uint8[:,:], int64[:], int64[:], int64[:], int64[:])
 #pythran export label_runs(int64[:], int64[:], int64[:], int64, int64[:])
 #pythran export footprints(int64[:], int64[:], int64[:], int64[:], int64, int64, int32[:,:], int64[:,:], int64[:], int64[:])
-#pythran export gather(float32[:,:], uint8[:,:], int64, int64[:], int64[:], int64[:], int64[:], int64[:], int32[:,:], int64[:], int64[:], float64[:], int64[:])
+#pythran export gather(float32[:,:], uint8[:,:], int64, int64[:], int64[:], int64[:], int64[:], int64[:], int32[:,:], int32[:], int64[:], int64[:], float64[:], int64[:])
 #pythran export sort_footprints(float64[:], int64[:], int64[:], int64[:])
-#pythran export watershed(float64[:], int64[:], int64[:], int64[:], int32[:,:], int64, int32[:,:], float64, float64, float64)
-#pythran export number_peaks(int64[:], int64[:], float64[:], int64[:], int64[:], int64[:], int64[:], float64, int64, int32[:,:], int64[:,:], int64[:,:])
+#pythran export watershed(float64[:], int64[:], int64[:], int64[:], int32[:,:], float64, float64, float64)
+#pythran export number_peaks(int64[:], int64[:], float64[:], int64[:], int64[:], int64[:], int64[:], int32[:], float64, int64, int32[:,:], int64[:,:], int64[:,:])
 import numpy as np
 
 
@@ -228,13 +228,13 @@ def footprints(ry, rx0, rx1, comp, n, sign, labels, fp, start, grouped):
         fp[f, 6] += 1
 
 
-def gather(image, bad, sign, ry, rx0, rx1, start, grouped, index, ys, xs, vals, pstart):
+def gather(image, bad, sign, ry, rx0, rx1, start, grouped, index, prev, ys, xs, vals, pstart):
     """The good pixels of every footprint, footprint by footprint, raster order within.
 
     Fills ``ys``, ``xs``, ``vals`` (``sign * value`` in float64) and ``pstart`` (footprint
-    f's pixels are ``pstart[f]:pstart[f + 1]``), and writes each footprint pixel's position
-    in them into ``index`` (-1 for a bad or non-finite pixel). Returns the number of good
-    pixels.
+    f's pixels are ``pstart[f]:pstart[f + 1]``). Writes ``k + 1`` into ``index`` at good
+    pixel k, after saving what was there in ``prev[k]`` (``index`` can be the segment
+    image: :func:`number_peaks` puts the values back). Returns the number of good pixels.
     """
     nfp = start.shape[0] - 1
     fsign = 1.0 if sign > 0 else -1.0
@@ -250,10 +250,9 @@ def gather(image, bad, sign, ry, rx0, rx1, start, grouped, index, ys, xs, vals, 
                     ys[n] = y
                     xs[n] = x
                     vals[n] = v
-                    index[y, x] = n
+                    prev[n] = index[y, x]
+                    index[y, x] = n + 1
                     n += 1
-                else:
-                    index[y, x] = -1
     pstart[nfp] = n
     return n
 
@@ -314,19 +313,20 @@ def sort_footprints(vals, pstart, order, tmp):
                 order[t] = tmp[t]
 
 
-def watershed(vals, ys, xs, order, labels, sign, index, level, prom_level, contrast):
+def watershed(vals, ys, xs, order, index, level, prom_level, contrast):
     """Flood the footprint pixels from the brightest down (see detect.py's module doc).
 
-    ``vals``, ``ys``, ``xs``: the good pixels of every footprint (:func:`gather`); ``order``:
-    the flood order (:func:`sort_footprints`). A neighbour takes part when ``labels`` holds
-    a footprint of this ``sign`` there and ``index`` a good pixel. Pixels of different
-    footprints are never neighbours, so one flood over all of them is the flood of each.
+    ``vals``, ``ys``, ``xs``: the good pixels of every footprint and ``index`` (good pixel
+    k holds k + 1) from :func:`gather`; ``order``: the flood order (:func:`sort_footprints`).
+    A neighbour takes part when its ``index`` value leads back to it (elsewhere ``index``
+    may hold anything). Pixels of different footprints are never neighbours, so one flood
+    over all of them is the flood of each.
 
     Returns the basin of each pixel (after merging), and per basin its parent (a basin is a
     root when it is its own parent), peak value and peak pixel.
     """
     n = vals.shape[0]
-    ny, nx = labels.shape
+    ny, nx = index.shape
     basin = np.full(n, -1, np.int64)
     parent = np.zeros(n, np.int64)
     peak_v = np.zeros(n, np.float64)
@@ -349,10 +349,8 @@ def watershed(vals, ys, xs, order, labels, sign, index, level, prom_level, contr
                 xx = x + dx
                 if (dy == 0 and dx == 0) or xx < 0 or xx >= nx:
                     continue
-                if labels[yy, xx] * sign <= 0:
-                    continue
-                q = index[yy, xx]
-                if q < 0 or basin[q] < 0:
+                q = index[yy, xx] - 1
+                if q < 0 or q >= n or ys[q] != yy or xs[q] != xx or basin[q] < 0:
                     continue
                 if steep < 0 or vals[q] > steep_v:
                     steep = q
@@ -390,16 +388,16 @@ def watershed(vals, ys, xs, order, labels, sign, index, level, prom_level, contr
     return basin, parent[:nb].copy(), peak_v[:nb].copy(), peak_k[:nb].copy()
 
 
-def number_peaks(basin, parent, peak_v, peak_k, ys, xs, pstart, level, sign, segments, fp,
-                 pk):
+def number_peaks(basin, parent, peak_v, peak_k, ys, xs, pstart, prev, level, sign, segments,
+                 fp, pk):
     """Number the peaks and write the segments.
 
     The basins left as roots with a peak above ``level`` are the peaks; the flood made
     them footprint by footprint, each footprint's brightest first (ties in raster order),
     which is the order they are numbered in. Fills ``fp[:, 5:7]`` (n_peaks, first_peak),
     ``pk`` (footprint from 1, x, y per peak; at least one row per basin) and
-    ``sign * (peak number + 1)`` into ``segments`` on the pixels assigned to a peak.
-    Returns the number of peaks.
+    ``sign * (peak number + 1)`` into ``segments`` on the pixels assigned to a peak (the
+    other good pixels get back their ``prev`` values). Returns the number of peaks.
     """
     nb = parent.shape[0]
     nfp = pstart.shape[0] - 1
@@ -426,4 +424,6 @@ def number_peaks(basin, parent, peak_v, peak_k, ys, xs, pstart, level, sign, seg
         b = number[basin[k]]
         if b >= 0:
             segments[ys[k], xs[k]] = sign * (b + 1)
+        else:
+            segments[ys[k], xs[k]] = prev[k]
     return npk
