@@ -9,7 +9,12 @@ import pytest
 
 from hpcpipe.errors import PixelTypeError
 from hpcpipe.kernels import load_native
-from hpcpipe.kernels.detect import detect_sources, detect_sources_reference, label_8
+from hpcpipe.kernels.detect import (
+    detect_sources,
+    detect_sources_reference,
+    label_8,
+    label_connected,
+)
 
 native = load_native("detect")
 needs_native = pytest.mark.skipif(
@@ -98,3 +103,116 @@ def test_defined_results_and_errors():
         detect_sources(np.zeros((8, 8), np.int16), 1.0)
     with pytest.raises(ValueError, match="noise must be positive"):
         detect_sources(np.zeros((8, 8), np.float32), 0.0)
+
+
+def _assert_same(fast, ref) -> None:
+    for name in ("labels", "segments", "footprints", "peaks"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(ref, name), err_msg=name)
+
+
+def _masks() -> list[np.ndarray]:
+    rng = np.random.default_rng(3)
+    img, _ = _field(96, 12, seed=5)
+    checker = (np.add.outer(np.arange(70), np.arange(64)) % 2).astype(bool)
+    full = np.ones((9, 13), bool)
+    frame = np.zeros((20, 30), bool)
+    frame[0, :] = frame[-1, :] = frame[:, 0] = frame[:, -1] = True
+    return [rng.uniform(size=(80, 90)) > p for p in (0.3, 0.5, 0.7, 0.95)] + [
+        img > 40.0, checker, full, frame, np.zeros((7, 5), bool), np.ones((1, 17), bool),
+        rng.uniform(size=(1, 40)) > 0.5, rng.uniform(size=(40, 1)) > 0.5]
+
+
+@pytest.mark.parametrize("k", range(12))
+def test_label_connected_equals_scipy(k):
+    """The compiled run labelling numbers the 8-connected components as scipy does (random
+    masks, a simulated image, a checkerboard (every run a pixel, all one component), a full
+    image and a frame touching every border, an empty mask, single rows and columns)."""
+    ndimage = pytest.importorskip("scipy.ndimage")
+    mask = _masks()[k]
+    ours, n = label_connected(mask)
+    theirs, m = ndimage.label(mask, structure=np.ones((3, 3)))
+    assert ours.dtype == np.int32 and n == m
+    np.testing.assert_array_equal(ours, theirs)
+    ref, n_ref = label_8(mask)
+    assert n_ref == n
+    np.testing.assert_array_equal(ref, ours)
+
+
+@needs_native
+@pytest.mark.parametrize("seed", range(8))
+def test_native_equals_reference_random(seed):
+    """Random small images with ties, NaNs, bad pixels and every option."""
+    rng = np.random.default_rng(seed)
+    ny, nx = rng.integers(1, 48, 2)
+    img = rng.normal(0, 1, (ny, nx)).astype(np.float32)
+    if seed % 2:
+        img = np.round(img * 2) / 2  # many equal values: the raster-order tie rule
+    img[rng.uniform(size=img.shape) < 0.03] = np.nan
+    bad = rng.uniform(size=img.shape) < 0.05
+    noise = 1.0 if seed % 3 else rng.uniform(0.5, 2.0, img.shape).astype(np.float32)
+    kw = dict(threshold=[0.5, 1.0, 1.5][seed % 3], grow=seed % 4, min_pixels=seed % 5,
+              polarity=["positive", "negative", "both"][seed % 3], prominence=0.5 * (seed % 3),
+              contrast=0.02 * (seed % 2), smooth_sigma=None if seed % 2 else 1.0)
+    _assert_same(detect_sources(img, noise, bad=bad, **kw),
+                 detect_sources_reference(img, noise, bad=bad, **kw))
+
+
+@needs_native
+def test_native_equals_reference_edge_cases():
+    """A footprint covering the whole image, one touching every border, negative sources,
+    an image with nothing above threshold, and a checkerboard (the largest number of runs,
+    beyond the first guess of the run arrays' size)."""
+    whole = np.full((12, 17), 10.0, np.float32)
+    whole[5, 8] = 20.0
+    frame = np.zeros((20, 30), np.float32)
+    frame[0, :] = frame[-1, :] = frame[:, 0] = frame[:, -1] = 9.0
+    frame[0, 0] = frame[-1, -1] = 12.0
+    checker = np.where(np.add.outer(np.arange(96), np.arange(96)) % 2, 8.0, -8.0)
+    checker = checker.astype(np.float32) * np.linspace(1, 2, 96, dtype=np.float32)
+    cases = [(whole, {}), (frame, dict(grow=0)), (frame, dict(grow=2, polarity="both")),
+             (-frame, dict(grow=1, polarity="negative")), (np.zeros((9, 9), np.float32), {}),
+             (checker, dict(grow=0, polarity="both", prominence=0.0, contrast=0.0)),
+             (checker, dict(grow=0, min_pixels=2)), (checker, dict(grow=1, polarity="both"))]
+    for img, kw in cases:
+        kw = dict(dict(threshold=5.0, prominence=1.0), **kw)
+        fast, ref = detect_sources(img, 1.0, **kw), detect_sources_reference(img, 1.0, **kw)
+        _assert_same(fast, ref)
+    assert len(detect_sources(whole, 1.0, 5.0).footprints) == 1
+
+
+@needs_native
+def test_native_equals_reference_min_pixels_and_bad():
+    """``min_pixels`` drops small groups before growing; ``bad`` pixels are never detected
+    but grown footprints cover them (and leave them out of the deblending)."""
+    img, _ = _field(128, 20, seed=11, pairs=True)
+    rng = np.random.default_rng(2)
+    img[rng.uniform(size=img.shape) < 0.01] += 200.0  # single hot pixels
+    bad = np.zeros(img.shape, bool)
+    bad[40:60, 40:60] = True
+    bad[:, 100] = True
+    for min_pixels in (1, 2, 6):
+        for polarity in ("positive", "both"):
+            kw = dict(threshold=5.0, grow=2, min_pixels=min_pixels, bad=bad,
+                      polarity=polarity)
+            fast = detect_sources(img, 10.0, **kw)
+            _assert_same(fast, detect_sources_reference(img, 10.0, **kw))
+            assert fast.labels[bad].any() and not fast.segments[bad].any()
+
+
+@needs_native
+def test_native_equals_reference_overlapping_polarities():
+    """Grown positive and negative footprints that overlap, cut by a bad column: positive
+    footprint pixels that the positive deblending leaves unassigned keep their negative
+    segment ids (the compiled path borrows the segment image as scratch and must put them
+    back)."""
+    yy, xx = np.mgrid[0:40, 0:60]
+    img = np.zeros((40, 60), np.float32)
+    for x0, amp in ((20, 60.0), (29, -60.0), (40, 25.0), (48, -25.0)):
+        img += (amp * np.exp(-((xx - x0) ** 2 + (yy - 20) ** 2) / 6.0)).astype(np.float32)
+    bad = np.zeros(img.shape, bool)
+    bad[:, 25] = True
+    for grow in (2, 4):
+        kw = dict(threshold=5.0, grow=grow, polarity="both", bad=bad)
+        fast, ref = detect_sources(img, 1.0, **kw), detect_sources_reference(img, 1.0, **kw)
+        _assert_same(fast, ref)
+    assert ((fast.labels > 0) & (fast.segments < 0)).sum() > 0

@@ -148,11 +148,13 @@ def correlate_separable(image: np.ndarray, kernel_x: np.ndarray, kernel_y: np.nd
             return out
         return result
     out = _out(out, image)
-    work = np.empty_like(image)
     if bad is None:
+        # a ring of the row-correlated rows that one output row needs
+        work = np.empty((min(ky.size, image.shape[0]), image.shape[1]), image.dtype)
         native.correlate_separable(image, kx, ky, work, out)
     else:
-        native.correlate_separable_masked(image, bad, kx, ky, work, np.empty_like(image), out)
+        native.correlate_separable_masked(image, bad, kx, ky, np.empty_like(image),
+                                          np.empty_like(image), out)
     return out
 
 

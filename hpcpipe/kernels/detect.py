@@ -45,6 +45,7 @@ __all__ = [
     "detect_sources",
     "detect_sources_reference",
     "label_8",
+    "label_connected",
 ]
 
 #: One row per footprint: signed id, polarity, pixel count, inclusive bounding box, peaks.
@@ -230,62 +231,109 @@ def _polarity_reference(image, bad, level, sign, radius, min_pixels, prom_level,
     return fp, pk
 
 
+def _runs(find, shape: tuple[int, int], *args) -> tuple[np.ndarray, ...]:
+    """Call a compiled run finder with run arrays of a likely size, then of the largest
+    possible size if they were too short. Returns (ry, rx0, rx1, first, n)."""
+    ny, nx = shape
+    for cap in (ny * nx // 16 + 1024, ny * ((nx + 1) // 2)):
+        ry, rx0, rx1 = (np.empty(cap, np.int64) for _ in range(3))
+        first = np.empty(ny + 1, np.int64)
+        n = find(*args, ry, rx0, rx1, first)
+        if n >= 0:
+            return ry, rx0, rx1, first, n
+    raise AssertionError("unreachable: the largest run arrays always suffice")
+
+
+def _native_labels(native, fg: np.ndarray) -> tuple[np.ndarray, int]:
+    """:func:`label_8` by the compiled run labelling."""
+    mask = np.ascontiguousarray(fg, dtype=bool).view(np.uint8)
+    ry, rx0, rx1, first, n = _runs(native.mask_runs, mask.shape, mask)
+    comp = np.empty(n, np.int64)
+    count = native.label_runs(rx0, rx1, first, n, comp)
+    out = np.zeros(mask.shape, np.int32)
+    native.footprints(ry, rx0, rx1, comp, n, 1, out, np.zeros((count, 7), np.int64),
+                      np.zeros(count + 1, np.int64), np.empty(n, np.int64))
+    return out, count
+
+
+def label_connected(fg: np.ndarray) -> tuple[np.ndarray, int]:
+    """Connected components (8-connectivity) of a boolean image.
+
+    Parameters
+    ----------
+    fg : numpy.ndarray
+        2-D mask (non-zero: foreground).
+
+    Returns
+    -------
+    labels : numpy.ndarray
+        int32 image: components numbered from 1 in raster order of their first pixel (as
+        ``scipy.ndimage.label`` with a 3x3 structure), 0 on the background.
+    count : int
+        The number of components.
+    """
+    fg = np.asarray(fg)
+    if fg.ndim != 2:
+        raise ValueError(f"label_connected needs a 2-D mask; got shape {fg.shape}")
+    native = load_native("detect")
+    if native is None or fg.size == 0:
+        return label_8(fg)
+    return _native_labels(native, fg != 0)
+
+
 def _polarity_native(native, image, bad, level, sign, radius, min_pixels, prom_level, contrast,
                      labels, segments):
-    """:func:`_polarity_reference` with SciPy's labelling and dilation and the compiled
-    watershed (the same results)."""
-    from scipy import ndimage
+    """:func:`_polarity_reference` by the compiled kernels (the same results).
 
-    eight = np.ones((3, 3), bool)
-    above = (sign * image > level) & (bad == 0)
-    if min_pixels > 1 and above.any():
-        lab, n = ndimage.label(above, structure=eight)
-        sizes = np.bincount(lab.ravel(), minlength=n + 1)
-        above &= sizes[lab] >= min_pixels
-    grown = above
-    if radius > 0 and above.any():
-        grown = native.grow_disc(above.view(np.uint8), int(radius))
-    lab, nfp = ndimage.label(grown, structure=eight)
-    lab = lab.astype(np.int32)
-    labels[lab > 0] = int(sign) * lab[lab > 0]
+    Thresholding, the ``min_pixels`` cut, growing and labelling work on runs of pixels; the
+    footprints' good pixels are then gathered footprint by footprint, each sorted from the
+    brightest down (ties in raster order) and flooded.
+    """
+    ny, nx = image.shape
+    isign = 1 if sign > 0 else -1
+    with np.errstate(over="ignore"):
+        # ``sign * image > level`` compares float32 pixels with the level in float32
+        thr = float(np.float32(level))
+    ry, rx0, rx1, first, n = _runs(native.threshold_runs, image.shape, image, bad, thr, isign)
+    if min_pixels > 1 and n > 0:
+        comp = np.empty(n, np.int64)
+        count = native.label_runs(rx0, rx1, first, n, comp)
+        size = np.bincount(comp, weights=rx1[:n] - rx0[:n] + 1, minlength=count + 1)
+        keep = np.flatnonzero(size[comp] >= min_pixels)
+        n = keep.size
+        ry, rx0, rx1 = ry[keep], rx0[keep], rx1[keep]
+        first = np.searchsorted(ry, np.arange(ny + 1)).astype(np.int64)
+    if radius > 0 and n > 0:
+        mask = np.zeros((ny, nx), np.uint8)
+        ry, rx0, rx1, first, n = _runs(native.grow_runs, image.shape, ry, rx0, rx1, n,
+                                       int(radius), mask)
+    comp = np.empty(n, np.int64)
+    nfp = native.label_runs(rx0, rx1, first, n, comp)
     fp = np.zeros((nfp, 7), np.int64)
     if nfp == 0:
         return fp, np.zeros((0, 3), np.int64)
-    flat = lab.ravel()
-    counts = np.bincount(flat, minlength=nfp + 1)[1:]
-    boxes = ndimage.find_objects(lab)
-    fp[:, 0] = counts
-    fp[:, 1] = [b[1].start for b in boxes]
-    fp[:, 2] = [b[0].start for b in boxes]
-    fp[:, 3] = [b[1].stop - 1 for b in boxes]
-    fp[:, 4] = [b[0].stop - 1 for b in boxes]
-    ys, xs = np.nonzero(lab)
-    vals = sign * image[ys, xs].astype(np.float64)
-    good = (bad[ys, xs] == 0) & np.isfinite(vals)
-    ys, xs, vals = ys[good], xs[good], vals[good]
-    # footprint by footprint (the footprints never touch, so this is the same flood, and it
-    # keeps the memory accesses local), each from its brightest pixel down, ties in raster
-    # order (np.nonzero gives raster order and lexsort is stable)
-    order = np.lexsort((-vals, lab[ys, xs]))
-    ny, nx = image.shape
+    start = np.zeros(nfp + 1, np.int64)
+    grouped = np.empty(n, np.int64)
+    native.footprints(ry, rx0, rx1, comp, n, isign, labels, fp, start, grouped)
+    total = int(fp[:, 0].sum())
+    ys, xs = np.empty(total, np.int64), np.empty(total, np.int64)
+    vals = np.empty(total, np.float64)
+    prev = np.empty(total, np.int32)
+    pstart = np.empty(nfp + 1, np.int64)
+    # the segment image serves as the pixel -> good-pixel index until number_peaks writes
+    # the segments (and puts back what the other polarity left on unassigned pixels)
+    n_good = native.gather(image, bad, isign, ry, rx0, rx1, start, grouped, segments, prev,
+                           ys, xs, vals, pstart)
+    ys, xs, vals, prev = ys[:n_good], xs[:n_good], vals[:n_good], prev[:n_good]
+    order = np.empty(n_good, np.int64)
+    native.sort_footprints(vals, pstart, order, np.empty(n_good, np.int64))
     basin, parent, peak_v, peak_k = native.watershed(
-        vals, ys.astype(np.int64), xs.astype(np.int64), order.astype(np.int64), ny, nx,
-        float(level), float(prom_level), float(contrast))
-    created = np.arange(parent.size)
-    roots = created[(parent == created) & (peak_v > level)]
-    root_fp = lab[ys[peak_k[roots]], xs[peak_k[roots]]]
-    rank = np.lexsort((roots, -peak_v[roots], root_fp))
-    roots, root_fp = roots[rank], root_fp[rank]
-    n_peaks = np.bincount(root_fp, minlength=nfp + 1)[1:]
-    fp[:, 5] = n_peaks
-    fp[:, 6] = np.concatenate([[0], np.cumsum(n_peaks)[:-1]])
-    number = np.full(parent.size, -1, np.int64)
-    number[roots] = np.arange(roots.size)  # global peak number, footprint by footprint
-    assigned = number[basin]
-    ok = assigned >= 0
-    segments[ys[ok], xs[ok]] = int(sign) * (1 + assigned[ok])
-    pk = np.column_stack([root_fp, xs[peak_k[roots]], ys[peak_k[roots]]]).astype(np.int64)
-    return fp, pk
+        vals, ys, xs, order, segments, float(level), float(prom_level), float(contrast))
+    fp[:, 5:] = 0
+    pk = np.empty((parent.size, 3), np.int64)
+    npk = native.number_peaks(basin, parent, peak_v, peak_k, ys, xs, pstart, prev,
+                              float(level), isign, segments, fp, pk)
+    return fp, pk[:npk]
 
 
 def _check(image, noise, threshold, polarity, grow, min_pixels, bad, smooth_sigma,
@@ -329,7 +377,7 @@ def _run(image, noise, threshold, polarity, grow, min_pixels, bad, smooth_sigma,
         work, scale = smoothed, noise
     else:
         with np.errstate(invalid="ignore", divide="ignore"):
-            work = (smoothed / noise).astype(np.float32)
+            work = smoothed / noise  # float32 / float32: float32, no further copy
         scale = 1.0
     labels = np.zeros(smoothed.shape, np.int32)
     segments = np.zeros(smoothed.shape, np.int32)

@@ -18,5 +18,5 @@ def evaluate_columns(coef, knots, out):
         while k < m - 2 and y >= knots[k + 1]:
             k += 1
         t = y - knots[k]
-        for j in range(nx):
-            out[i, j] = coef[0, k, j] + t * (coef[1, k, j] + t * (coef[2, k, j] + t * coef[3, k, j]))
+        # one slice expression per row: the compiler vectorises it (the same arithmetic)
+        out[i, :] = coef[0, k, :] + t * (coef[1, k, :] + t * (coef[2, k, :] + t * coef[3, k, :]))

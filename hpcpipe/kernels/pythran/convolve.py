@@ -10,51 +10,50 @@
 import numpy as np
 
 
-def _rows(image, kernel_x, work):
-    """work = image correlated along rows with kernel_x, edges repeating the nearest pixel."""
-    ny, nx = image.shape
+def _row(image, kernel_x, i, work, slot):
+    """work[slot] = row i of image correlated with kernel_x, edges repeating the nearest
+    pixel."""
+    nx = image.shape[1]
     nkx = kernel_x.shape[0]
     hx = nkx // 2
     lo = min(hx, nx)
     hi = max(nx - hx, lo)
-    for i in range(ny):
-        for j in range(lo, hi):
-            work[i, j] = 0.0
+    # whole-slice updates: the compiler vectorises them (the same sums, tap by tap)
+    work[slot, lo:hi] = 0
+    for t in range(nkx):
+        w = kernel_x[t]
+        off = t - hx
+        work[slot, lo:hi] += w * image[i, lo + off:hi + off]
+    for j in list(range(0, lo)) + list(range(hi, nx)):
+        acc = 0.0
         for t in range(nkx):
-            w = kernel_x[t]
-            off = t - hx
-            for j in range(lo, hi):
-                work[i, j] += w * image[i, j + off]
-        for j in list(range(0, lo)) + list(range(hi, nx)):
-            acc = 0.0
-            for t in range(nkx):
-                jj = min(max(j - hx + t, 0), nx - 1)
-                acc += kernel_x[t] * image[i, jj]
-            work[i, j] = acc
-
-
-def _columns(work, kernel_y, out):
-    """out = work correlated down columns with kernel_y, edges repeating the nearest row."""
-    ny, nx = work.shape
-    nky = kernel_y.shape[0]
-    hy = nky // 2
-    for i in range(ny):
-        for j in range(nx):
-            out[i, j] = 0.0
-        for t in range(nky):
-            r = min(max(i - hy + t, 0), ny - 1)
-            w = kernel_y[t]
-            for j in range(nx):
-                out[i, j] += w * work[r, j]
+            jj = min(max(j - hx + t, 0), nx - 1)
+            acc += kernel_x[t] * image[i, jj]
+        work[slot, j] = acc
 
 
 def correlate_separable(image, kernel_x, kernel_y, work, out):
-    """Correlate rows with kernel_x into work, then columns with kernel_y into out.
+    """Correlate rows with kernel_x, then columns with kernel_y into out.
 
-    Edges repeat the nearest pixel (scipy.ndimage mode 'nearest').
+    Edges repeat the nearest pixel (scipy.ndimage mode 'nearest'). ``work`` holds the
+    row-correlated rows as a ring: row r in ``work[r % len(work)]``; it needs at least
+    ``min(len(kernel_y), ny)`` rows (the rows one output row needs stay in cache).
     """
-    _rows(image, kernel_x, work)
-    _columns(work, kernel_y, out)
+    ny, nx = image.shape
+    nky = kernel_y.shape[0]
+    hy = nky // 2
+    ring = work.shape[0]
+    done = 0  # rows correlated so far
+    for i in range(ny):
+        last = min(i + hy, ny - 1)
+        while done <= last:
+            _row(image, kernel_x, done, work, done % ring)
+            done += 1
+        out[i, :] = 0
+        for t in range(nky):
+            r = min(max(i - hy + t, 0), ny - 1)
+            w = kernel_y[t]
+            out[i, :] += w * work[r % ring, :]
 
 
 def correlate_separable_masked(image, bad, kernel_x, kernel_y, num, den, out):

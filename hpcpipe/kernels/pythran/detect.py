@@ -1,27 +1,145 @@
-# Pythran kernel of hpcpipe.kernels.detect: the watershed deblender over every footprint.
-#pythran export watershed(float64[:], int64[:], int64[:], int64[:], int64, int64, float64, float64, float64)
-#pythran export grow_disc(uint8[:,:], int64)
+# Pythran kernel of hpcpipe.kernels.detect: thresholding, labelling and the watershed deblender.
+#
+# The footprints are handled as runs: maximal horizontal stretches of foreground pixels, in
+# raster order (``ry``, ``rx0``, ``rx1``: row, first and last x; ``first[y]``: the index of
+# the first run at or after row y). Two runs on neighbouring rows touch (8-connectivity) when
+# their x ranges overlap after widening by one pixel. The caller allocates the run arrays;
+# the functions finding runs return -1 when they are too short (a row holds at most
+# (nx + 1) // 2 runs).
+#pythran export threshold_runs(float32[:,:], uint8[:,:], float64, int64, int64[:], int64[:], int64[:], int64[:])
+#pythran export grow_runs(int64[:], int64[:], int64[:], int64, int64, uint8[:,:], int64[:], int64[:], int64[:], int64[:])
+#pythran export mask_runs(uint8[:,:], int64[:], int64[:], int64[:], int64[:])
+#pythran export label_runs(int64[:], int64[:], int64[:], int64, int64[:])
+#pythran export footprints(int64[:], int64[:], int64[:], int64[:], int64, int64, int32[:,:], int64[:,:], int64[:], int64[:])
+#pythran export gather(float32[:,:], uint8[:,:], int64, int64[:], int64[:], int64[:], int64[:], int64[:], int32[:,:], int32[:], int64[:], int64[:], float64[:], int64[:])
+#pythran export sort_footprints(float64[:], int64[:], int64[:], int64[:])
+#pythran export watershed(float64[:], int64[:], int64[:], int64[:], int32[:,:], float64, float64, float64)
+#pythran export number_peaks(int64[:], int64[:], float64[:], int64[:], int64[:], int64[:], int64[:], int32[:], float64, int64, int32[:,:], int64[:,:], int64[:,:])
 import numpy as np
 
 
-def grow_disc(above, radius):
-    """Every pixel whose centre lies within ``radius`` of a flagged pixel (a disc dilation)."""
-    ny, nx = above.shape
-    out = np.zeros((ny, nx), np.uint8)
-    r2 = radius * radius
+def threshold_runs(image, bad, thr, sign, ry, rx0, rx1, first):
+    """The runs of good pixels with ``sign * value > thr``; returns their number.
+
+    ``thr`` is compared with the float32 pixels as given (the caller rounds it as NumPy
+    would); NaN pixels are never above it.
+    """
+    ny, nx = image.shape
+    n = 0
+    lo = -thr
     for y in range(ny):
-        for x in range(nx):
-            if above[y, x] == 0:
+        first[y] = n
+        x = 0
+        while x < nx:
+            # skip 32 pixels at a time while none is a candidate, then pixel by pixel
+            if sign > 0:
+                while x + 32 <= nx and not np.any(image[y, x:x + 32] > thr):
+                    x += 32
+                while x < nx and not image[y, x] > thr:
+                    x += 1
+            else:
+                while x + 32 <= nx and not np.any(image[y, x:x + 32] < lo):
+                    x += 32
+                while x < nx and not image[y, x] < lo:
+                    x += 1
+            if x >= nx:
+                break
+            if bad[y, x] != 0:
+                x += 1
                 continue
-            for dy in range(-radius, radius + 1):
-                yy = y + dy
-                if yy < 0 or yy >= ny:
-                    continue
-                for dx in range(-radius, radius + 1):
-                    xx = x + dx
-                    if xx >= 0 and xx < nx and dx * dx + dy * dy <= r2:
-                        out[yy, xx] = 1
-    return out
+            start = x
+            x += 1
+            if sign > 0:
+                while x < nx and image[y, x] > thr and bad[y, x] == 0:
+                    x += 1
+            else:
+                while x < nx and image[y, x] < lo and bad[y, x] == 0:
+                    x += 1
+            if n == ry.shape[0]:
+                return -1
+            ry[n] = y
+            rx0[n] = start
+            rx1[n] = x - 1
+            n += 1
+    first[ny] = n
+    return n
+
+
+def mask_runs(mask, ry, rx0, rx1, first):
+    """The runs of the non-zero pixels of ``mask``; returns their number."""
+    ny, nx = mask.shape
+    n = 0
+    for y in range(ny):
+        first[y] = n
+        x = 0
+        while x < nx:
+            while x < nx and mask[y, x] == 0:
+                x += 1
+            if x >= nx:
+                break
+            start = x
+            while x < nx and mask[y, x] != 0:
+                x += 1
+            if n == ry.shape[0]:
+                return -1
+            ry[n] = y
+            rx0[n] = start
+            rx1[n] = x - 1
+            n += 1
+    first[ny] = n
+    return n
+
+
+def grow_runs(ry, rx0, rx1, n, radius, mask, gy, gx0, gx1, first):
+    """The runs of the pixels within ``radius`` of a pixel of the ``n`` runs (a disc
+    dilation), painted into ``mask`` (zeros, the image's shape); returns their number."""
+    ny, nx = mask.shape
+    reach = np.zeros(radius + 1, np.int64)  # the half-width of the disc dy rows away
+    for dy in range(radius + 1):
+        w = 0
+        while (w + 1) * (w + 1) + dy * dy <= radius * radius:
+            w += 1
+        reach[dy] = w
+    xlo = np.zeros(ny, np.int64)
+    xhi = np.zeros(ny, np.int64)
+    for y in range(ny):
+        xlo[y] = nx
+        xhi[y] = -1
+    for i in range(n):
+        for dy in range(-radius, radius + 1):
+            yy = ry[i] + dy
+            if yy < 0 or yy >= ny:
+                continue
+            w = reach[abs(dy)]
+            a = max(rx0[i] - w, 0)
+            b = min(rx1[i] + w, nx - 1)
+            for x in range(a, b + 1):
+                mask[yy, x] = 1
+            xlo[yy] = min(xlo[yy], a)
+            xhi[yy] = max(xhi[yy], b)
+    m = 0
+    for y in range(ny):
+        first[y] = m
+        x = xlo[y]
+        end = xhi[y] + 1
+        while x < end:
+            while x + 32 <= end and not np.any(mask[y, x:x + 32]):
+                x += 32
+            while x < end and mask[y, x] == 0:
+                x += 1
+            if x >= end:
+                break
+            start = x
+            while x < end and mask[y, x] != 0:
+                x += 1
+            if m == gy.shape[0]:
+                return -1
+            gy[m] = y
+            gx0[m] = start
+            gx1[m] = x - 1
+            m += 1
+    first[ny] = m
+    return m
 
 
 def _find(parent, b):
@@ -31,20 +149,184 @@ def _find(parent, b):
     return b
 
 
-def watershed(vals, ys, xs, order, ny, nx, level, prom_level, contrast):
+def label_runs(rx0, rx1, first, n, comp):
+    """8-connected components of the runs: ``comp[i]`` = the number (from 1) of run i's
+    component, in raster order of the components' first pixels (scipy.ndimage.label's
+    numbering). Returns the number of components.
+
+    A union-find in which the smaller run index always becomes the root: a component's root
+    is its first run, and ``parent[i] <= i`` throughout.
+    """
+    ny = first.shape[0] - 1
+    parent = np.zeros(n, np.int64)
+    for i in range(n):
+        parent[i] = i
+    for y in range(1, ny):
+        j = first[y - 1]
+        jend = first[y]
+        for i in range(first[y], first[y + 1]):
+            a = rx0[i] - 1
+            b = rx1[i] + 1
+            while j < jend and rx1[j] < a:
+                j += 1
+            k = j
+            while k < jend and rx0[k] <= b:
+                ri = _find(parent, i)
+                rk = _find(parent, k)
+                if ri < rk:
+                    parent[rk] = ri
+                elif rk < ri:
+                    parent[ri] = rk
+                k += 1
+    count = 0
+    for i in range(n):
+        p = parent[i]
+        if p == i:
+            count += 1
+            comp[i] = count
+        else:
+            comp[i] = comp[p]
+    return count
+
+
+def footprints(ry, rx0, rx1, comp, n, sign, labels, fp, start, grouped):
+    """Footprint sizes and boxes, their labels, and their runs grouped by footprint.
+
+    ``comp``: the footprint (from 1) of each of the ``n`` runs. Fills ``fp[:, :5]`` (npix,
+    x0, y0, x1, y1; ``fp`` zeroed by the caller), writes ``sign * id`` into ``labels``, and
+    puts the runs of footprint f at ``grouped[start[f]:start[f + 1]]`` in raster order (a
+    stable counting sort; ``start`` zeroed by the caller, one longer than ``fp``).
+    """
+    ny, nx = labels.shape
+    nfp = fp.shape[0]
+    for f in range(nfp):
+        fp[f, 1] = nx
+        fp[f, 2] = ny
+        fp[f, 3] = -1
+        fp[f, 4] = -1
+    for i in range(n):
+        f = comp[i] - 1
+        y = ry[i]
+        fp[f, 0] += rx1[i] - rx0[i] + 1
+        fp[f, 1] = min(fp[f, 1], rx0[i])
+        fp[f, 2] = min(fp[f, 2], y)
+        fp[f, 3] = max(fp[f, 3], rx1[i])
+        fp[f, 4] = max(fp[f, 4], y)
+        start[f + 1] += 1
+        lab = sign * comp[i]
+        for x in range(rx0[i], rx1[i] + 1):
+            labels[y, x] = lab
+    for f in range(nfp):
+        start[f + 1] += start[f]
+    # the counting sort, with fp's column 6 as the fill pointers (the caller's
+    # number_peaks sets it afterwards)
+    for f in range(nfp):
+        fp[f, 6] = start[f]
+    for i in range(n):
+        f = comp[i] - 1
+        grouped[fp[f, 6]] = i
+        fp[f, 6] += 1
+
+
+def gather(image, bad, sign, ry, rx0, rx1, start, grouped, index, prev, ys, xs, vals, pstart):
+    """The good pixels of every footprint, footprint by footprint, raster order within.
+
+    Fills ``ys``, ``xs``, ``vals`` (``sign * value`` in float64) and ``pstart`` (footprint
+    f's pixels are ``pstart[f]:pstart[f + 1]``). Writes ``k + 1`` into ``index`` at good
+    pixel k, after saving what was there in ``prev[k]`` (``index`` can be the segment
+    image: :func:`number_peaks` puts the values back). Returns the number of good pixels.
+    """
+    nfp = start.shape[0] - 1
+    fsign = 1.0 if sign > 0 else -1.0
+    n = 0
+    for f in range(nfp):
+        pstart[f] = n
+        for g in range(start[f], start[f + 1]):
+            i = grouped[g]
+            y = ry[i]
+            for x in range(rx0[i], rx1[i] + 1):
+                v = fsign * image[y, x]
+                if bad[y, x] == 0 and np.isfinite(v):
+                    ys[n] = y
+                    xs[n] = x
+                    vals[n] = v
+                    prev[n] = index[y, x]
+                    index[y, x] = n + 1
+                    n += 1
+    pstart[nfp] = n
+    return n
+
+
+def _before(vals, a, b):
+    """Whether pixel a floods before pixel b: brighter, or as bright and earlier."""
+    return vals[a] > vals[b] or (vals[a] == vals[b] and a < b)
+
+
+def sort_footprints(vals, pstart, order, tmp):
+    """Each footprint's pixels by decreasing value, ties in raster order: ``order`` lists
+    the pixels of footprint f at ``pstart[f]:pstart[f + 1]`` in flood order.
+
+    A merge sort of each footprint (insertion sort of blocks of 16, then merges).
+    """
+    nfp = pstart.shape[0] - 1
+    for f in range(nfp):
+        s0 = pstart[f]
+        e0 = pstart[f + 1]
+        width = 16
+        for s in range(s0, e0, width):
+            e = min(s + width, e0)
+            for i in range(s, e):
+                order[i] = i
+            for i in range(s + 1, e):
+                v = order[i]
+                j = i - 1
+                while j >= s and _before(vals, v, order[j]):
+                    order[j + 1] = order[j]
+                    j -= 1
+                order[j + 1] = v
+        into_tmp = True
+        while width < e0 - s0:
+            for s in range(s0, e0, 2 * width):
+                m = min(s + width, e0)
+                e = min(s + 2 * width, e0)
+                i = s
+                j = m
+                for t in range(s, e):
+                    if into_tmp:
+                        if j >= e or (i < m and not _before(vals, order[j], order[i])):
+                            tmp[t] = order[i]
+                            i += 1
+                        else:
+                            tmp[t] = order[j]
+                            j += 1
+                    else:
+                        if j >= e or (i < m and not _before(vals, tmp[j], tmp[i])):
+                            order[t] = tmp[i]
+                            i += 1
+                        else:
+                            order[t] = tmp[j]
+                            j += 1
+            into_tmp = not into_tmp
+            width *= 2
+        if not into_tmp:
+            for t in range(s0, e0):
+                order[t] = tmp[t]
+
+
+def watershed(vals, ys, xs, order, index, level, prom_level, contrast):
     """Flood the footprint pixels from the brightest down (see detect.py's module doc).
 
-    ``vals``, ``ys``, ``xs``: the good pixels of every footprint; ``order``: the indices of
-    the pixels by decreasing value (ties in raster order). Pixels of different footprints
-    are never neighbours, so one flood over all of them is the flood of each.
+    ``vals``, ``ys``, ``xs``: the good pixels of every footprint and ``index`` (good pixel
+    k holds k + 1) from :func:`gather`; ``order``: the flood order (:func:`sort_footprints`).
+    A neighbour takes part when its ``index`` value leads back to it (elsewhere ``index``
+    may hold anything). Pixels of different footprints are never neighbours, so one flood
+    over all of them is the flood of each.
 
     Returns the basin of each pixel (after merging), and per basin its parent (a basin is a
     root when it is its own parent), peak value and peak pixel.
     """
     n = vals.shape[0]
-    index = np.full(ny * nx, -1, np.int32)
-    for k in range(n):
-        index[ys[k] * nx + xs[k]] = k
+    ny, nx = index.shape
     basin = np.full(n, -1, np.int64)
     parent = np.zeros(n, np.int64)
     peak_v = np.zeros(n, np.float64)
@@ -67,8 +349,8 @@ def watershed(vals, ys, xs, order, ny, nx, level, prom_level, contrast):
                 xx = x + dx
                 if (dy == 0 and dx == 0) or xx < 0 or xx >= nx:
                     continue
-                q = index[yy * nx + xx]
-                if q < 0 or basin[q] < 0:
+                q = index[yy, xx] - 1
+                if q < 0 or q >= n or ys[q] != yy or xs[q] != xx or basin[q] < 0:
                     continue
                 if steep < 0 or vals[q] > steep_v:
                     steep = q
@@ -104,3 +386,44 @@ def watershed(vals, ys, xs, order, ny, nx, level, prom_level, contrast):
     for k in range(n):
         basin[k] = _find(parent, basin[k])
     return basin, parent[:nb].copy(), peak_v[:nb].copy(), peak_k[:nb].copy()
+
+
+def number_peaks(basin, parent, peak_v, peak_k, ys, xs, pstart, prev, level, sign, segments,
+                 fp, pk):
+    """Number the peaks and write the segments.
+
+    The basins left as roots with a peak above ``level`` are the peaks; the flood made
+    them footprint by footprint, each footprint's brightest first (ties in raster order),
+    which is the order they are numbered in. Fills ``fp[:, 5:7]`` (n_peaks, first_peak),
+    ``pk`` (footprint from 1, x, y per peak; at least one row per basin) and
+    ``sign * (peak number + 1)`` into ``segments`` on the pixels assigned to a peak (the
+    other good pixels get back their ``prev`` values). Returns the number of peaks.
+    """
+    nb = parent.shape[0]
+    nfp = pstart.shape[0] - 1
+    number = np.full(nb, -1, np.int64)
+    npk = 0
+    f = 0
+    for b in range(nb):
+        if parent[b] != b or not peak_v[b] > level:
+            continue
+        k = peak_k[b]
+        while pstart[f + 1] <= k:
+            f += 1
+        number[b] = npk
+        pk[npk, 0] = f + 1
+        pk[npk, 1] = xs[k]
+        pk[npk, 2] = ys[k]
+        fp[f, 5] += 1
+        npk += 1
+    first = 0
+    for f in range(nfp):
+        fp[f, 6] = first
+        first += fp[f, 5]
+    for k in range(basin.shape[0]):
+        b = number[basin[k]]
+        if b >= 0:
+            segments[ys[k], xs[k]] = sign * (b + 1)
+        else:
+            segments[ys[k], xs[k]] = prev[k]
+    return npk

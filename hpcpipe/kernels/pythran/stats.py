@@ -79,31 +79,23 @@ def _order_stats_select(a, n, ranks, out):
         out[r] = _select(a, 0, n - 1, ranks[r])
 
 
-def _insertion_sort(a, n):
-    for i in range(1, n):
-        v = a[i]
-        j = i - 1
-        while j >= 0 and a[j] > v:
-            a[j + 1] = a[j]
-            j -= 1
-        a[j + 1] = v
-
-
 def _order_stats(a, n, ranks, out, counts, slot, work):
     """out[r] = the ranks[r]-th smallest value of a[:n] (0-based), exactly.
 
     A histogram over a range guessed from a sample of the values finds the bin of each
     rank; only the values of those few bins are then ordered (quickselect). Falls back
     to quickselect on everything when a rank lies outside the histogram's range.
+    ``counts`` holds two histograms of ``counts.shape[0] // 2`` bins (the second is
+    scratch).
     """
-    nbins = counts.shape[0]
+    nbins = counts.shape[0] // 2
     ns = min(n, _NSAMPLE)
     stride = n // ns
     for s in range(ns):
         work[s] = a[s * stride]
-    _insertion_sort(work, ns)
-    lo = float(work[(ns - 1) // 50])
-    hi = float(work[(ns - 1) - (ns - 1) // 50])
+    # the sample's 2nd and 98th percentiles (two quickselects: no need to sort it)
+    lo = float(_select(work, 0, ns - 1, (ns - 1) // 50))
+    hi = float(_select(work, 0, ns - 1, (ns - 1) - (ns - 1) // 50))
     span = hi - lo
     lo -= 0.1 * span
     hi += 0.1 * span
@@ -114,7 +106,25 @@ def _order_stats(a, n, ranks, out, counts, slot, work):
     counts[:] = 0
     under = 0
     over = 0
-    for k in range(n):
+    # two interleaved histograms (counts[:nbins] and counts[nbins:]): the increments of a
+    # crowded bin no longer wait for each other
+    n2 = n - n % 2
+    for k in range(0, n2, 2):
+        t = (a[k] - lo) * scale
+        u = (a[k + 1] - lo) * scale
+        if t < 0.0:
+            under += 1
+        elif t >= nbins:
+            over += 1
+        else:
+            counts[int(t)] += 1
+        if u < 0.0:
+            under += 1
+        elif u >= nbins:
+            over += 1
+        else:
+            counts[nbins + int(u)] += 1
+    for k in range(n2, n):
         t = (a[k] - lo) * scale
         if t < 0.0:
             under += 1
@@ -122,6 +132,8 @@ def _order_stats(a, n, ranks, out, counts, slot, work):
             over += 1
         else:
             counts[int(t)] += 1
+    for b in range(nbins):
+        counts[b] += counts[nbins + b]
     nr = ranks.shape[0]
     if ranks[0] < under or ranks[nr - 1] >= n - over:
         _order_stats_select(a, n, ranks, out)
@@ -187,17 +199,48 @@ def _clip(s, n, nsigma, niter, counts, slot, work):
     q25, center, q75 = _quartiles(s, n, counts, slot, work)
     width = 0.7413 * (q75 - q25)
     kept = n
+    n4 = n - n % 4
     for it in range(niter):
         limit = nsigma * width
-        s1 = 0.0
-        s2 = 0.0
+        # four interleaved partial sums: independent additions instead of one long chain
+        a0 = 0.0
+        a1 = 0.0
+        a2 = 0.0
+        a3 = 0.0
+        b0 = 0.0
+        b1 = 0.0
+        b2 = 0.0
+        b3 = 0.0
         m = 0
-        for k in range(n):
-            d = s[k] - center
-            if abs(d) <= limit:
-                s1 += d
-                s2 += d * d
+        for k in range(0, n4, 4):
+            d0 = s[k] - center
+            d1 = s[k + 1] - center
+            d2 = s[k + 2] - center
+            d3 = s[k + 3] - center
+            if abs(d0) <= limit:
+                a0 += d0
+                b0 += d0 * d0
                 m += 1
+            if abs(d1) <= limit:
+                a1 += d1
+                b1 += d1 * d1
+                m += 1
+            if abs(d2) <= limit:
+                a2 += d2
+                b2 += d2 * d2
+                m += 1
+            if abs(d3) <= limit:
+                a3 += d3
+                b3 += d3 * d3
+                m += 1
+        for k in range(n4, n):
+            d0 = s[k] - center
+            if abs(d0) <= limit:
+                a0 += d0
+                b0 += d0 * d0
+                m += 1
+        s1 = (a0 + a1) + (a2 + a3)
+        s2 = (b0 + b1) + (b2 + b3)
         if m == 0:
             break
         shift = s1 / m
@@ -219,7 +262,7 @@ def clipped_mean_1d(values, nsigma, niter):
             n += 1
     if n == 0:
         return np.nan, np.nan, 0
-    counts = np.zeros(_NBINS, np.int64)
+    counts = np.zeros(2 * _NBINS, np.int64)
     slot = np.zeros(_NBINS, np.int64)
     work = np.empty(n + 4 * _NSAMPLE, values.dtype)
     return _clip(buf, n, nsigma, niter, counts, slot, work)
@@ -234,7 +277,7 @@ def binned_clipped_mean(image, bad, bin_x, bin_y, nsigma, niter):
     std = np.full((nby, nbx), np.nan)
     count = np.zeros((nby, nbx), np.int64)
     buf = np.empty(bin_x * bin_y, image.dtype)
-    counts = np.zeros(_NBINS, np.int64)
+    counts = np.zeros(2 * _NBINS, np.int64)
     slot = np.zeros(_NBINS, np.int64)
     work = np.empty(bin_x * bin_y + 4 * _NSAMPLE, image.dtype)
     for by in range(nby):
