@@ -61,10 +61,6 @@ def check_release(path: str, counts: list[int]) -> None:
         assert plain["provenance"].attrs["software"].startswith("hpcpipe")
 
 
-
-
-
-
 @pytest.mark.parametrize("mode", ["shared", "per-rank"])
 def test_serial_release_round_trip(tmp_path, mode):
     world = World()
@@ -79,11 +75,18 @@ def test_serial_release_round_trip(tmp_path, mode):
 @pytest.mark.parametrize("mode, compression", [("shared", None), ("shared", "gzip"),
                                                ("per-rank", None)])
 @pytest.mark.parametrize("empty_rank", [None, 1])
-def test_mpi_release_every_row_once(tmp_path_factory, mode, compression, empty_rank):
+@pytest.mark.parametrize("block_bytes", [16 << 20, 300])
+def test_mpi_release_every_row_once(tmp_path_factory, monkeypatch, mode, compression,
+                                    empty_rank, block_bytes):
+    """Uneven row counts, a rank with none, and (with 300-byte blocks: a few rows per
+    collective call) ranks that make different numbers of calls with rows in them."""
+    import hpcpipe.io.release as release
+
+    monkeypatch.setattr(release, "WRITE_BLOCK_BYTES", block_bytes)
     world = World()
     directory = shared_dir(world, tmp_path_factory)
     counts = [0 if r == empty_rank else 10 + 7 * r for r in range(world.size)]
-    path = f"{directory}/sources-{mode}-{compression}-{empty_rank}.h5"
+    path = f"{directory}/sources-{mode}-{compression}-{empty_rank}-{block_bytes}.h5"
     total = write_release_table(path, "sources", rank_catalog(world.rank, counts[world.rank]),
                                 world, mode=mode, compression=compression)
     assert total == sum(counts)

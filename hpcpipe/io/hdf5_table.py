@@ -46,19 +46,31 @@ def _storage_dtype(schema: Schema) -> np.dtype:
     return np.dtype(members)
 
 
-def _records(catalog: Catalog, dtype: np.dtype) -> np.ndarray:
-    """Pack the columns into rows, a block of rows (about 1 MiB) at a time: every column is
-    written into a block that stays in the cache, instead of one pass over the whole output
-    per column (2.6x faster for a 128 MB table of 16 columns)."""
-    out = np.empty(len(catalog), dtype=dtype)
-    step = max(1, (1 << 20) // max(1, dtype.itemsize))
+def pack_rows(catalog: Catalog, start: int, stop: int, out: np.ndarray) -> np.ndarray:
+    """Pack rows ``start:stop`` of the catalog's columns into ``out[:stop - start]`` (a
+    structured array of the HDF5 row type, :func:`storage_dtype`), a cache-sized block at a
+    time; returns that part of ``out``."""
+    rows = out[:stop - start]
+    step = max(1, (1 << 20) // max(1, out.dtype.itemsize))
     columns = [(f.name, catalog[f.name], f.dtype.kind == "U") for f in catalog.schema]
-    for start in range(0, len(catalog), step):
-        block = out[start:start + step]
+    for a in range(start, stop, step):
+        b = min(a + step, stop)
+        block = rows[a - start:b - start]
         for name, column, text in columns:
-            part = column[start:start + step]
-            block[name] = np.char.encode(part, "utf-8") if text else part
-    return out
+            block[name] = np.char.encode(column[a:b], "utf-8") if text else column[a:b]
+    return rows
+
+
+def _records(catalog: Catalog, dtype: np.dtype) -> np.ndarray:
+    """All the rows, packed a block at a time: every column is written into a block that
+    stays in the cache, instead of one pass over the whole output per column (2.6x faster
+    for a 128 MB table of 16 columns)."""
+    return pack_rows(catalog, 0, len(catalog), np.empty(len(catalog), dtype=dtype))
+
+
+def storage_dtype(schema: Any) -> np.dtype:
+    """The HDF5 row type of a schema's catalogs (strings as UTF-8 bytes)."""
+    return _storage_dtype(schema)
 
 
 def _check_metadata(key: Any, value: Any) -> Any:

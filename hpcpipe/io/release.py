@@ -10,7 +10,9 @@ Catalogs are written in one of two modes:
 
 * ``shared``: one file through h5py's ``mpio`` driver. The ranks agree on their offsets (a
   prefix sum of their row counts), create the dataset collectively and each writes its rows
-  in one collective call; a rank with no rows takes part with an empty selection.
+  in collective calls of about 16 MB each (packed from its columns a block at a time, so no
+  rank holds a second copy of its catalog); every rank makes the same number of calls, and
+  one with no rows left takes part with an empty selection.
   Compression needs collective writes (HDF5 refuses independent writes through filters);
   whether this HDF5 can do it is probed once, and without it the data are written
   uncompressed with a warning.
@@ -40,7 +42,13 @@ import hpcpipe
 from hpcpipe.comm.world import World
 from hpcpipe.errors import FileFormatError, HpcpipeError
 from hpcpipe.io.atomic import TEMP_PREFIX
-from hpcpipe.io.hdf5_table import catalog_attributes, catalog_rows, read_hdf5
+from hpcpipe.io.hdf5_table import (
+    catalog_attributes,
+    catalog_rows,
+    pack_rows,
+    read_hdf5,
+    storage_dtype,
+)
 from hpcpipe.io.parallel_table import collective_write, open_for_write
 from hpcpipe.table.catalog import Catalog
 
@@ -132,26 +140,42 @@ def parallel_compression_works(world: World, directory: str | os.PathLike[str]) 
     return bool(ok)
 
 
+#: Bytes of rows each rank packs and writes per collective call.
+WRITE_BLOCK_BYTES = 16 << 20
+
+
 def _chunk_rows(dtype: np.dtype, total: int) -> int:
     return int(max(1, min(total, (1 << 20) // max(dtype.itemsize, 1))))
 
 
-def _write_shared(tmp: str, name: str, rows: np.ndarray, attrs: dict[str, Any],
+def _write_shared(tmp: str, name: str, catalog: Catalog, attrs: dict[str, Any],
                   provenance: dict[str, Any], world: World, compression: str | None) -> None:
-    total = world.allreduce(int(rows.shape[0]))
-    offset = world.exscan_sum(int(rows.shape[0]))
+    """One shared file: every rank packs its rows and writes them collectively, in blocks of
+    about :data:`WRITE_BLOCK_BYTES` (every rank makes the same number of collective calls;
+    one with no rows left writes an empty selection), so that no rank holds a second copy of
+    its whole catalog."""
+    n = len(catalog)
+    dtype = storage_dtype(catalog.schema)
+    total = world.allreduce(n)
+    offset = world.exscan_sum(n)
     kwargs: dict[str, Any] = {}
     if compression and total:
-        kwargs = {"chunks": (_chunk_rows(rows.dtype, total),), "compression": compression}
+        kwargs = {"chunks": (_chunk_rows(dtype, total),), "compression": compression}
+    step = max(1, WRITE_BLOCK_BYTES // max(1, dtype.itemsize))
+    blocks = world.allreduce(-(-n // step), op="max") if world.is_parallel else 1
+    buffer = np.empty(min(step, max(n, 1)), dtype)
     with open_for_write(tmp, world) as handle:
         _write_provenance(handle, provenance)
-        dataset = handle.create_dataset(name, shape=(total,), dtype=rows.dtype, **kwargs)
+        dataset = handle.create_dataset(name, shape=(total,), dtype=dtype, **kwargs)
         for key, value in attrs.items():
             dataset.attrs[key] = value
-        if world.is_parallel:
-            collective_write(dataset, rows, offset)
-        elif total:
-            dataset[...] = rows
+        if not world.is_parallel:
+            if total:
+                dataset[...] = catalog_rows(catalog)
+            return
+        for k in range(blocks):
+            start, stop = min(k * step, n), min((k + 1) * step, n)
+            collective_write(dataset, pack_rows(catalog, start, stop, buffer), offset + start)
 
 
 def _part_path(final: Path, name: str, rank: int) -> Path:
@@ -225,7 +249,6 @@ def write_release_table(path: str | os.PathLike[str], name: str, catalog: Catalo
     _agree(world, (mode, compression, name), "the mode, compression and dataset name")
     _agree(world, json.dumps(catalog.schema.to_dict(), sort_keys=True), "the schema")
     final = Path(path)
-    rows = catalog_rows(catalog)
     attrs = world.bcast(catalog_attributes(catalog))  # rank 0's metadata for the dataset
     provenance = world.bcast(dict(provenance) if provenance is not None else Provenance.now())
     if compression and mode == "shared" and world.is_parallel and not \
@@ -236,14 +259,14 @@ def write_release_table(path: str | os.PathLike[str], name: str, catalog: Catalo
         compression = None
     tmp = _temp_name(world, final)
     if mode == "shared":
-        _write_shared(tmp, name, rows, attrs, provenance, world, compression)
+        _write_shared(tmp, name, catalog, attrs, provenance, world, compression)
     else:
-        _write_per_rank(tmp, final, name, rows, attrs, provenance, world)
+        _write_per_rank(tmp, final, name, catalog_rows(catalog), attrs, provenance, world)
     world.barrier()
     if world.rank == 0:
         os.replace(tmp, final)
     world.barrier()
-    return world.allreduce(int(rows.shape[0]))
+    return world.allreduce(len(catalog))
 
 
 def open_release(path: str | os.PathLike[str]) -> h5py.File:
