@@ -22,8 +22,8 @@ Spatial variation
     ``spatialKernelSumOrder``); the differential background ``b`` is a polynomial of order
     ``spatialBgOrder``. The convolution evaluates the coefficients at each *output* pixel, so
     that ``(reference * K_{x,y})(x, y) = sum_i a_i(x, y) (reference * B_i)(x, y)``: the
-    spatially varying convolution is exact, computed from one full-image convolution per raw
-    basis function.
+    spatially varying convolution is exact: grouping the basis by monomial of the position,
+    ``sum_t m_t(x, y) (reference * K_t)(x, y)``, one convolution per spatial term (by FFT).
 Fitting
     On stamps around bright isolated stars (:func:`select_kernel_candidates`), by weighted
     linear least squares (weights: the inverse of the sum of the two images' variances).
@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.fft as sfft
 from scipy.ndimage import maximum_filter
 from scipy.signal import fftconvolve
 
@@ -272,20 +273,71 @@ class SpatialKernelSolution:
         scale = float(self.basis.transform[0, 0] * _raw_sum(self.basis, 0))
         return self._polynomial_map(self.coeffs[0] * scale, self.orders[0], shape, xy0)
 
+    def _per_raw(self) -> tuple[np.ndarray, int]:
+        """``(n_raw, n_terms)``: each raw function's coefficient per spatial term."""
+        order = max(self.orders)
+        per_basis = np.zeros((self.basis.n_basis, n_spatial_terms(order)))
+        for i, c in enumerate(self.coeffs):
+            per_basis[i, :len(c)] = c
+        return self.basis.transform.T @ per_basis, order
+
     def convolve(self, image: np.ndarray, xy0: tuple[int, int] = (0, 0)) -> np.ndarray:
         """Convolve ``image`` (whose pixel ``[0, 0]`` is parent ``xy0``) by the spatially
-        varying kernel, exactly (one full-image convolution per raw basis function).
+        varying kernel, exactly.
+
+        The kernel is ``sum_t m_t(x, y) K_t`` (``m_t`` the spatial monomials, ``K_t`` the
+        basis combined with each monomial's coefficients), so the result is
+        ``sum_t m_t(x, y) (image * K_t)(x, y)``: one FFT of the image (padded by repeating
+        its border, as :meth:`convolve_reference`), one inverse transform along y per spatial
+        term, weighted by its power of y, and one inverse transform along x per power of x.
+        The result is the same as :meth:`convolve_reference`'s to float rounding.
 
         Non-finite pixels count as 0 (mask them around the result).
         """
         image = np.where(np.isfinite(image), image, 0.0).astype(np.float64)
-        order = max(self.orders)
-        nterms = n_spatial_terms(order)
-        # coefficient of every raw function's convolution, per spatial term
-        per_basis = np.zeros((self.basis.n_basis, nterms))
-        for i, c in enumerate(self.coeffs):
-            per_basis[i, :len(c)] = c
-        per_raw = self.basis.transform.T @ per_basis          # (n_raw, nterms)
+        per_raw, order = self._per_raw()
+        hw = self.basis.half_width
+        size = self.basis.size
+        ny, nx = image.shape
+        # the padded image's linear convolution is free of wrap-around in its valid part
+        # when the transform is at least as long as the padded image
+        shape = (sfft.next_fast_len(ny + 2 * hw), sfft.next_fast_len(nx + 2 * hw))
+        spectrum = sfft.rfft2(np.pad(image, hw, mode="edge"), shape)
+        # the kernels' spectra, K_t zero-padded to ``shape``, as small matrix products
+        m = np.arange(size)
+        ey = np.exp(-2j * np.pi * np.outer(np.arange(shape[0]), m) / shape[0])
+        ex = np.exp(-2j * np.pi * np.outer(m, np.arange(shape[1] // 2 + 1)) / shape[1])
+        raw = self.basis.raw_images()
+        u, _ = self.scaled(xy0[0] + np.arange(nx), xy0[1])
+        _, v = self.scaled(xy0[0], xy0[1] + np.arange(ny))
+        rows = slice(2 * hw, 2 * hw + ny)
+        # the inverse transform along y first; terms of one power of u share the one along x
+        by_power: dict[int, np.ndarray] = {}
+        for t, (a, b) in enumerate(_exponents(order)):
+            if not np.any(per_raw[:, t]):
+                continue
+            kernel = np.tensordot(per_raw[:, t], raw, axes=1)
+            half = sfft.ifft(spectrum * (ey @ (kernel @ ex)), axis=0, overwrite_x=True)[rows]
+            if b:
+                half *= (v**b)[:, None]
+            if a in by_power:
+                by_power[a] += half
+            else:
+                by_power[a] = half
+        out = np.zeros(image.shape)
+        for a, half in by_power.items():
+            term = sfft.irfft(half, shape[1], axis=1, overwrite_x=True)[:, 2 * hw:2 * hw + nx]
+            if a:
+                term *= u**a
+            out += term
+        return out
+
+    def convolve_reference(self, image: np.ndarray, xy0: tuple[int, int] = (0, 0)
+                           ) -> np.ndarray:
+        """:meth:`convolve` by direct sums: one full-image separable convolution per raw
+        basis function, weighted by its spatial coefficients at each output pixel (slow)."""
+        image = np.where(np.isfinite(image), image, 0.0).astype(np.float64)
+        per_raw, order = self._per_raw()
         out = np.zeros(image.shape)
         for j in range(len(self.basis.factors)):
             if not np.any(per_raw[j]):
