@@ -221,6 +221,27 @@ def test_too_few_stamps_is_an_error_naming_the_option():
         _task().subtract_exposures(template, science, truth[0], truth[1])
 
 
+@pytest.mark.parametrize("shape", [(61, 47), (3, 90), (1, 1)])
+def test_grow_mask_is_a_maximum_filter_of_each_plane(shape):
+    from scipy.ndimage import maximum_filter
+
+    rng = np.random.default_rng(5)
+    mask = np.where(rng.random(shape) < 0.02, rng.integers(0, 1 << 12, shape), 0).astype(
+        np.int32)
+    for radius in (0, 1, 2, 7, 9, 40):
+        for bits in (0b101101, (1 << 12) - 1):
+            expected = (mask & bits).astype(np.int32) if radius < 1 else np.zeros(shape,
+                                                                                  np.int32)
+            for bit in range(12) if radius >= 1 else ():
+                if bits & (1 << bit):
+                    plane = (mask & (1 << bit)) != 0
+                    expected[maximum_filter(plane, size=2 * radius + 1, mode="constant",
+                                            cval=False)] |= 1 << bit
+            grown = grow_mask(mask, bits, radius)
+            assert grown.dtype == np.int32
+            np.testing.assert_array_equal(grown, expected)
+
+
 def test_masks_grow_by_the_kernel_and_the_border_is_edge():
     mask = np.zeros((30, 30), np.int32)
     mask[10, 12] = 1 << 1

@@ -369,20 +369,36 @@ def _raw_sum(basis: KernelBasis, j: int) -> float:
     return float(fx.sum() * fy.sum())
 
 
+def _or_filter(values: np.ndarray, radius: int, axis: int) -> np.ndarray:
+    """Bitwise OR of ``values`` over a window of ``2 * radius + 1`` along ``axis`` (zeros
+    outside): running ORs of doubling length, then two overlapping windows."""
+    length = 2 * radius + 1
+    pad = [(0, 0)] * values.ndim
+    pad[axis] = (radius, radius)
+    run = np.pad(values, pad)
+    n = values.shape[axis]
+    span = 1
+    while 2 * span <= length:
+        head = [slice(None)] * values.ndim
+        tail = [slice(None)] * values.ndim
+        head[axis] = slice(0, run.shape[axis] - span)
+        tail[axis] = slice(span, None)
+        run = run[tuple(head)] | run[tuple(tail)]   # run[i] = OR of 2 span values from i
+        span *= 2
+    first = [slice(None)] * values.ndim
+    second = [slice(None)] * values.ndim
+    first[axis] = slice(0, n)
+    second[axis] = slice(length - span, length - span + n)
+    return run[tuple(first)] | run[tuple(second)]
+
+
 def grow_mask(mask: np.ndarray, bits: int, radius: int) -> np.ndarray:
     """Each of ``bits`` set wherever it is set within ``radius`` pixels (a square), so that a
     convolved pixel gets the planes of every input pixel under the kernel."""
-    out = np.zeros(mask.shape, np.int32)
-    if radius < 1:
-        return (mask & bits).astype(np.int32)
-    for bit in range(32):
-        b = 1 << bit
-        if not bits & b:
-            continue
-        plane = (mask & b) != 0
-        if plane.any():
-            out[maximum_filter(plane, size=2 * radius + 1, mode="constant", cval=False)] |= b
-    return out
+    selected = (np.asarray(mask) & bits).astype(np.int32)
+    if radius < 1 or not selected.any():
+        return selected
+    return _or_filter(_or_filter(selected, radius, 1), radius, 0)
 
 
 # --------------------------------------------------------------------------------------------
