@@ -111,6 +111,23 @@ def test_the_fft_convolution_is_the_direct_spatially_varying_sum(shape, orders, 
     np.testing.assert_allclose(fast, direct, rtol=0, atol=1e-11 * np.abs(direct).max())
 
 
+def test_the_normal_equations_solve_as_the_svd_least_squares():
+    """The spatial fit's Cholesky solution of the normal equations is _solve's (SVD) to float
+    rounding; a rank-deficient design falls back (None)."""
+    rng = np.random.default_rng(4)
+    design = rng.normal(size=(3000, 40)) * np.logspace(-3, 3, 40)
+    data = design @ rng.normal(size=40) + rng.normal(size=3000)
+    weight = rng.uniform(0.5, 2.0, 3000)
+    a = design * np.sqrt(weight)[:, None]
+    normal, rhs = a.T @ a, a.T @ (data * np.sqrt(weight))
+    fast = ImagePsfMatchTask._solve_normal(normal, rhs)
+    np.testing.assert_allclose(fast, ImagePsfMatchTask._solve(design, data, weight),
+                               rtol=1e-9)
+    design[:, 5] = design[:, 4] * 2.0
+    a = design * np.sqrt(weight)[:, None]
+    assert ImagePsfMatchTask._solve_normal(a.T @ a, a.T @ (data * np.sqrt(weight))) is None
+
+
 def test_a_gaussian_to_gaussian_kernel_is_recovered():
     rng = np.random.default_rng(1)
     truth = _stars(rng)

@@ -526,6 +526,28 @@ class ImagePsfMatchTask(Task):
         sol, *_ = np.linalg.lstsq(a / norms, data * sw, rcond=1e-10)
         return sol / norms
 
+    @staticmethod
+    def _solve_normal(normal: np.ndarray, rhs: np.ndarray, max_condition: float = 1e5
+                      ) -> np.ndarray | None:
+        """:meth:`_solve` from the normal equations ``normal x = rhs`` (``A^T W A`` and
+        ``A^T W b``), with the same column scaling, by Cholesky; None when the column-scaled
+        design's condition number exceeds ``max_condition`` (or it is singular), where only
+        :meth:`_solve`'s SVD keeps its precision. Below it the two agree to float rounding
+        amplified by the condition number squared (1e-16 * 1e10)."""
+        from scipy.linalg import LinAlgError, cho_factor, cho_solve
+
+        norms = np.sqrt(np.diag(normal))
+        norms = np.where(norms > 0, norms, 1.0)
+        scaled = normal / np.outer(norms, norms)
+        eig = np.linalg.eigvalsh(scaled)
+        if not (eig[0] > 0 and eig[-1] < max_condition**2 * eig[0]):
+            return None
+        try:
+            sol = cho_solve(cho_factor(scaled), rhs / norms)
+        except LinAlgError:
+            return None
+        return sol / norms
+
     def _single_fit(self, stamp: dict[str, Any]) -> tuple[float, float, float]:
         """Fit one stamp with a constant kernel (and background): its chi2/dof, the kernel's
         sum and the sum's error."""
@@ -635,15 +657,25 @@ class ImagePsfMatchTask(Task):
         probe = SpatialKernelSolution(basis, orders, [], bg_order, np.zeros(0), box)
         chi2_spatial = np.full(len(stamps), np.nan)
         solution = None
+        designs = [self._spatial_design(s, orders, bg_order, probe.scaled) for s in stamps]
+        # each stamp's weighted normal matrix and right-hand side, summed over the stamps
+        # used by each iteration
+        normals = []
+        for s, design in zip(stamps, designs, strict=True):
+            sw = np.sqrt(s["weight"].ravel())
+            a = design * sw[:, None]
+            normals.append((a.T @ a, a.T @ (s["target"].ravel() * sw)))
         for _ in range(c.maxSpatialIterations):
             if keep.sum() < c.minStamps:
                 raise ValueError(f"PSF matching: only {int(keep.sum())} kernel stamps survive "
                                  f"the rejection (subtract.minStamps is {c.minStamps})")
-            designs = [self._spatial_design(s, orders, bg_order, probe.scaled) for s in stamps]
             used = np.nonzero(keep)[0]
-            sol = self._solve(np.vstack([designs[k] for k in used]),
-                              np.concatenate([stamps[k]["target"].ravel() for k in used]),
-                              np.concatenate([stamps[k]["weight"].ravel() for k in used]))
+            sol = self._solve_normal(sum(normals[k][0] for k in used),
+                                     sum(normals[k][1] for k in used))
+            if sol is None:
+                sol = self._solve(np.vstack([designs[k] for k in used]),
+                                  np.concatenate([stamps[k]["target"].ravel() for k in used]),
+                                  np.concatenate([stamps[k]["weight"].ravel() for k in used]))
             for k, s in enumerate(stamps):
                 resid = s["target"].ravel() - designs[k] @ sol
                 chi2_spatial[k] = float((resid**2 * s["weight"].ravel()).sum()
