@@ -485,6 +485,8 @@ class ImagePsfMatchTask(Task):
         rbad = reference.mask.get_plane_bitmask(bad_planes) if bad_planes else 0
         tplanes = [p for p in self.config.badMaskPlanes if p in target.mask.planes]
         tbad = target.mask.get_plane_bitmask(tplanes) if tplanes else 0
+        size = basis.size
+        flipped = basis.images()[:, ::-1, ::-1].reshape(basis.n_basis, size * size)
         stamps = []
         for k, (xc, yc) in enumerate(zip(x, y, strict=True)):
             if not (np.isfinite(xc) and np.isfinite(yc)):
@@ -508,9 +510,11 @@ class ImagePsfMatchTask(Task):
             var = rvar + tvar
             if not np.all(var > 0):
                 continue
-            conv = np.array([basis.convolve_raw(ref, j)[hw:-hw, hw:-hw]
-                             for j in range(len(basis.factors))])
-            conv = np.tensordot(basis.transform, conv, axes=1)  # (n_basis, h, w)
+            # the basis convolutions over the stamp (where the kernel stays within ``ref``):
+            # every kernel-sized window of ``ref`` times every flipped basis image
+            windows = np.lib.stride_tricks.sliding_window_view(ref, (size, size))
+            conv = (flipped @ windows.reshape(-1, size * size).T).reshape(
+                -1, 2 * half + 1, 2 * half + 1)                  # (n_basis, h, w)
             yy, xx = np.mgrid[iy - half:iy + half + 1, ix - half:ix + half + 1]
             stamps.append({"index": k, "x": float(xc), "y": float(yc), "conv": conv,
                            "target": tgt, "weight": 1.0 / var, "xx": xx + x0, "yy": yy + y0})
