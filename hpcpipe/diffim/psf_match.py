@@ -801,7 +801,11 @@ class ImagePsfMatchTask(Task):
             diff.psf = science.psf
         else:
             # template ~ science * K + b: in the science image's scale, divide by sum(K)
-            ksum = sol.kernel_sum_image(shape, science.xy0)
+            if sol.orders[0] == 0:
+                # a constant sum: the same divisions by one float64 number
+                ksum = np.float64(sol.kernel_sum_image((1, 1), science.xy0)[0, 0])
+            else:
+                ksum = sol.kernel_sum_image(shape, science.xy0)
             matched = Exposure(template.bbox, **template.info())
             matched.metadata = dict(template.metadata)
             matched.image.array[:] = (template.image.array - bg) / ksum

@@ -154,18 +154,19 @@ class GetCoaddAsTemplateTask(Task):
         patch: outside it the warp could only give NO_DATA.
         """
         ny, nx = coadd.image.array.shape
-        sx = src_x - coadd.xy0[0]
-        sy = src_y - coadd.xy0[1]
+        x0, y0 = coadd.xy0
+        # (a margin of a pixel: the warp needs its taps inside, at least the pixel itself)
         with np.errstate(invalid="ignore"):
-            inside = (sx >= -1.0) & (sx <= nx) & (sy >= -1.0) & (sy <= ny)
+            inside = ((src_x >= x0 - 1.0) & (src_x <= x0 + nx) & (src_y >= y0 - 1.0)
+                      & (src_y <= y0 + ny))
         rows = np.nonzero(inside.any(axis=1))[0]
         cols = np.nonzero(inside.any(axis=0))[0]
         if not rows.size:
             return None, None
         box = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
         part = warp_image(coadd.image.array, coadd.variance.array, coadd.mask.array,
-                          sx[box], sy[box], method=self.config.warpingKernelName,
-                          no_data_bit=nodata)
+                          src_x[box] - x0, src_y[box] - y0,
+                          method=self.config.warpingKernelName, no_data_bit=nodata)
         return part, box
 
     @staticmethod
