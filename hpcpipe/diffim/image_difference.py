@@ -230,7 +230,7 @@ class ImageDifferenceTask(CmdLineTask):
         smoothed = correlate_separable(image, g, g)
         svar = correlate_separable(var, g * g, g * g)
         with np.errstate(invalid="ignore"):
-            noise = np.sqrt(np.clip(svar, 0.0, None))
+            noise = np.sqrt(np.clip(svar, 0.0, None, out=svar), out=svar)
         usable = ~bad & (noise > 0)
         scale = 1.0
         if c.doScaleNoise and usable.sum() > 100:
@@ -239,7 +239,9 @@ class ImageDifferenceTask(CmdLineTask):
             scale = float(1.4826 * np.median(np.abs(z, out=z), overwrite_input=True))
             if not np.isfinite(scale) or scale <= 0:
                 scale = 1.0
-        noise = np.where(usable, noise * scale, np.float64(1e30)).astype(np.float32)
+        noise *= scale
+        noise[~usable] = 1e30
+        noise = noise.astype(np.float32)
         det: Detections = detect_sources(
             smoothed.astype(np.float32), noise, threshold=c.detectionThreshold,
             polarity="both", grow=int(round(c.nSigmaToGrow * sigma)), min_pixels=c.minPixels,

@@ -237,29 +237,33 @@ def _polarity_native(native, image, bad, level, sign, radius, min_pixels, prom_l
     from scipy import ndimage
 
     eight = np.ones((3, 3), bool)
-    above = (sign * image > level) & (bad == 0)
+    # sign * image > level, without the product (negation is exact)
+    above = (image > level) if sign > 0 else (image < -level)
+    above &= bad == 0
     if min_pixels > 1 and above.any():
         lab, n = ndimage.label(above, structure=eight)
-        sizes = np.bincount(lab.ravel(), minlength=n + 1)
-        above &= sizes[lab] >= min_pixels
+        small = np.bincount(lab.ravel(), minlength=n + 1) < min_pixels
+        small[0] = False
+        if small.any():
+            above &= ~small[lab]
     grown = above
     if radius > 0 and above.any():
         grown = native.grow_disc(above.view(np.uint8), int(radius))
     lab, nfp = ndimage.label(grown, structure=eight)
-    lab = lab.astype(np.int32)
-    labels[lab > 0] = int(sign) * lab[lab > 0]
+    lab = lab.astype(np.int32, copy=False)
+    ys, xs = np.nonzero(lab)
+    in_fp = lab[ys, xs]
+    labels[ys, xs] = int(sign) * in_fp
     fp = np.zeros((nfp, 7), np.int64)
     if nfp == 0:
         return fp, np.zeros((0, 3), np.int64)
-    flat = lab.ravel()
-    counts = np.bincount(flat, minlength=nfp + 1)[1:]
+    counts = np.bincount(in_fp, minlength=nfp + 1)[1:]
     boxes = ndimage.find_objects(lab)
     fp[:, 0] = counts
     fp[:, 1] = [b[1].start for b in boxes]
     fp[:, 2] = [b[0].start for b in boxes]
     fp[:, 3] = [b[1].stop - 1 for b in boxes]
     fp[:, 4] = [b[0].stop - 1 for b in boxes]
-    ys, xs = np.nonzero(lab)
     vals = sign * image[ys, xs].astype(np.float64)
     good = (bad[ys, xs] == 0) & np.isfinite(vals)
     ys, xs, vals = ys[good], xs[good], vals[good]
