@@ -306,6 +306,7 @@ class SpatialKernelSolution:
         # when the transform is at least as long as the padded image
         shape = (sfft.next_fast_len(ny + 2 * hw), sfft.next_fast_len(nx + 2 * hw))
         spectrum = sfft.rfft2(np.pad(image, hw, mode="edge"), shape)
+        del image
         # the kernels' spectra, K_t zero-padded to ``shape``, as small matrix products
         m = np.arange(size)
         ey = np.exp(-2j * np.pi * np.outer(np.arange(shape[0]), m) / shape[0])
@@ -327,7 +328,7 @@ class SpatialKernelSolution:
                 by_power[a] += half
             else:
                 by_power[a] = half
-        out = np.zeros(image.shape)
+        out = np.zeros((ny, nx))
         for a, half in by_power.items():
             term = sfft.irfft(half, shape[1], axis=1, overwrite_x=True)[:, 2 * hw:2 * hw + nx]
             if a:
