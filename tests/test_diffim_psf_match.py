@@ -7,8 +7,10 @@ import pytest
 
 from hpcpipe.diffim.psf_match import (
     ImagePsfMatchTask,
+    SpatialKernelSolution,
     alard_lupton_basis,
     grow_mask,
+    n_spatial_terms,
     spatial_terms,
 )
 from hpcpipe.geom import Box2I
@@ -83,6 +85,47 @@ def test_the_differential_basis_has_one_unit_sum_function_and_zero_sum_others():
         ref = convolve2d(img, raw, mode="same")
         np.testing.assert_allclose(basis.convolve_raw(img, j)[10:-10, 10:-10],
                                    ref[10:-10, 10:-10], atol=1e-10)
+
+
+@pytest.mark.parametrize("shape, orders, bg_order", [((150, 97), (0, 2), 1),
+                                                     ((64, 80), (1, 1), -1),
+                                                     ((7, 30), (0, 0), 0)])
+def test_the_fft_convolution_is_the_direct_spatially_varying_sum(shape, orders, bg_order):
+    """SpatialKernelSolution.convolve (FFT, per spatial term) gives convolve_reference's
+    direct per-raw-function sum to float rounding, edges and non-finite pixels included."""
+    rng = np.random.default_rng(11)
+    basis = alard_lupton_basis([0.9, 1.8, 3.6], [4, 2, 2], 9)
+    kernel_orders = [orders[0]] + [orders[1]] * (basis.n_basis - 1)
+    coeffs = [rng.normal(0, 1, n_spatial_terms(o)) for o in kernel_orders]
+    coeffs[0][0] = 1.0
+    xy0 = (1000, 2000)
+    box = (float(xy0[0]), float(xy0[1]), float(xy0[0] + shape[1]), float(xy0[1] + shape[0]))
+    sol = SpatialKernelSolution(basis, kernel_orders, coeffs, bg_order,
+                                np.zeros(max(n_spatial_terms(bg_order), 0)), box)
+    image = rng.normal(100.0, 10.0, shape)
+    image[shape[0] // 2, shape[1] // 3] = 5e4
+    image[1, 2] = np.nan
+    fast = sol.convolve(image.astype(np.float32), xy0)
+    direct = sol.convolve_reference(image.astype(np.float32), xy0)
+    assert fast.shape == direct.shape == shape
+    np.testing.assert_allclose(fast, direct, rtol=0, atol=1e-11 * np.abs(direct).max())
+
+
+def test_the_normal_equations_solve_as_the_svd_least_squares():
+    """The spatial fit's Cholesky solution of the normal equations is _solve's (SVD) to float
+    rounding; a rank-deficient design falls back (None)."""
+    rng = np.random.default_rng(4)
+    design = rng.normal(size=(3000, 40)) * np.logspace(-3, 3, 40)
+    data = design @ rng.normal(size=40) + rng.normal(size=3000)
+    weight = rng.uniform(0.5, 2.0, 3000)
+    a = design * np.sqrt(weight)[:, None]
+    normal, rhs = a.T @ a, a.T @ (data * np.sqrt(weight))
+    fast = ImagePsfMatchTask._solve_normal(normal, rhs)
+    np.testing.assert_allclose(fast, ImagePsfMatchTask._solve(design, data, weight),
+                               rtol=1e-9)
+    design[:, 5] = design[:, 4] * 2.0
+    a = design * np.sqrt(weight)[:, None]
+    assert ImagePsfMatchTask._solve_normal(a.T @ a, a.T @ (data * np.sqrt(weight))) is None
 
 
 def test_a_gaussian_to_gaussian_kernel_is_recovered():
@@ -193,6 +236,27 @@ def test_too_few_stamps_is_an_error_naming_the_option():
     science = _exposure(rng, truth, 2.0)
     with pytest.raises(ValueError, match="minStamps"):
         _task().subtract_exposures(template, science, truth[0], truth[1])
+
+
+@pytest.mark.parametrize("shape", [(61, 47), (3, 90), (1, 1)])
+def test_grow_mask_is_a_maximum_filter_of_each_plane(shape):
+    from scipy.ndimage import maximum_filter
+
+    rng = np.random.default_rng(5)
+    mask = np.where(rng.random(shape) < 0.02, rng.integers(0, 1 << 12, shape), 0).astype(
+        np.int32)
+    for radius in (0, 1, 2, 7, 9, 40):
+        for bits in (0b101101, (1 << 12) - 1):
+            expected = (mask & bits).astype(np.int32) if radius < 1 else np.zeros(shape,
+                                                                                  np.int32)
+            for bit in range(12) if radius >= 1 else ():
+                if bits & (1 << bit):
+                    plane = (mask & (1 << bit)) != 0
+                    expected[maximum_filter(plane, size=2 * radius + 1, mode="constant",
+                                            cval=False)] |= 1 << bit
+            grown = grow_mask(mask, bits, radius)
+            assert grown.dtype == np.int32
+            np.testing.assert_array_equal(grown, expected)
 
 
 def test_masks_grow_by_the_kernel_and_the_border_is_edge():

@@ -219,3 +219,60 @@ def test_the_entry_point_names_the_task():
     assert match
     assert import_object(match.group(1)) is ImageDifferenceTask
     assert ImageDifferenceTask._DefaultName == "imageDifference"
+
+
+def test_the_template_is_the_patch_by_patch_warp_of_the_coadds():
+    """GetCoaddAsTemplateTask (one grid per tract WCS, each patch warped over the calexp box it
+    reaches) gives the pixels of the plain rule: every patch warped over the whole calexp,
+    inner boxes first."""
+    from hpcpipe.diffim.template import GetCoaddAsTemplateTask, _translate_bits
+    from hpcpipe.kernels.warp import transform_grid, warp_image, wcs_transform
+
+    rng = np.random.default_rng(8)
+    tract = WCS(naxis=2)
+    tract.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    tract.wcs.crval = [150.0, 2.0]
+    tract.wcs.crpix = [150.0, 100.0]
+    tract.wcs.cd = np.array([[-0.2 / 3600, 0], [0, 0.2 / 3600]])
+    calexp = Exposure(Box2I(0, 0, 120, 90))
+    calexp.wcs = tract.deepcopy()
+    calexp.wcs.wcs.crpix = [60.3, 50.7]
+    calexp.wcs.wcs.cd = calexp.wcs.wcs.cd @ np.array([[np.cos(0.01), -np.sin(0.01)],
+                                                      [np.sin(0.01), np.cos(0.01)]])
+    calexp.photo_calib = PhotoCalib(28.0)
+    coadds = []
+    for px0, inner_x0 in ((60, 70), (140, 150)):    # two patches of 100 columns, overlapping
+        coadd = Exposure(Box2I(px0, 40, 100, 130))
+        coadd.image.array[:] = rng.normal(100.0, 10.0, coadd.image.array.shape)
+        coadd.variance.array[:] = rng.uniform(50.0, 60.0, coadd.image.array.shape)
+        coadd.image.array[70, 30] = np.nan
+        coadd.wcs = tract.deepcopy()
+        coadd.psf = GaussianPsf(1.8)
+        coadds.append((coadd, Box2I(inner_x0, 50, 80, 110)))
+    template = GetCoaddAsTemplateTask().run(calexp, coadds).template
+    # the plain rule
+    shape = calexp.image.array.shape
+    nodata = template.mask.get_plane_bitmask("NO_DATA")
+    image = np.full(shape, np.nan, np.float32)
+    mask = np.full(shape, nodata, np.int32)
+    filled = np.zeros(shape, bool)
+    results = []
+    for coadd, inner in coadds:
+        sx, sy = transform_grid(wcs_transform(coadd.wcs, calexp.wcs), shape, step=10)
+        res = warp_image(coadd.image.array, coadd.variance.array, coadd.mask.array,
+                         sx - coadd.xy0[0], sy - coadd.xy0[1], no_data_bit=nodata)
+        good = np.isfinite(res.image) & ((res.mask & nodata) == 0)
+        in_inner = ((sx >= inner.x0 - 0.5) & (sx < inner.x0 + inner.width - 0.5)
+                    & (sy >= inner.y0 - 0.5) & (sy < inner.y0 + inner.height - 0.5))
+        results.append((coadd, res, good, in_inner))
+    for pass_inner in (True, False):
+        for coadd, res, good, in_inner in results:
+            take = good & ~filled & (in_inner if pass_inner else True)
+            image[take] = res.image[take]
+            mask[take] = _translate_bits(coadd.mask, template.mask, res.mask[take])
+            filled |= take
+    assert 0.3 < filled.mean() < 1.0
+    expected = image / np.float32(calexp.photo_calib.calibration_mean)
+    np.testing.assert_array_equal(np.isfinite(template.image.array), filled)
+    np.testing.assert_allclose(template.image.array[filled], expected[filled], rtol=1e-6)
+    np.testing.assert_array_equal(template.mask.array, mask)

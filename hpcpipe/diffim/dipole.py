@@ -116,9 +116,20 @@ def fit_dipole(image: np.ndarray, variance: np.ndarray, usable: np.ndarray,
     coeffs = spline_filter(np.asarray(psf_image, dtype=np.float64), order=3)
     half_y, half_x = (s // 2 for s in psf_image.shape)
 
+    # the finite-difference Jacobian moves one parameter at a time: a flux step or the other
+    # lobe's step leaves a lobe's position unchanged, so its last images are reused
+    images: dict[tuple[float, float], np.ndarray] = {}
+
     def lobe(xc: float, yc: float) -> np.ndarray:
-        return map_coordinates(coeffs, [py - yc + half_y, px - xc + half_x], order=3,
-                               mode="constant", cval=0.0, prefilter=False)
+        key = (float(xc), float(yc))
+        found = images.get(key)
+        if found is None:
+            if len(images) >= 8:
+                images.clear()
+            found = images[key] = map_coordinates(
+                coeffs, [py - yc + half_y, px - xc + half_x], order=3, mode="constant",
+                cval=0.0, prefilter=False)
+        return found
 
     def residual(p: np.ndarray) -> np.ndarray:
         model = p[0] * lobe(p[1], p[2]) - p[3] * lobe(p[4], p[5])

@@ -222,21 +222,26 @@ class ImageDifferenceTask(CmdLineTask):
         sigma = float(difference.psf.sigma_at(x0 + difference.width / 2,
                                               y0 + difference.height / 2))
         bad = self._bad_pixels(difference)
-        image = np.where(bad, 0.0, difference.image.array).astype(np.float64)
-        var = np.where(bad, 0.0, difference.variance.array).astype(np.float64)
+        image = difference.image.array.astype(np.float64)
+        image[bad] = 0.0
+        var = difference.variance.array.astype(np.float64)
+        var[bad] = 0.0
         g = gaussian_kernel_1d(sigma, dtype=np.float64)
         smoothed = correlate_separable(image, g, g)
         svar = correlate_separable(var, g * g, g * g)
         with np.errstate(invalid="ignore"):
-            noise = np.sqrt(np.clip(svar, 0.0, None))
+            noise = np.sqrt(np.clip(svar, 0.0, None, out=svar), out=svar)
         usable = ~bad & (noise > 0)
         scale = 1.0
         if c.doScaleNoise and usable.sum() > 100:
             z = smoothed[usable] / noise[usable]
-            scale = float(1.4826 * np.median(np.abs(z - np.median(z))))
+            z -= np.median(z)
+            scale = float(1.4826 * np.median(np.abs(z, out=z), overwrite_input=True))
             if not np.isfinite(scale) or scale <= 0:
                 scale = 1.0
-        noise = np.where(usable, noise * scale, np.float64(1e30)).astype(np.float32)
+        noise *= scale
+        noise[~usable] = 1e30
+        noise = noise.astype(np.float32)
         det: Detections = detect_sources(
             smoothed.astype(np.float32), noise, threshold=c.detectionThreshold,
             polarity="both", grow=int(round(c.nSigmaToGrow * sigma)), min_pixels=c.minPixels,

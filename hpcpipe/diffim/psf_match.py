@@ -22,8 +22,8 @@ Spatial variation
     ``spatialKernelSumOrder``); the differential background ``b`` is a polynomial of order
     ``spatialBgOrder``. The convolution evaluates the coefficients at each *output* pixel, so
     that ``(reference * K_{x,y})(x, y) = sum_i a_i(x, y) (reference * B_i)(x, y)``: the
-    spatially varying convolution is exact, computed from one full-image convolution per raw
-    basis function.
+    spatially varying convolution is exact: grouping the basis by monomial of the position,
+    ``sum_t m_t(x, y) (reference * K_t)(x, y)``, one convolution per spatial term (by FFT).
 Fitting
     On stamps around bright isolated stars (:func:`select_kernel_candidates`), by weighted
     linear least squares (weights: the inverse of the sum of the two images' variances).
@@ -34,7 +34,9 @@ Fitting
     deviations if larger): a variable star, a transient, a cosmic ray, a blend. The spatial
     model is then fitted to all stamps' pixels jointly, and stamps whose residuals under the
     spatial model are outliers are rejected and the fit repeated, up to
-    ``maxSpatialIterations`` times.
+    ``maxSpatialIterations`` times. (Each stamp's normal equations are formed once; each
+    iteration solves their sum over the stamps it uses, by Cholesky when the column-scaled
+    design is well conditioned, by SVD otherwise.)
 Subtraction
     ``difference = target - (reference * K) - b`` (convolving the template), or, convolving the
     science image, ``difference = ((science * K) - template - b) / sum(K)``, which keeps the
@@ -54,6 +56,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.fft as sfft
 from scipy.ndimage import maximum_filter
 from scipy.signal import fftconvolve
 
@@ -272,20 +275,73 @@ class SpatialKernelSolution:
         scale = float(self.basis.transform[0, 0] * _raw_sum(self.basis, 0))
         return self._polynomial_map(self.coeffs[0] * scale, self.orders[0], shape, xy0)
 
+    def _per_raw(self) -> tuple[np.ndarray, int]:
+        """``(n_raw, n_terms)``: each raw function's coefficient per spatial term."""
+        order = max(self.orders)
+        per_basis = np.zeros((self.basis.n_basis, n_spatial_terms(order)))
+        for i, c in enumerate(self.coeffs):
+            per_basis[i, :len(c)] = c
+        return self.basis.transform.T @ per_basis, order
+
     def convolve(self, image: np.ndarray, xy0: tuple[int, int] = (0, 0)) -> np.ndarray:
         """Convolve ``image`` (whose pixel ``[0, 0]`` is parent ``xy0``) by the spatially
-        varying kernel, exactly (one full-image convolution per raw basis function).
+        varying kernel, exactly.
+
+        The kernel is ``sum_t m_t(x, y) K_t`` (``m_t`` the spatial monomials, ``K_t`` the
+        basis combined with each monomial's coefficients), so the result is
+        ``sum_t m_t(x, y) (image * K_t)(x, y)``: one FFT of the image (padded by repeating
+        its border, as :meth:`convolve_reference`), one inverse transform along y per spatial
+        term, weighted by its power of y, and one inverse transform along x per power of x.
+        The result is the same as :meth:`convolve_reference`'s to float rounding (the FFT's
+        rounding error is about 1e-15 of the image's largest absolute value, at every pixel).
 
         Non-finite pixels count as 0 (mask them around the result).
         """
         image = np.where(np.isfinite(image), image, 0.0).astype(np.float64)
-        order = max(self.orders)
-        nterms = n_spatial_terms(order)
-        # coefficient of every raw function's convolution, per spatial term
-        per_basis = np.zeros((self.basis.n_basis, nterms))
-        for i, c in enumerate(self.coeffs):
-            per_basis[i, :len(c)] = c
-        per_raw = self.basis.transform.T @ per_basis          # (n_raw, nterms)
+        per_raw, order = self._per_raw()
+        hw = self.basis.half_width
+        size = self.basis.size
+        ny, nx = image.shape
+        # the padded image's linear convolution is free of wrap-around in its valid part
+        # when the transform is at least as long as the padded image
+        shape = (sfft.next_fast_len(ny + 2 * hw), sfft.next_fast_len(nx + 2 * hw))
+        spectrum = sfft.rfft2(np.pad(image, hw, mode="edge"), shape)
+        del image
+        # the kernels' spectra, K_t zero-padded to ``shape``, as small matrix products
+        m = np.arange(size)
+        ey = np.exp(-2j * np.pi * np.outer(np.arange(shape[0]), m) / shape[0])
+        ex = np.exp(-2j * np.pi * np.outer(m, np.arange(shape[1] // 2 + 1)) / shape[1])
+        raw = self.basis.raw_images()
+        u, _ = self.scaled(xy0[0] + np.arange(nx), xy0[1])
+        _, v = self.scaled(xy0[0], xy0[1] + np.arange(ny))
+        rows = slice(2 * hw, 2 * hw + ny)
+        # the inverse transform along y first; terms of one power of u share the one along x
+        by_power: dict[int, np.ndarray] = {}
+        for t, (a, b) in enumerate(_exponents(order)):
+            if not np.any(per_raw[:, t]):
+                continue
+            kernel = np.tensordot(per_raw[:, t], raw, axes=1)
+            half = sfft.ifft(spectrum * (ey @ (kernel @ ex)), axis=0, overwrite_x=True)[rows]
+            if b:
+                half *= (v**b)[:, None]
+            if a in by_power:
+                by_power[a] += half
+            else:
+                by_power[a] = half
+        out = np.zeros((ny, nx))
+        for a, half in by_power.items():
+            term = sfft.irfft(half, shape[1], axis=1, overwrite_x=True)[:, 2 * hw:2 * hw + nx]
+            if a:
+                term *= u**a
+            out += term
+        return out
+
+    def convolve_reference(self, image: np.ndarray, xy0: tuple[int, int] = (0, 0)
+                           ) -> np.ndarray:
+        """:meth:`convolve` by direct sums: one full-image separable convolution per raw
+        basis function, weighted by its spatial coefficients at each output pixel (slow)."""
+        image = np.where(np.isfinite(image), image, 0.0).astype(np.float64)
+        per_raw, order = self._per_raw()
         out = np.zeros(image.shape)
         for j in range(len(self.basis.factors)):
             if not np.any(per_raw[j]):
@@ -317,20 +373,36 @@ def _raw_sum(basis: KernelBasis, j: int) -> float:
     return float(fx.sum() * fy.sum())
 
 
+def _or_filter(values: np.ndarray, radius: int, axis: int) -> np.ndarray:
+    """Bitwise OR of ``values`` over a window of ``2 * radius + 1`` along ``axis`` (zeros
+    outside): running ORs of doubling length, then two overlapping windows."""
+    length = 2 * radius + 1
+    pad = [(0, 0)] * values.ndim
+    pad[axis] = (radius, radius)
+    run = np.pad(values, pad)
+    n = values.shape[axis]
+    span = 1
+    while 2 * span <= length:
+        head = [slice(None)] * values.ndim
+        tail = [slice(None)] * values.ndim
+        head[axis] = slice(0, run.shape[axis] - span)
+        tail[axis] = slice(span, None)
+        run = run[tuple(head)] | run[tuple(tail)]   # run[i] = OR of 2 span values from i
+        span *= 2
+    first = [slice(None)] * values.ndim
+    second = [slice(None)] * values.ndim
+    first[axis] = slice(0, n)
+    second[axis] = slice(length - span, length - span + n)
+    return run[tuple(first)] | run[tuple(second)]
+
+
 def grow_mask(mask: np.ndarray, bits: int, radius: int) -> np.ndarray:
     """Each of ``bits`` set wherever it is set within ``radius`` pixels (a square), so that a
     convolved pixel gets the planes of every input pixel under the kernel."""
-    out = np.zeros(mask.shape, np.int32)
-    if radius < 1:
-        return (mask & bits).astype(np.int32)
-    for bit in range(32):
-        b = 1 << bit
-        if not bits & b:
-            continue
-        plane = (mask & b) != 0
-        if plane.any():
-            out[maximum_filter(plane, size=2 * radius + 1, mode="constant", cval=False)] |= b
-    return out
+    selected = (np.asarray(mask) & bits).astype(np.int32)
+    if radius < 1 or not selected.any():
+        return selected
+    return _or_filter(_or_filter(selected, radius, 1), radius, 0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -417,6 +489,8 @@ class ImagePsfMatchTask(Task):
         rbad = reference.mask.get_plane_bitmask(bad_planes) if bad_planes else 0
         tplanes = [p for p in self.config.badMaskPlanes if p in target.mask.planes]
         tbad = target.mask.get_plane_bitmask(tplanes) if tplanes else 0
+        size = basis.size
+        flipped = basis.images()[:, ::-1, ::-1].reshape(basis.n_basis, size * size)
         stamps = []
         for k, (xc, yc) in enumerate(zip(x, y, strict=True)):
             if not (np.isfinite(xc) and np.isfinite(yc)):
@@ -440,9 +514,11 @@ class ImagePsfMatchTask(Task):
             var = rvar + tvar
             if not np.all(var > 0):
                 continue
-            conv = np.array([basis.convolve_raw(ref, j)[hw:-hw, hw:-hw]
-                             for j in range(len(basis.factors))])
-            conv = np.tensordot(basis.transform, conv, axes=1)  # (n_basis, h, w)
+            # the basis convolutions over the stamp (where the kernel stays within ``ref``):
+            # every kernel-sized window of ``ref`` times every flipped basis image
+            windows = np.lib.stride_tricks.sliding_window_view(ref, (size, size))
+            conv = (flipped @ windows.reshape(-1, size * size).T).reshape(
+                -1, 2 * half + 1, 2 * half + 1)                  # (n_basis, h, w)
             yy, xx = np.mgrid[iy - half:iy + half + 1, ix - half:ix + half + 1]
             stamps.append({"index": k, "x": float(xc), "y": float(yc), "conv": conv,
                            "target": tgt, "weight": 1.0 / var, "xx": xx + x0, "yy": yy + y0})
@@ -456,6 +532,28 @@ class ImagePsfMatchTask(Task):
         norms = np.sqrt((a**2).sum(axis=0))
         norms[norms == 0] = 1.0
         sol, *_ = np.linalg.lstsq(a / norms, data * sw, rcond=1e-10)
+        return sol / norms
+
+    @staticmethod
+    def _solve_normal(normal: np.ndarray, rhs: np.ndarray, max_condition: float = 1e5
+                      ) -> np.ndarray | None:
+        """:meth:`_solve` from the normal equations ``normal x = rhs`` (``A^T W A`` and
+        ``A^T W b``), with the same column scaling, by Cholesky; None when the column-scaled
+        design's condition number exceeds ``max_condition`` (or it is singular), where only
+        :meth:`_solve`'s SVD keeps its precision. Below it the two agree to float rounding
+        amplified by the condition number squared (1e-16 * 1e10)."""
+        from scipy.linalg import LinAlgError, cho_factor, cho_solve
+
+        norms = np.sqrt(np.diag(normal))
+        norms = np.where(norms > 0, norms, 1.0)
+        scaled = normal / np.outer(norms, norms)
+        eig = np.linalg.eigvalsh(scaled)
+        if not (eig[0] > 0 and eig[-1] < max_condition**2 * eig[0]):
+            return None
+        try:
+            sol = cho_solve(cho_factor(scaled), rhs / norms)
+        except LinAlgError:
+            return None
         return sol / norms
 
     def _single_fit(self, stamp: dict[str, Any]) -> tuple[float, float, float]:
@@ -567,15 +665,25 @@ class ImagePsfMatchTask(Task):
         probe = SpatialKernelSolution(basis, orders, [], bg_order, np.zeros(0), box)
         chi2_spatial = np.full(len(stamps), np.nan)
         solution = None
+        designs = [self._spatial_design(s, orders, bg_order, probe.scaled) for s in stamps]
+        # each stamp's weighted normal matrix and right-hand side, summed over the stamps
+        # used by each iteration
+        normals = []
+        for s, design in zip(stamps, designs, strict=True):
+            sw = np.sqrt(s["weight"].ravel())
+            a = design * sw[:, None]
+            normals.append((a.T @ a, a.T @ (s["target"].ravel() * sw)))
         for _ in range(c.maxSpatialIterations):
             if keep.sum() < c.minStamps:
                 raise ValueError(f"PSF matching: only {int(keep.sum())} kernel stamps survive "
                                  f"the rejection (subtract.minStamps is {c.minStamps})")
-            designs = [self._spatial_design(s, orders, bg_order, probe.scaled) for s in stamps]
             used = np.nonzero(keep)[0]
-            sol = self._solve(np.vstack([designs[k] for k in used]),
-                              np.concatenate([stamps[k]["target"].ravel() for k in used]),
-                              np.concatenate([stamps[k]["weight"].ravel() for k in used]))
+            sol = self._solve_normal(sum(normals[k][0] for k in used),
+                                     sum(normals[k][1] for k in used))
+            if sol is None:
+                sol = self._solve(np.vstack([designs[k] for k in used]),
+                                  np.concatenate([stamps[k]["target"].ravel() for k in used]),
+                                  np.concatenate([stamps[k]["weight"].ravel() for k in used]))
             for k, s in enumerate(stamps):
                 resid = s["target"].ravel() - designs[k] @ sol
                 chi2_spatial[k] = float((resid**2 * s["weight"].ravel()).sum()
@@ -697,7 +805,11 @@ class ImagePsfMatchTask(Task):
             diff.psf = science.psf
         else:
             # template ~ science * K + b: in the science image's scale, divide by sum(K)
-            ksum = sol.kernel_sum_image(shape, science.xy0)
+            if sol.orders[0] == 0:
+                # a constant sum: the same divisions by one float64 number
+                ksum = np.float64(sol.kernel_sum_image((1, 1), science.xy0)[0, 0])
+            else:
+                ksum = sol.kernel_sum_image(shape, science.xy0)
             matched = Exposure(template.bbox, **template.info())
             matched.metadata = dict(template.metadata)
             matched.image.array[:] = (template.image.array - bg) / ksum

@@ -92,28 +92,39 @@ class GetCoaddAsTemplateTask(Task):
         filled = np.zeros(shape, bool)
         # pixel priority: inside the patch's inner box first, then anywhere in its outer box
         results = []
+        grids: list[tuple[Any, np.ndarray, np.ndarray]] = []
         for coadd, inner in coadds:
-            transform = wcs_transform(coadd.wcs, exposure.wcs, dest_origin=exposure.xy0)
-            src_x, src_y = transform_grid(transform, shape, step=c.interpLength)
-            res = warp_image(coadd.image.array, coadd.variance.array, coadd.mask.array,
-                             src_x - coadd.xy0[0], src_y - coadd.xy0[1],
-                             method=c.warpingKernelName, no_data_bit=nodata)
-            good = np.isfinite(res.image) & np.isfinite(res.variance) & (
-                (res.mask & nodata) == 0)
-            in_inner = ((src_x >= inner.x0 - 0.5) & (src_x < inner.x0 + inner.width - 0.5)
-                        & (src_y >= inner.y0 - 0.5) & (src_y < inner.y0 + inner.height - 0.5))
-            results.append((coadd, res, good, in_inner))
+            # the patches of a tract share its WCS: the source positions are computed once
+            known = [(gx, gy) for wcs, gx, gy in grids if _same_wcs(wcs, coadd.wcs)]
+            if known:
+                src_x, src_y = known[0]
+            else:
+                transform = wcs_transform(coadd.wcs, exposure.wcs, dest_origin=exposure.xy0)
+                src_x, src_y = transform_grid(transform, shape, step=c.interpLength)
+                grids.append((coadd.wcs, src_x, src_y))
+            part, box = self._warp_patch(coadd, src_x, src_y, nodata)
+            if box is None:
+                results.append((coadd, None, None, None, None))
+                continue
+            sx, sy = src_x[box], src_y[box]
+            good = np.isfinite(part.image) & np.isfinite(part.variance) & (
+                (part.mask & nodata) == 0)
+            in_inner = ((sx >= inner.x0 - 0.5) & (sx < inner.x0 + inner.width - 0.5)
+                        & (sy >= inner.y0 - 0.5) & (sy < inner.y0 + inner.height - 0.5))
+            results.append((coadd, part, box, good, in_inner))
         used = set()
         for pass_inner in (True, False):
-            for k, (coadd, res, good, in_inner) in enumerate(results):
-                take = good & ~filled & (in_inner if pass_inner else True)
+            for k, (coadd, part, box, good, in_inner) in enumerate(results):
+                if box is None:
+                    continue
+                take = good & ~filled[box] & (in_inner if pass_inner else True)
                 if not take.any():
                     continue
-                template.image.array[take] = res.image[take]
-                template.variance.array[take] = res.variance[take]
-                template.mask.array[take] = _translate_bits(coadd.mask, template.mask,
-                                                            res.mask[take])
-                filled |= take
+                template.image.array[box][take] = part.image[take]
+                template.variance.array[box][take] = part.variance[take]
+                template.mask.array[box][take] = _translate_bits(coadd.mask, template.mask,
+                                                                 part.mask[take])
+                filled[box] |= take
                 used.add(k)
         coverage = float(filled.mean())
         if coverage < c.minCoverage:
@@ -134,17 +145,45 @@ class GetCoaddAsTemplateTask(Task):
                       100 * coverage)
         return Struct(template=template, coverage=coverage, n_patches=len(used))
 
+    def _warp_patch(self, coadd: Exposure, src_x: np.ndarray, src_y: np.ndarray, nodata: int
+                    ) -> tuple[Any, tuple[slice, slice] | None]:
+        """``coadd`` warped to the source positions (tract pixels) over the box of the calexp
+        where it may have data, and that box (None: nowhere).
+
+        The box holds every calexp pixel whose source position falls within a pixel of the
+        patch: outside it the warp could only give NO_DATA.
+        """
+        ny, nx = coadd.image.array.shape
+        x0, y0 = coadd.xy0
+        # (a margin of a pixel: the warp needs its taps inside, at least the pixel itself)
+        with np.errstate(invalid="ignore"):
+            inside = ((src_x >= x0 - 1.0) & (src_x <= x0 + nx) & (src_y >= y0 - 1.0)
+                      & (src_y <= y0 + ny))
+        rows = np.nonzero(inside.any(axis=1))[0]
+        cols = np.nonzero(inside.any(axis=0))[0]
+        if not rows.size:
+            return None, None
+        box = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
+        part = warp_image(coadd.image.array, coadd.variance.array, coadd.mask.array,
+                          src_x[box] - x0, src_y[box] - y0,
+                          method=self.config.warpingKernelName, no_data_bit=nodata)
+        return part, box
+
     @staticmethod
-    def _psf_at(results: list[tuple[Any, Any, Any, Any]], centre: tuple[float, float],
+    def _psf_at(results: list[tuple[Any, Any, Any, Any, Any]], centre: tuple[float, float],
                 exposure: Exposure) -> Any:
         """The PSF of the patch that holds the calexp's centre (in its inner box, if any)."""
         ix = int(np.clip(round(centre[0] - exposure.xy0[0]), 0, exposure.width - 1))
         iy = int(np.clip(round(centre[1] - exposure.xy0[1]), 0, exposure.height - 1))
         best = None
-        for coadd, _res, good, in_inner in results:
+        for coadd, _part, box, good, in_inner in results:
             if coadd.psf is None:
                 continue
-            score = 2 * bool(in_inner[iy, ix]) + bool(good[iy, ix])
+            r, c = (iy - box[0].start, ix - box[1].start) if box is not None else (-1, -1)
+            if 0 <= r < good.shape[0] and 0 <= c < good.shape[1]:
+                score = 2 * bool(in_inner[r, c]) + bool(good[r, c])
+            else:
+                score = 0
             if best is None or score > best[0]:
                 best = (score, coadd.psf)
         if best is None:
@@ -182,3 +221,19 @@ def _translate_bits(source: Any, dest: Any, values: np.ndarray) -> np.ndarray:
         if name in dest.planes:
             out[(values & source.get_plane_bitmask(name)) != 0] |= dest.get_plane_bitmask(name)
     return out
+
+
+def _same_wcs(a: Any, b: Any) -> bool:
+    """Whether two WCSs map pixels to the sky identically (exactly the same parameters)."""
+    if a is b:
+        return True
+    if a is None or b is None or not a.wcs.compare(b.wcs):
+        return False
+    for name in ("cpdis1", "cpdis2", "det2im1", "det2im2"):
+        if getattr(a, name) is not None or getattr(b, name) is not None:
+            return False
+    sa, sb = a.sip, b.sip
+    if sa is None or sb is None:
+        return sa is None and sb is None
+    return all(np.array_equal(getattr(sa, k), getattr(sb, k)) if getattr(sa, k) is not None
+               else getattr(sb, k) is None for k in ("a", "b", "ap", "bp", "crpix"))

@@ -100,7 +100,13 @@ def transform_grid(transform: Callable[[np.ndarray, np.ndarray], tuple[np.ndarra
     out = []
     for c in (cx, cy):
         rows = c[:, kx] * (1 - tx) + c[:, kx1] * tx          # (ngy, nx)
-        out.append(rows[ky] * (1 - ty)[:, None] + rows[ky1] * ty[:, None])
+        # rows[ky] * (1 - ty) + rows[ky1] * ty, in place (the same operations)
+        full = rows[ky]
+        full *= (1 - ty)[:, None]
+        upper = rows[ky1]
+        upper *= ty[:, None]
+        full += upper
+        out.append(full)
     return out[0], out[1]
 
 
