@@ -241,7 +241,11 @@ def _run(raw: np.ndarray, detector: Detector, bias, dark, dark_time, flat, defec
         if bad.shape != shape:
             raise ValueError(f"run_isr: defects' shape {bad.shape} differs from the trimmed "
                              f"detector shape {shape}")
-        bad = np.ascontiguousarray(bad != 0, dtype=np.uint8)
+        if bad.dtype in (np.dtype(np.bool_), np.dtype(np.uint8)):
+            # the kernels test defects != 0: a bool or uint8 mask is used as it is (no copy)
+            bad = np.ascontiguousarray(bad).view(np.uint8)
+        else:
+            bad = np.ascontiguousarray(bad != 0, dtype=np.uint8)
     raw = np.ascontiguousarray(raw)
     covered = sum(amp.bbox.area for amp in detector.amplifiers) == ny * nx
     if covered:
