@@ -38,11 +38,15 @@ if os.environ.get("HPCPIPE_NO_PYTHRAN") != "1":
         if os.environ.get("HPCPIPE_OPENMP") == "1":
             compile_args.append("-fopenmp")
             link_args.append("-fopenmp")
+        # flags of one kernel only. isr: -fno-trapping-math lets GCC vectorise the selects
+        # around its divisions (the values are IEEE ones all the same; only the floating-
+        # point exception flags, which nothing reads, may differ)
+        kernel_args = {"isr": ["-fno-trapping-math"]}
         for source in kernel_sources:
             ext_modules.append(PythranExtension(
                 f"hpcpipe.kernels._{source.stem}",
                 sources=[str(source.relative_to(here))],
-                extra_compile_args=compile_args,
+                extra_compile_args=compile_args + kernel_args.get(source.stem, []),
                 extra_link_args=link_args,
             ))
 
@@ -56,7 +60,8 @@ if os.environ.get("HPCPIPE_NO_PYTHRAN") != "1":
             digest = hashlib.sha256()
             for source in ext.sources:
                 digest.update((here / source).read_bytes())
-            digest.update(repr((compile_args, link_args, pythran.__version__, sys.version,
+            args = compile_args + kernel_args.get(ext.name.rsplit("._", 1)[-1], [])
+            digest.update(repr((args, link_args, pythran.__version__, sys.version,
                                 platform.machine(), os.environ.get("CXX", ""))).encode())
             return digest.hexdigest()[:24]
 
