@@ -22,27 +22,9 @@ import logging
 import sys
 from pathlib import Path
 
+from hpcpipe.task.argparser import positive_int
+
 __all__ = ["main", "build_parser"]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,12 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="simulate a small survey and run the whole production on it under MPI")
     demo.add_argument("--output", type=Path, default=Path("demo_output"),
                       help="output directory (default: demo_output); a rerun resumes")
-    demo.add_argument("--visits", type=_positive_int, default=2,
+    demo.add_argument("--visits", type=positive_int, default=2,
                       help="visits per filter (default 2)")
-    demo.add_argument("--ccds", type=_positive_int, default=4,
+    demo.add_argument("--ccds", type=positive_int, default=4,
                       help="CCDs per visit (default 4)")
     demo.add_argument("--filters", default="g,r", help="comma-separated filters (default g,r)")
-    demo.add_argument("--size", type=_positive_int, default=1024,
+    demo.add_argument("--size", type=positive_int, default=1024,
                       help="CCD width and height in pixels (default 1024)")
     demo.add_argument("--seed", type=int, default=42, help="simulation seed (default 42)")
 
@@ -114,8 +96,8 @@ def _add_submit_parser(sub: argparse._SubParsersAction) -> None:
         "arguments after DRIVER are the driver's own.")
     submit.add_argument("--batch-type", required=True, choices=["slurm", "pbs", "smp", "none"],
                         help="scheduler (smp: mpiexec on this machine now; none: run directly)")
-    submit.add_argument("--nodes", type=_positive_int, default=1, help="nodes (default 1)")
-    submit.add_argument("--procs-per-node", type=_positive_int, default=1,
+    submit.add_argument("--nodes", type=positive_int, default=1, help="nodes (default 1)")
+    submit.add_argument("--procs-per-node", type=positive_int, default=1,
                         help="MPI ranks per node (default 1)")
     submit.add_argument("--time", help="walltime, D-HH:MM:SS, HH:MM:SS, MM:SS or minutes")
     submit.add_argument("--time-per-unit", type=float,

@@ -292,19 +292,9 @@ def format_alert_summary(summaries: Sequence[VisitSummary], seconds: float, rank
 
 
 # --- the command line ---------------------------------------------------------------------
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
-    return value
-
-
 def parse_alerts_args(argv: Sequence[str]) -> AlertRequest:
     """Parse ``hpcpipe alerts`` arguments (exits with status 2 naming the option)."""
-    from hpcpipe.task.argparser import build_argument_parser
+    from hpcpipe.task.argparser import build_argument_parser, non_negative_int, positive_float
     from hpcpipe.task.cmdline import repository_keys
 
     parser = build_argument_parser(
@@ -319,9 +309,9 @@ def parse_alerts_args(argv: Sequence[str]) -> AlertRequest:
                         help="the APDB file (default OUT/apdb.sqlite)")
     parser.add_argument("--alert-dir", type=Path, metavar="DIR",
                         help="the alert stream directory (default OUT/alerts)")
-    parser.add_argument("--retries", type=_positive_int, default=0, metavar="N",
+    parser.add_argument("--retries", type=non_negative_int, default=0, metavar="N",
                         help="try a failed unit N more times (default 0)")
-    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+    parser.add_argument("--timeout", type=positive_float, metavar="SECONDS",
                         help="fail a unit that runs longer than this")
     parser.add_argument("--report", type=Path, metavar="DIR",
                         help="where to write the run report (default OUT/report-alerts)")
@@ -341,8 +331,6 @@ def parse_alerts_args(argv: Sequence[str]) -> AlertRequest:
         parser.error("argument --visit: give the visits (--visit V, --night DATE or --id)")
     if ns.processes != 1:
         parser.error("argument -j: hpcpipe alerts runs on the MPI ranks it is launched with")
-    if ns.timeout is not None and not ns.timeout > 0:
-        parser.error(f"argument --timeout: expected a positive number, got {ns.timeout}")
     root = Path(ns.repo)
     inputs = root / "rerun" / ns.rerun_input if ns.rerun_input else root
     if ns.output:

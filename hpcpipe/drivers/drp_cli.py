@@ -30,6 +30,7 @@ from hpcpipe.drivers.drp import (
 )
 from hpcpipe.drivers.production import Production, ProductionError, find_production
 from hpcpipe.errors import HpcpipeError
+from hpcpipe.task.argparser import non_negative_int, positive_float
 
 __all__ = ["add_drp_command", "run_drp_command", "parse_drp_args", "prepare_drp_submission",
            "production_config_class"]
@@ -45,26 +46,6 @@ def production_config_class(production: Production) -> type[Config]:
                                      step.task_class.ConfigClass)
               for step in production.steps}
     return type(f"{production.name.capitalize()}ProductionConfig", (Config,), fields)
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
-    return value
 
 
 def _find_production(argv: Sequence[str], default: Production | None) -> Production | None:
@@ -122,9 +103,9 @@ def parse_drp_args(argv: Sequence[str], production: Production | None = None
                              f"{','.join((found or empty).step_names)})")
     parser.add_argument("--clobber-outputs", action="store_true",
                         help="redo every unit, even those done by an earlier run")
-    parser.add_argument("--retries", type=_non_negative_int, default=0, metavar="N",
+    parser.add_argument("--retries", type=non_negative_int, default=0, metavar="N",
                         help="try a failed unit N more times, on another rank (default 0)")
-    parser.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
+    parser.add_argument("--timeout", type=positive_float, metavar="SECONDS",
                         help="fail a unit that runs longer than this")
     parser.add_argument("--report", type=Path, metavar="DIR",
                         help="where to write report.json, timeline.png and report.html "

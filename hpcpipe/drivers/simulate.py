@@ -97,18 +97,18 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 def add_simulate_command(subparsers: Any) -> None:
     """Add ``hpcpipe simulate`` to the command line."""
-    from hpcpipe.cli import _positive_float, _positive_int
+    from hpcpipe.task.argparser import positive_float, positive_int
 
     sim = subparsers.add_parser("simulate", help="simulate a survey into a repository",
                                 description=__doc__.split("\n")[0])
     sim.add_argument("repo", metavar="REPO", help="the repository (created if needed)")
-    sim.add_argument("--visits", type=_positive_int, default=2, help="visits per filter (2)")
-    sim.add_argument("--ccds", type=_positive_int, default=4, help="CCDs per visit (4)")
+    sim.add_argument("--visits", type=positive_int, default=2, help="visits per filter (2)")
+    sim.add_argument("--ccds", type=positive_int, default=4, help="CCDs per visit (4)")
     sim.add_argument("--filters", default="g,r,i", help="comma-separated bands (g,r,i)")
-    sim.add_argument("--size", type=_positive_int, default=2048,
+    sim.add_argument("--size", type=positive_int, default=2048,
                      help="CCD width and height in pixels (2048)")
     sim.add_argument("--seed", type=int, default=1, help="the survey's seed (1)")
-    sim.add_argument("--star-density", type=_positive_float, default=15000.0,
+    sim.add_argument("--star-density", type=positive_float, default=15000.0,
                      help="stars per square degree between r=16 and 25 (15000: high galactic "
                      "latitude; small CCDs need more for their calibration)")
     sim.add_argument("--transients", type=_count, default=0,
@@ -118,7 +118,7 @@ def add_simulate_command(subparsers: Any) -> None:
                      help="periodic variable stars to inject (0)")
     sim.add_argument("--movers", type=_count, default=0,
                      help="moving objects to inject (0)")
-    sim.add_argument("--cadence", type=_positive_float, default=None, metavar="DAYS",
+    sim.add_argument("--cadence", type=positive_float, default=None, metavar="DAYS",
                      help="days between visits (default: one minute); the calibrations stay "
                      "valid for 3 weeks after the survey's start")
     sim.set_defaults(handler=_cmd_simulate)

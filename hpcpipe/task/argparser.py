@@ -29,7 +29,7 @@ from hpcpipe.task.debug import DebugModuleError, load_debug_module
 from hpcpipe.task.task import LOGGER_ROOT
 
 __all__ = ["build_argument_parser", "TaskArgumentParser", "apply_log_levels", "parse_log_level",
-           "LOG_LEVELS"]
+           "LOG_LEVELS", "positive_int", "non_negative_int", "positive_float"]
 
 _log = logging.getLogger(__name__)
 
@@ -87,13 +87,36 @@ def apply_log_levels(levels: Sequence[tuple[str | None, int]]) -> None:
         logger_for(component).setLevel(level)
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of 1 or more."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number of 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
     return value
 
 
@@ -340,7 +363,7 @@ def build_argument_parser(prog: str | None = None, *, description: str | None = 
                         help="import debug.py from the Python path to switch on debug output")
     parser.add_argument("--doraise", action="store_true",
                         help="stop at the first failing data id instead of going on")
-    parser.add_argument("-j", "--processes", type=_positive_int, default=1, metavar="N",
+    parser.add_argument("-j", "--processes", type=positive_int, default=1, metavar="N",
                         help="process N data ids at once on this machine (default 1)")
     parser.add_argument("--profile", metavar="FILE", help="write cProfile statistics to FILE")
     parser.add_argument("--clobber-config", action="store_true",
