@@ -295,7 +295,7 @@ def format_alert_summary(summaries: Sequence[VisitSummary], seconds: float, rank
 def parse_alerts_args(argv: Sequence[str]) -> AlertRequest:
     """Parse ``hpcpipe alerts`` arguments (exits with status 2 naming the option)."""
     from hpcpipe.task.argparser import build_argument_parser, non_negative_int, positive_float
-    from hpcpipe.task.cmdline import repository_keys
+    from hpcpipe.task.cmdline import repository_keys, repository_paths
 
     parser = build_argument_parser(
         PROG, description="Level 1 alert production: difference imaging, association and "
@@ -331,13 +331,8 @@ def parse_alerts_args(argv: Sequence[str]) -> AlertRequest:
         parser.error("argument --visit: give the visits (--visit V, --night DATE or --id)")
     if ns.processes != 1:
         parser.error("argument -j: hpcpipe alerts runs on the MPI ranks it is launched with")
-    root = Path(ns.repo)
-    inputs = root / "rerun" / ns.rerun_input if ns.rerun_input else root
-    if ns.output:
-        output = Path(ns.output)
-    elif ns.rerun_output:
-        output = root / "rerun" / ns.rerun_output
-    else:
+    inputs, output = repository_paths(ns)
+    if output is None:
         parser.error("argument --output: give the output repository (--output or --rerun)")
     config = ns.config.copy()
     config.freeze()

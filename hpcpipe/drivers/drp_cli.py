@@ -86,7 +86,7 @@ def parse_drp_args(argv: Sequence[str], production: Production | None = None
         ``--show`` that does not need the data.
     """
     from hpcpipe.task.argparser import build_argument_parser
-    from hpcpipe.task.cmdline import repository_keys
+    from hpcpipe.task.cmdline import repository_keys, repository_paths
 
     found = _find_production(argv, production)
     empty = Production("none", [])
@@ -125,14 +125,7 @@ def parse_drp_args(argv: Sequence[str], production: Production | None = None
                          f"step of {found.name} (its steps: {', '.join(found.step_names)})")
     if not ns.id_strings:
         parser.error("argument --id: give the data to process (a bare --id means all data)")
-    root = Path(ns.repo)
-    inputs = root / "rerun" / ns.rerun_input if ns.rerun_input else root
-    if ns.output:
-        output: Path | None = Path(ns.output)
-    elif ns.rerun_output:
-        output = root / "rerun" / ns.rerun_output
-    else:
-        output = None
+    inputs, output = repository_paths(ns)
     configs = {}
     for step in found.steps:
         config = getattr(ns.config, step.name).copy()

@@ -72,18 +72,23 @@ def repository_keys(parser: argparse.ArgumentParser):  # type: ignore[no-untyped
     return keys
 
 
+def repository_paths(ns: argparse.Namespace) -> tuple[Path, Path | None]:
+    """The input and output repositories of parsed options: ``REPO`` (or its rerun
+    ``INPUT``), and ``--output`` or ``REPO/rerun/OUTPUT`` (None when neither is given)."""
+    root = Path(ns.repo)
+    inputs = root / "rerun" / ns.rerun_input if ns.rerun_input else root
+    if ns.output:
+        return inputs, Path(ns.output)
+    if ns.rerun_output:
+        return inputs, root / "rerun" / ns.rerun_output
+    return inputs, None
+
+
 def butler_for(ns: argparse.Namespace) -> Any:
     """The butler of parsed options: ``REPO`` read, ``--output`` or ``--rerun`` written."""
     from hpcpipe.butler import Butler
 
-    root = Path(ns.repo)
-    inputs = root / "rerun" / ns.rerun_input if ns.rerun_input else root
-    if ns.output:
-        outputs: Path | None = Path(ns.output)
-    elif ns.rerun_output:
-        outputs = root / "rerun" / ns.rerun_output
-    else:
-        outputs = None
+    inputs, outputs = repository_paths(ns)
     return Butler(inputs, outputs=outputs) if outputs is not None else Butler(inputs)
 
 
