@@ -91,6 +91,8 @@ if os.environ.get("HPCPIPE_NO_PYTHRAN") != "1":
                 try:
                     super().build_extension(ext)
                 except Exception as exc:  # noqa: BLE001 - any compiler failure
+                    # a module left from an earlier source would otherwise be loaded
+                    target.unlink(missing_ok=True)
                     print(f"hpcpipe: warning: kernel {ext.name} did not compile ({exc}); "
                           "its NumPy reference will be used", file=sys.stderr)
                     return

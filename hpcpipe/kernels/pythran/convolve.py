@@ -10,6 +10,28 @@
 import numpy as np
 
 
+def _symmetric(kernel):
+    """True if the kernel reads the same both ways."""
+    n = kernel.shape[0]
+    for t in range(n // 2):
+        if kernel[t] != kernel[n - 1 - t]:
+            return False
+    return True
+
+
+def _row_edges(image, kernel_x, i, work, slot, lo, hi):
+    """The columns of work[slot] within half a kernel of an edge (nearest-pixel padding)."""
+    nx = image.shape[1]
+    nkx = kernel_x.shape[0]
+    hx = nkx // 2
+    for j in list(range(0, lo)) + list(range(hi, nx)):
+        acc = 0.0
+        for t in range(nkx):
+            jj = min(max(j - hx + t, 0), nx - 1)
+            acc += kernel_x[t] * image[i, jj]
+        work[slot, j] = acc
+
+
 def _row(image, kernel_x, i, work, slot):
     """work[slot] = row i of image correlated with kernel_x, edges repeating the nearest
     pixel."""
@@ -24,12 +46,82 @@ def _row(image, kernel_x, i, work, slot):
         w = kernel_x[t]
         off = t - hx
         work[slot, lo:hi] += w * image[i, lo + off:hi + off]
-    for j in list(range(0, lo)) + list(range(hi, nx)):
-        acc = 0.0
-        for t in range(nkx):
-            jj = min(max(j - hx + t, 0), nx - 1)
-            acc += kernel_x[t] * image[i, jj]
-        work[slot, j] = acc
+    _row_edges(image, kernel_x, i, work, slot, lo, hi)
+
+
+def _row_symmetric(image, kernel_x, i, work, slot):
+    """_row for a symmetric kernel: the two pixels of a pair are added before their one
+    product, and up to four pairs go into one pass over the row."""
+    nx = image.shape[1]
+    nkx = kernel_x.shape[0]
+    h = nkx // 2
+    lo = min(h, nx)
+    hi = max(nx - h, lo)
+    if hi > lo:
+        s = image[i]
+        dst = work[slot, lo:hi]
+        dst[:] = kernel_x[h] * s[lo:hi]
+        k = h + 1  # the next pair: weight kernel_x[k], offsets -(k - h) and +(k - h)
+        while k < nkx:
+            left = nkx - k
+            # the pair at offset +-d runs over s[a - d:b - d] and s[a + d:b + d]
+            a = lo + h - k
+            b = hi + h - k
+            c = lo + k - h
+            e = hi + k - h
+            w = kernel_x
+            if left >= 4:
+                dst[:] += (w[k] * (s[a:b] + s[c:e]) + w[k + 1] * (s[a - 1:b - 1] + s[c + 1:e + 1])
+                           + w[k + 2] * (s[a - 2:b - 2] + s[c + 2:e + 2])
+                           + w[k + 3] * (s[a - 3:b - 3] + s[c + 3:e + 3]))
+                k += 4
+            elif left == 3:
+                dst[:] += (w[k] * (s[a:b] + s[c:e]) + w[k + 1] * (s[a - 1:b - 1] + s[c + 1:e + 1])
+                           + w[k + 2] * (s[a - 2:b - 2] + s[c + 2:e + 2]))
+                k += 3
+            elif left == 2:
+                dst[:] += w[k] * (s[a:b] + s[c:e]) + w[k + 1] * (s[a - 1:b - 1] + s[c + 1:e + 1])
+                k += 2
+            else:
+                dst[:] += w[k] * (s[a:b] + s[c:e])
+                k += 1
+    _row_edges(image, kernel_x, i, work, slot, lo, hi)
+
+
+def _column_symmetric(kernel_y, i, ny, work, dst):
+    """dst = the rows around row i of the ring ``work`` correlated with a symmetric kernel
+    (the two rows of a pair added first, up to four pairs in one pass)."""
+    w = kernel_y
+    nky = w.shape[0]
+    h = nky // 2
+    ring = work.shape[0]
+    dst[:] = w[h] * work[i % ring]
+    k = h + 1
+    while k < nky:
+        left = nky - k
+        # rows i - d and i + d (edges repeated) for the pairs d = k - h, k - h + 1, ...
+        u0 = max(i + h - k, 0) % ring
+        v0 = min(i + k - h, ny - 1) % ring
+        u1 = max(i + h - k - 1, 0) % ring
+        v1 = min(i + k - h + 1, ny - 1) % ring
+        u2 = max(i + h - k - 2, 0) % ring
+        v2 = min(i + k - h + 2, ny - 1) % ring
+        u3 = max(i + h - k - 3, 0) % ring
+        v3 = min(i + k - h + 3, ny - 1) % ring
+        if left >= 4:
+            dst[:] += (w[k] * (work[u0] + work[v0]) + w[k + 1] * (work[u1] + work[v1])
+                       + w[k + 2] * (work[u2] + work[v2]) + w[k + 3] * (work[u3] + work[v3]))
+            k += 4
+        elif left == 3:
+            dst[:] += (w[k] * (work[u0] + work[v0]) + w[k + 1] * (work[u1] + work[v1])
+                       + w[k + 2] * (work[u2] + work[v2]))
+            k += 3
+        elif left == 2:
+            dst[:] += w[k] * (work[u0] + work[v0]) + w[k + 1] * (work[u1] + work[v1])
+            k += 2
+        else:
+            dst[:] += w[k] * (work[u0] + work[v0])
+            k += 1
 
 
 def correlate_separable(image, kernel_x, kernel_y, work, out):
@@ -38,22 +130,30 @@ def correlate_separable(image, kernel_x, kernel_y, work, out):
     Edges repeat the nearest pixel (scipy.ndimage mode 'nearest'). ``work`` holds the
     row-correlated rows as a ring: row r in ``work[r % len(work)]``; it needs at least
     ``min(len(kernel_y), ny)`` rows (the rows one output row needs stay in cache).
+    Symmetric kernels take the folded paths (half the products, a quarter of the passes).
     """
     ny, nx = image.shape
     nky = kernel_y.shape[0]
     hy = nky // 2
     ring = work.shape[0]
+    sym_x = _symmetric(kernel_x)
+    sym_y = _symmetric(kernel_y)
     done = 0  # rows correlated so far
     for i in range(ny):
         last = min(i + hy, ny - 1)
         while done <= last:
-            _row(image, kernel_x, done, work, done % ring)
+            if sym_x:
+                _row_symmetric(image, kernel_x, done, work, done % ring)
+            else:
+                _row(image, kernel_x, done, work, done % ring)
             done += 1
-        out[i, :] = 0
-        for t in range(nky):
-            r = min(max(i - hy + t, 0), ny - 1)
-            w = kernel_y[t]
-            out[i, :] += w * work[r % ring, :]
+        if sym_y:
+            _column_symmetric(kernel_y, i, ny, work, out[i])
+        else:
+            out[i, :] = 0
+            for t in range(nky):
+                r = min(max(i - hy + t, 0), ny - 1)
+                out[i, :] += kernel_y[t] * work[r % ring]
 
 
 def correlate_separable_masked(image, bad, kernel_x, kernel_y, num, den, out):

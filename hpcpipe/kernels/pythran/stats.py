@@ -1,8 +1,10 @@
 # Pythran source of hpcpipe.kernels._stats (compiled by setup.py). Reference: ../stats.py
-#pythran export binned_clipped_mean(float32[:,:], uint8[:,:], int, int, float, int)
-#pythran export binned_clipped_mean(float64[:,:], uint8[:,:], int, int, float, int)
-#pythran export clipped_mean_1d(float32[:], float, int)
-#pythran export clipped_mean_1d(float64[:], float, int)
+# (binned_clipped_mean_reference; the algorithm is described in that module's docstring).
+#pythran export binned_clipped_mean(float32[:,:], uint8[:,:], int, int, float, int, float32[:], float32[:], float32[:], int64[:], int64[:], int64[:], int64[:])
+#
+# Pythran notes (compile time and memory): the work arrays come from the caller, and the helpers
+# return scalars or tuples of scalars. A driver that makes its own arrays and passes them to
+# helpers that write into them makes Pythran's type inference (and then g++) take gigabytes.
 import numpy as np
 
 _NBINS = 1024
@@ -60,238 +62,209 @@ def _select(a, left, right, k):
             left = i
 
 
-def _min_range(a, lo, hi):
-    """The smallest of a[lo..hi] (inclusive)."""
-    m = a[lo]
-    for k in range(lo + 1, hi + 1):
-        if a[k] < m:
-            m = a[k]
-    return m
-
-
 def _lerp(lo, hi, frac):
     return lo + frac * (hi - lo)
 
 
-def _order_stats_select(a, n, ranks, out):
-    """out[r] = the ranks[r]-th smallest of a[:n] by quickselect (reorders a)."""
-    for r in range(ranks.shape[0]):
-        out[r] = _select(a, 0, n - 1, ranks[r])
+def _range(image, bad, y0, y1, x0, x1, samp):
+    """lohi = the histogram's range, from a 16 x 16 grid sample of the cell's good pixels.
 
-
-def _order_stats(a, n, ranks, out, counts, slot, work):
-    """out[r] = the ranks[r]-th smallest value of a[:n] (0-based), exactly.
-
-    A histogram over a range guessed from a sample of the values finds the bin of each
-    rank; only the values of those few bins are then ordered (quickselect). Falls back
-    to quickselect on everything when a rank lies outside the histogram's range.
-    ``counts`` holds two histograms of ``counts.shape[0] // 2`` bins (the second is
-    scratch).
+    Any range gives the same results; a poor one only costs time.
     """
-    nbins = counts.shape[0] // 2
-    ns = min(n, _NSAMPLE)
-    stride = n // ns
-    for s in range(ns):
-        work[s] = a[s * stride]
-    # the sample's 2nd and 98th percentiles (two quickselects: no need to sort it)
-    lo = float(_select(work, 0, ns - 1, (ns - 1) // 50))
-    hi = float(_select(work, 0, ns - 1, (ns - 1) - (ns - 1) // 50))
+    h = y1 - y0
+    w = x1 - x0
+    ns = 0
+    for r in range(samp.shape[0]):
+        i = y0 + ((r // 16) * h) // 16
+        j = x0 + ((r % 16) * w) // 16
+        v = image[i, j]
+        if bad[i, j] == 0 and np.isfinite(v):
+            samp[ns] = v
+            ns += 1
+    lo = 0.0
+    hi = 0.0
+    if ns > 1:
+        lo = float(_select(samp, 0, ns - 1, (ns - 1) // 50))
+        hi = float(_select(samp, 0, ns - 1, (ns - 1) - (ns - 1) // 50))
     span = hi - lo
     lo -= 0.1 * span
     hi += 0.1 * span
     if not hi > lo:
-        _order_stats_select(a, n, ranks, out)
-        return
-    scale = nbins / (hi - lo)
-    counts[:] = 0
-    under = 0
-    over = 0
-    # two interleaved histograms (counts[:nbins] and counts[nbins:]): the increments of a
-    # crowded bin no longer wait for each other
-    n2 = n - n % 2
-    for k in range(0, n2, 2):
-        t = (a[k] - lo) * scale
-        u = (a[k + 1] - lo) * scale
-        if t < 0.0:
-            under += 1
-        elif t >= nbins:
-            over += 1
-        else:
-            counts[int(t)] += 1
-        if u < 0.0:
-            under += 1
-        elif u >= nbins:
-            over += 1
-        else:
-            counts[nbins + int(u)] += 1
-    for k in range(n2, n):
-        t = (a[k] - lo) * scale
-        if t < 0.0:
-            under += 1
-        elif t >= nbins:
-            over += 1
-        else:
-            counts[int(t)] += 1
-    for b in range(nbins):
-        counts[b] += counts[nbins + b]
-    nr = ranks.shape[0]
-    if ranks[0] < under or ranks[nr - 1] >= n - over:
-        _order_stats_select(a, n, ranks, out)
-        return
-    # the bin and the rank within the bin of each wanted rank
-    slot[:] = -1
-    bins = np.empty(nr, np.int64)
-    within = np.empty(nr, np.int64)
-    b = 0
-    below = under
-    for r in range(nr):
-        while below + counts[b] <= ranks[r]:
-            below += counts[b]
-            b += 1
-        bins[r] = b
-        within[r] = ranks[r] - below
-    # the values of the wanted bins, each bin's run in work
-    nslots = 0
-    starts = np.zeros(nr + 1, np.int64)
-    for r in range(nr):
-        if slot[bins[r]] < 0:
-            slot[bins[r]] = nslots
-            starts[nslots + 1] = starts[nslots] + counts[bins[r]]
-            nslots += 1
-    total = starts[nslots]
-    if total > work.shape[0]:
-        _order_stats_select(a, n, ranks, out)
-        return
-    fill = starts.copy()
-    for k in range(n):
-        t = (a[k] - lo) * scale
-        if t >= 0.0 and t < nbins:
-            s = slot[int(t)]
-            if s >= 0:
-                work[fill[s]] = a[k]
-                fill[s] += 1
-    for r in range(nr):
-        s = slot[bins[r]]
-        out[r] = _select(work, starts[s], starts[s + 1] - 1, starts[s] + within[r])
+        lo = -1.0
+        hi = 1.0
+    return lo, hi
 
 
-def _quartiles(a, n, counts, slot, work):
-    """Linear-interpolated 25th, 50th and 75th percentiles of a[:n] (may reorder a).
-
-    The same values as numpy.percentile(..., method="linear").
-    """
-    pos = np.array([0.25 * (n - 1), 0.5 * (n - 1), 0.75 * (n - 1)])
-    ranks = np.empty(6, np.int64)
-    for q in range(3):
-        k = int(np.floor(pos[q]))
-        ranks[2 * q] = k
-        ranks[2 * q + 1] = min(k + 1, n - 1)
-    out = np.empty(6)
-    _order_stats(a, n, ranks, out, counts, slot, work)
-    q25 = _lerp(out[0], out[1], pos[0] - ranks[0])
-    median = _lerp(out[2], out[3], pos[1] - ranks[2])
-    q75 = _lerp(out[4], out[5], pos[2] - ranks[4])
-    return q25, median, q75
+def _bin(v, lo, scale):
+    """The histogram bin of a value: 0 below the range, _NBINS + 1 above it."""
+    t = (v - lo) * scale
+    if t >= _NBINS:
+        return _NBINS + 1
+    if t >= 0.0:
+        return int(t) + 1
+    return 0
 
 
-def _clip(s, n, nsigma, niter, counts, slot, work):
-    """Clipped mean, width and kept count of s[:n] (see the reference for the rule)."""
-    q25, center, q75 = _quartiles(s, n, counts, slot, work)
-    width = 0.7413 * (q75 - q25)
-    kept = n
-    n4 = n - n % 4
-    for it in range(niter):
-        limit = nsigma * width
-        # four interleaved partial sums: independent additions instead of one long chain
-        a0 = 0.0
-        a1 = 0.0
-        a2 = 0.0
-        a3 = 0.0
-        b0 = 0.0
-        b1 = 0.0
-        b2 = 0.0
-        b3 = 0.0
-        m = 0
-        for k in range(0, n4, 4):
-            d0 = s[k] - center
-            d1 = s[k + 1] - center
-            d2 = s[k + 2] - center
-            d3 = s[k + 3] - center
-            if abs(d0) <= limit:
-                a0 += d0
-                b0 += d0 * d0
-                m += 1
-            if abs(d1) <= limit:
-                a1 += d1
-                b1 += d1 * d1
-                m += 1
-            if abs(d2) <= limit:
-                a2 += d2
-                b2 += d2 * d2
-                m += 1
-            if abs(d3) <= limit:
-                a3 += d3
-                b3 += d3 * d3
-                m += 1
-        for k in range(n4, n):
-            d0 = s[k] - center
-            if abs(d0) <= limit:
-                a0 += d0
-                b0 += d0 * d0
-                m += 1
-        s1 = (a0 + a1) + (a2 + a3)
-        s2 = (b0 + b1) + (b2 + b3)
-        if m == 0:
-            break
-        shift = s1 / m
-        center = center + shift
-        width = np.sqrt(max(s2 / m - shift * shift, 0.0))
-        kept = m
-    return center, width, kept
-
-
-def clipped_mean_1d(values, nsigma, niter):
-    """Clipped mean, width and kept count of the finite values of a 1-D array."""
-    n0 = values.shape[0]
-    buf = np.empty(n0, values.dtype)
+def _gather(image, bad, y0, y1, x0, x1, lo, scale, buf, cnt):
+    """The cell's good pixels into buf, their histogram into cnt; returns their number and
+    the sums of v - lo and (v - lo)**2 over the values in the histogram's range."""
+    nb = cnt.shape[0]
+    for b in range(nb):
+        cnt[b] = 0
     n = 0
-    for k in range(n0):
-        v = values[k]
-        if np.isfinite(v):
-            buf[n] = v
-            n += 1
-    if n == 0:
-        return np.nan, np.nan, 0
-    counts = np.zeros(2 * _NBINS, np.int64)
-    slot = np.zeros(_NBINS, np.int64)
-    work = np.empty(n + 4 * _NSAMPLE, values.dtype)
-    return _clip(buf, n, nsigma, niter, counts, slot, work)
+    s1 = 0.0
+    s2 = 0.0
+    for i in range(y0, y1):
+        for j in range(x0, x1):
+            v = float(image[i, j])
+            if bad[i, j] == 0 and np.isfinite(v):
+                buf[n] = v
+                n += 1
+                t = (v - lo) * scale
+                if t >= _NBINS:
+                    cnt[nb - 1] += 1
+                elif t >= 0.0:
+                    cnt[int(t) + 1] += 1
+                    e = v - lo
+                    s1 += e
+                    s2 += e * e
+                else:
+                    cnt[0] += 1
+    return n, s1, s2
 
 
-def binned_clipped_mean(image, bad, bin_x, bin_y, nsigma, niter):
-    """Sigma-clipped mean, standard deviation and count of the good pixels of each cell."""
+def _want_ranks(n, cnt, pos, want):
+    """pos = the start of each bin in the grouped order; want = 1 for the bins of the ranks
+    the quartiles need and for the two outer bins, 0 for the others."""
+    nb = cnt.shape[0]
+    for b in range(nb):
+        pos[b + 1] = pos[b] + cnt[b]
+        want[b] = 0
+    want[0] = 1
+    want[nb - 1] = 1
+    b = 0
+    for r in range(6):
+        p = 0.25 * (r // 2 + 1) * (n - 1)
+        k = min(int(np.floor(p)) + r % 2, n - 1)
+        while pos[b + 1] <= k:
+            b += 1
+        want[b] = 1
+
+
+def _pick(n, buf, lo, scale, pos, fill, want, srt):
+    """The values of the bins with want = 1 to their places in srt (bin b at pos[b]:pos[b + 1])."""
+    nb = want.shape[0]
+    for b in range(nb):
+        if want[b] == 1:
+            fill[b] = pos[b]
+    for k in range(n):
+        b = _bin(float(buf[k]), lo, scale)
+        if want[b] == 1:
+            srt[fill[b]] = buf[k]
+            fill[b] += 1
+
+
+def _quartiles(n, srt, pos):
+    """q = numpy.percentile(values, [25, 50, 75]) (linear) from exact order statistics."""
+    q = [0.0, 0.0, 0.0]
+    b = 0
+    for r in range(3):
+        p = 0.25 * (r + 1) * (n - 1)
+        k = int(np.floor(p))
+        k1 = min(k + 1, n - 1)
+        while pos[b + 1] <= k:
+            b += 1
+        v0 = float(_select(srt, pos[b], pos[b + 1] - 1, k))
+        b1 = b
+        while pos[b1 + 1] <= k1:
+            b1 += 1
+        v1 = float(_select(srt, pos[b1], pos[b1 + 1] - 1, k1))
+        q[r] = _lerp(v0, v1, p - k)
+    return q[0], q[1], q[2]
+
+
+def _pass(n, buf, srt, pos, cnt, lo, scale, s1, s2, center, limit):
+    """One clipping pass: (kept count, sum of v - center, sum of (v - center)**2) over the
+    values with |v - center| <= limit.
+
+    When both limits lie two bins or more outside the histogram's range, every value in the
+    range is kept: their sums come from the range's sums, and only the values outside the
+    range (grouped in srt) are tested one by one. Otherwise every value is tested.
+    """
+    nb = cnt.shape[0]
+    m = 0
+    a = 0.0
+    qq = 0.0
+    tl = (center - limit - lo) * scale
+    th = (center + limit - lo) * scale
+    if tl <= -2.0 and th >= _NBINS + 2.0:
+        m = n - cnt[0] - cnt[nb - 1]
+        g = center - lo
+        a = s1 - m * g
+        qq = s2 - 2.0 * g * s1 + m * (g * g)
+        for p in range(pos[0], pos[1]):
+            d = float(srt[p]) - center
+            if abs(d) <= limit:
+                a += d
+                qq += d * d
+                m += 1
+        for p in range(pos[nb - 1], pos[nb]):
+            d = float(srt[p]) - center
+            if abs(d) <= limit:
+                a += d
+                qq += d * d
+                m += 1
+    else:
+        for k in range(n):
+            d = float(buf[k]) - center
+            if abs(d) <= limit:
+                a += d
+                qq += d * d
+                m += 1
+    return m, a, qq
+
+
+def binned_clipped_mean(image, bad, bin_x, bin_y, nsigma, niter, buf, srt, samp, cnt, pos, fill,
+                        want):
+    """Sigma-clipped mean, standard deviation and count of the good pixels of each cell.
+
+    Work arrays: ``buf`` and ``srt`` float32 of ``bin_x * bin_y``, ``samp`` float32 of
+    _NSAMPLE, ``cnt``, ``fill`` and ``want`` int64 of _NBINS + 2, ``pos`` int64 of
+    _NBINS + 3 with ``pos[0] == 0``.
+    """
     ny, nx = image.shape
     nby = (ny + bin_y - 1) // bin_y
     nbx = (nx + bin_x - 1) // bin_x
     mean = np.full((nby, nbx), np.nan)
     std = np.full((nby, nbx), np.nan)
     count = np.zeros((nby, nbx), np.int64)
-    buf = np.empty(bin_x * bin_y, image.dtype)
-    counts = np.zeros(2 * _NBINS, np.int64)
-    slot = np.zeros(_NBINS, np.int64)
-    work = np.empty(bin_x * bin_y + 4 * _NSAMPLE, image.dtype)
     for by in range(nby):
+        y0 = by * bin_y
+        y1 = min(y0 + bin_y, ny)
         for bx in range(nbx):
-            n = 0
-            for i in range(by * bin_y, min((by + 1) * bin_y, ny)):
-                for j in range(bx * bin_x, min((bx + 1) * bin_x, nx)):
-                    v = image[i, j]
-                    if bad[i, j] == 0 and np.isfinite(v):
-                        buf[n] = v
-                        n += 1
+            x0 = bx * bin_x
+            x1 = min(x0 + bin_x, nx)
+            lo, hi = _range(image, bad, y0, y1, x0, x1, samp)
+            scale = _NBINS / (hi - lo)
+            n, s1, s2 = _gather(image, bad, y0, y1, x0, x1, lo, scale, buf, cnt)
             if n == 0:
                 continue
-            center, width, kept = _clip(buf, n, nsigma, niter, counts, slot, work)
+            _want_ranks(n, cnt, pos, want)
+            _pick(n, buf, lo, scale, pos, fill, want, srt)
+            q25, center, q75 = _quartiles(n, srt, pos)
+            width = 0.7413 * (q75 - q25)
+            kept = n
+            for it in range(niter):
+                limit = nsigma * width
+                if not limit >= 0.0:
+                    break
+                m, a, qq = _pass(n, buf, srt, pos, cnt, lo, scale, s1, s2, center, limit)
+                if m == 0:
+                    break
+                shift = a / m
+                center = center + shift
+                width = np.sqrt(max(qq / m - shift * shift, 0.0))
+                kept = m
             mean[by, bx] = center
             std[by, bx] = width
             count[by, bx] = kept
