@@ -3,15 +3,15 @@
 The rule is :func:`clipped_mean_reference`'s: a first pass centred on the median with a width
 of 0.7413 interquartile ranges, then mean and standard deviation passes over the values within
 ``nsigma`` widths of the centre. The compiled kernel reads each cell once: it copies the good
-pixels out and builds a histogram of ``_NBINS`` bins between the 2nd and 98th percentiles of a
-16 x 16 grid sample of the cell (widened by a tenth of their distance on either side), with the
-sums of ``v - lo`` and ``(v - lo)**2`` over the values inside it. The quartiles are exact order
-statistics, found by quickselect among the values of the one bin that holds each rank (or
-among the values outside the histogram). When both limits of a clipping pass lie two bins or
-more outside the histogram (the usual case for ``nsigma = 3``), the values inside it are all
-kept, their sums come from the histogram's, and only the values outside it are tested one by
-one; otherwise every value is tested. The kept pixels are the reference's exactly; the means
-and widths differ from NumPy's by rounding.
+pixels out, with their bin numbers in a histogram of ``_NBINS`` bins between the 2nd and 98th
+percentiles of a 16 x 16 grid sample of the cell (widened by a tenth of their distance on
+either side), and sums ``v - lo`` and ``(v - lo)**2`` over the values inside the histogram.
+The quartiles are exact order statistics, found by quickselect among the values of the one
+bin that holds each rank (or among the values outside the histogram). When both limits of a
+clipping pass lie two bins or more outside the histogram (the usual case for ``nsigma = 3``),
+the values inside it are all kept, their sums come from the histogram's, and only the values
+outside it are tested one by one; otherwise every value is tested. The kept pixels are the
+reference's exactly; the means and widths differ from NumPy's by rounding.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def binned_clipped_mean(image: np.ndarray, bad: np.ndarray | None, bin_x: int, b
         np.ascontiguousarray(image), np.ascontiguousarray(bad), bin_x, bin_y, float(nsigma),
         int(niter), np.empty(cap, np.float32), np.empty(cap, np.float32),
         np.empty(_NSAMPLE, np.float32), np.zeros(nbins, np.int64), np.zeros(nbins + 1, np.int64),
-        np.zeros(nbins, np.int64), np.zeros(nbins, np.int64))
+        np.zeros(nbins, np.int64), np.zeros(nbins, np.int64), np.empty(cap, np.int16))
 
 
 def clipped_stats(image: np.ndarray, bad: np.ndarray | None = None, nsigma: float = 3.0,
