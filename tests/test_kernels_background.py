@@ -118,3 +118,26 @@ def test_background_edge_cases():
         estimate_background(np.zeros((8, 8), np.float32), interpolation="cubic")
     with pytest.raises(ValueError, match="bin sizes"):
         estimate_background(np.zeros((8, 8), np.float32), bin_size=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("estimate", [estimate_background, estimate_background_reference])
+def test_background_subtract_equals_image_minus_model(estimate, dtype):
+    """subtract() (one pass, no model image) gives exactly data - image, before and after the
+    model image is made; the model is made only when asked for."""
+    field = star_field((190, 233))
+    img = field.image.astype(dtype)
+    bg = estimate(img, None, bin_size=48)
+    fused = bg.subtract(img)
+    assert bg._image is None  # the one-pass path kept no model image
+    expected = img - bg.image
+    assert fused.dtype == dtype and fused.shape == img.shape
+    np.testing.assert_array_equal(fused, expected)
+    np.testing.assert_array_equal(bg.subtract(img), expected)  # from the kept image
+    other = img[::-1].copy()
+    np.testing.assert_array_equal(estimate(img, None, bin_size=48).subtract(other),
+                                  other - bg.image)
+    with pytest.raises(ValueError, match="shape"):
+        bg.subtract(img[:-1])
+    nan_bg = estimate(np.full((30, 40), np.nan, dtype), None, bin_size=16)
+    assert np.isnan(nan_bg.subtract(np.zeros((30, 40), dtype))).all()

@@ -21,7 +21,7 @@ all masked or not finite gives a background of NaN everywhere (and ``rms`` NaN).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import numpy as np
 
@@ -43,14 +43,11 @@ __all__ = [
 INTERPOLATIONS = ("akima", "natural", "linear")
 
 
-@dataclass
 class Background:
-    """A background estimate.
+    """A background estimate: the mesh, and the model at every pixel (made when first used).
 
     Attributes
     ----------
-    image : numpy.ndarray
-        The background at every pixel (the input's shape and type).
     mesh : numpy.ndarray
         The filled, median-filtered cell values, float64 ``(n_cells_y, n_cells_x)``.
     mesh_std : numpy.ndarray
@@ -62,11 +59,43 @@ class Background:
         noise (NaN if no cell had good pixels).
     """
 
-    image: np.ndarray
-    mesh: np.ndarray
-    mesh_std: np.ndarray
-    count: np.ndarray
-    rms: float
+    def __init__(self, shape: tuple[int, int], dtype: np.dtype, mesh: np.ndarray,
+                 mesh_std: np.ndarray, count: np.ndarray, rms: float,
+                 model: Callable[[np.ndarray | None], np.ndarray] | None = None) -> None:
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+        self.mesh = mesh
+        self.mesh_std = mesh_std
+        self.count = count
+        self.rms = rms
+        # model(None) -> the model image; model(data) -> data - model, in one pass
+        self._model = model
+        self._image: np.ndarray | None = None
+
+    @property
+    def image(self) -> np.ndarray:
+        """The background at every pixel (the input's shape and type; NaN everywhere when no
+        pixel was good). Computed on first use and kept."""
+        if self._image is None:
+            if self._model is None:
+                self._image = np.full(self.shape, np.nan, self.dtype)
+            else:
+                self._image = self._model(None)
+        return self._image
+
+    def subtract(self, data: np.ndarray) -> np.ndarray:
+        """``data - self.image`` as a new array (as SEP's ``data - bkg``).
+
+        Without the model image made yet, the model is evaluated row by row and subtracted
+        at once (one pass over the pixels, no model image kept); the values are the same.
+        """
+        data = np.asarray(data)
+        if data.shape != self.shape:
+            raise ValueError(f"Background.subtract: the data's shape {data.shape} differs from "
+                             f"the background's {self.shape}")
+        if self._image is not None or self._model is None or data.dtype != self.dtype:
+            return data - self.image
+        return self._model(np.ascontiguousarray(data))
 
 
 def fill_mesh(mesh: np.ndarray) -> np.ndarray:
@@ -234,15 +263,19 @@ def _column_coefficients(mesh: np.ndarray, shape: tuple[int, int], bin_y: int, b
     return spline_coefficients(yc, rows, interpolation), yc
 
 
-def _finish(image, mesh, std, count, bin_y, bin_x, interpolation, filter_size, evaluate):
+def _finish(image, mesh, std, count, bin_y, bin_x, interpolation, filter_size, model):
     good_std = std[count > 0]
     rms = float(np.median(good_std)) if good_std.size else float("nan")
     mesh = fill_mesh(mesh)
     if not np.isfinite(mesh).any():
-        return Background(np.full_like(image, np.nan), mesh, std, count, rms)
+        return Background(image.shape, image.dtype, mesh, std, count, rms)
     mesh = median_filter_mesh(mesh, filter_size)
     coef, yc = _column_coefficients(mesh, image.shape, bin_y, bin_x, interpolation)
-    return Background(evaluate(coef, yc), mesh, std, count, rms)
+
+    def evaluate(data):  # type: ignore[no-untyped-def]
+        return model(coef, yc, data)
+
+    return Background(image.shape, image.dtype, mesh, std, count, rms, evaluate)
 
 
 def estimate_background_reference(image: np.ndarray, bad: np.ndarray | None = None,
@@ -253,11 +286,12 @@ def estimate_background_reference(image: np.ndarray, bad: np.ndarray | None = No
     image, bad, bin_y, bin_x = _check(image, bad, bin_size, interpolation, filter_size)
     mean, std, count = binned_clipped_mean_reference(image, bad, bin_x, bin_y, nsigma, niter)
 
-    def evaluate(coef, yc):
+    def model(coef, yc, data):
         out = _evaluate(coef, yc, np.arange(image.shape[0], dtype=np.float64))
-        return out.astype(image.dtype)
+        out = out.astype(image.dtype)
+        return out if data is None else data - out
 
-    return _finish(image, mean, std, count, bin_y, bin_x, interpolation, filter_size, evaluate)
+    return _finish(image, mean, std, count, bin_y, bin_x, interpolation, filter_size, model)
 
 
 def estimate_background(image: np.ndarray, bad: np.ndarray | None = None,
@@ -285,18 +319,23 @@ def estimate_background(image: np.ndarray, bad: np.ndarray | None = None,
     Returns
     -------
     Background
-        The background image (input's type) and the mesh.
+        The mesh, and the background image (input's type) made when first used;
+        ``Background.subtract(image)`` gives ``image - background`` in one pass.
     """
     image, bad, bin_y, bin_x = _check(image, bad, bin_size, interpolation, filter_size)
     mean, std, count = binned_clipped_mean(image, bad, bin_x, bin_y, nsigma, niter)
     native = load_native("background")
 
-    def evaluate(coef, yc):
+    def model(coef, yc, data):
         if native is None:
             out = _evaluate(coef, yc, np.arange(image.shape[0], dtype=np.float64))
-            return out.astype(image.dtype)
+            out = out.astype(image.dtype)
+            return out if data is None else data - out
         out = np.empty_like(image)
-        native.evaluate_columns(np.ascontiguousarray(coef), yc, out)
+        if data is None:
+            native.evaluate_columns(np.ascontiguousarray(coef), yc, out)
+        else:
+            native.subtract_columns(np.ascontiguousarray(coef), yc, data, out)
         return out
 
-    return _finish(image, mean, std, count, bin_y, bin_x, interpolation, filter_size, evaluate)
+    return _finish(image, mean, std, count, bin_y, bin_x, interpolation, filter_size, model)

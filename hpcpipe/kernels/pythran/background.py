@@ -1,6 +1,8 @@
 # Pythran source of hpcpipe.kernels._background (compiled by setup.py). Reference: ../background.py
 #pythran export evaluate_columns(float64[:,:,:], float64[:], float32[:,:])
 #pythran export evaluate_columns(float64[:,:,:], float64[:], float64[:,:])
+#pythran export subtract_columns(float64[:,:,:], float64[:], float32[:,:], float32[:,:])
+#pythran export subtract_columns(float64[:,:,:], float64[:], float64[:,:], float64[:,:])
 import numpy as np
 
 
@@ -20,3 +22,19 @@ def evaluate_columns(coef, knots, out):
         t = y - knots[k]
         # one slice expression per row: the compiler vectorises it (the same arithmetic)
         out[i, :] = coef[0, k, :] + t * (coef[1, k, :] + t * (coef[2, k, :] + t * coef[3, k, :]))
+
+
+def subtract_columns(coef, knots, data, out):
+    """out = data - (the piecewise cubics ``coef`` down every column), row by row: the same
+    values as subtracting the output of evaluate_columns, without that image."""
+    ny, nx = out.shape
+    m = knots.shape[0]
+    k = 0
+    for i in range(ny):
+        y = float(i)
+        while k < m - 2 and y >= knots[k + 1]:
+            k += 1
+        t = y - knots[k]
+        # the model row rounded to the output's type first, as evaluate_columns stores it
+        out[i, :] = coef[0, k, :] + t * (coef[1, k, :] + t * (coef[2, k, :] + t * coef[3, k, :]))
+        out[i, :] = data[i, :] - out[i, :]
