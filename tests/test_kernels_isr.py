@@ -154,3 +154,32 @@ def test_single_row_and_uncovered_pixels():
     res = run_isr(raw, wide)
     assert np.all(np.isnan(res.image[0, 16:])) and np.all(res.mask[0, 16:] == NO_DATA)
     assert np.all(res.mask[0, :16] & NO_DATA == 0)
+
+
+@pytest.mark.parametrize("isr", [run_isr, run_isr_reference])
+def test_isr_writes_into_given_planes(isr):
+    """out=(image, variance, mask): the same values, in the caller's arrays; planes left from
+    an earlier CCD are overwritten everywhere, the uncovered pixels included."""
+    sim, calibs = isr_inputs()
+    raw, det = sim["raw"].image.array, sim["raw"].detector
+    fresh = isr(raw, det, **calibs)
+    planes = (np.full(fresh.image.shape, -7.0, np.float32),
+              np.full(fresh.image.shape, -7.0, np.float32),
+              np.full(fresh.image.shape, 12345, np.int32))
+    res = isr(raw, det, out=planes, **calibs)
+    assert res.image is planes[0] and res.variance is planes[1] and res.mask is planes[2]
+    np.testing.assert_array_equal(res.image, fresh.image)
+    np.testing.assert_array_equal(res.variance, fresh.variance)
+    np.testing.assert_array_equal(res.mask, fresh.mask)
+    det1 = two_amp_detector(1, 8, 2, sat=100)
+    wide = Detector(1, "W", Box2I(0, 0, 20, 1), det1.amplifiers)
+    used = (np.zeros((1, 20), np.float32), np.zeros((1, 20), np.float32),
+            np.zeros((1, 20), np.int32))
+    res = isr(np.full((1, 20), 50.0), wide, out=used)
+    assert np.all(np.isnan(res.image[0, 16:])) and np.all(res.mask[0, 16:] == NO_DATA)
+    with pytest.raises(ValueError, match="out's mask"):
+        isr(raw, det, out=(planes[0], planes[1], planes[2].astype(np.int64)), **calibs)
+    with pytest.raises(ValueError, match="out's image"):
+        isr(raw, det, out=(planes[0][:, :-1], planes[1], planes[2]), **calibs)
+    with pytest.raises(TypeError, match="tuple"):
+        isr(raw, det, out=planes[0], **calibs)

@@ -231,9 +231,26 @@ def isr_amplifier_reference(raw: np.ndarray, amp: Amplifier, trimmed_box: tuple[
     return e.astype(np.float32), v.astype(np.float32), m
 
 
+def _check_out(out, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The caller's (image, variance, mask) planes, checked."""
+    try:
+        image, variance, mask = out
+    except (TypeError, ValueError):
+        raise TypeError("run_isr: out must be a tuple (image, variance, mask) of arrays") from None
+    for name, arr, dtype in (("image", image, np.float32), ("variance", variance, np.float32),
+                             ("mask", mask, np.int32)):
+        if not isinstance(arr, np.ndarray) or arr.shape != shape or arr.dtype != dtype \
+                or not arr.flags.c_contiguous or not arr.flags.writeable:
+            raise ValueError(f"run_isr: out's {name} must be a writeable C-contiguous "
+                             f"{np.dtype(dtype).name} array of shape {shape}; got "
+                             f"{getattr(arr, 'dtype', type(arr).__name__)} "
+                             f"{getattr(arr, 'shape', '')}")
+    return image, variance, mask
+
+
 def _run(raw: np.ndarray, detector: Detector, bias, dark, dark_time, flat, defects,
          overscan_method: str, overscan_order: int, saturated_bit: int, bad_bit: int,
-         suspect_bit: int, no_data_bit: int, native) -> IsrResult:
+         suspect_bit: int, no_data_bit: int, native, out=None) -> IsrResult:
     raw = np.asarray(raw)
     if raw.dtype not in RAW_TYPES:
         raise PixelTypeError(f"run_isr: raw pixels must be uint16, int32, float32 or float64; "
@@ -263,14 +280,16 @@ def _run(raw: np.ndarray, detector: Detector, bias, dark, dark_time, flat, defec
             bad = np.ascontiguousarray(bad != 0, dtype=np.uint8)
     raw = np.ascontiguousarray(raw)
     covered = sum(amp.bbox.area for amp in detector.amplifiers) == ny * nx
-    if covered:
+    if out is None:
         image = np.empty(shape, np.float32)
         variance = np.empty(shape, np.float32)
         mask = np.empty(shape, np.int32)
     else:
-        image = np.full(shape, np.nan, np.float32)
-        variance = np.full(shape, np.nan, np.float32)
-        mask = np.full(shape, no_data_bit, np.int32)
+        image, variance, mask = _check_out(out, shape)
+    if not covered:
+        image.fill(np.nan)
+        variance.fill(np.nan)
+        mask.fill(no_data_bit)
     levels = {}
     for amp in detector.amplifiers:
         level = _row_levels(raw, amp, overscan_method, overscan_order)
@@ -302,7 +321,8 @@ def run_isr(raw: np.ndarray, detector: Detector, *, bias: np.ndarray | None = No
             flat: np.ndarray | None = None, defects: np.ndarray | None = None,
             overscan_method: str = "median", overscan_order: int = 1,
             saturated_bit: int = 1 << 1, bad_bit: int = 1 << 0, suspect_bit: int = 1 << 7,
-            no_data_bit: int = 1 << 8) -> IsrResult:
+            no_data_bit: int = 1 << 8,
+            out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> IsrResult:
     """Instrument signature removal of a raw frame, one pass over the pixels per amplifier.
 
     Parameters
@@ -327,12 +347,18 @@ def run_isr(raw: np.ndarray, detector: Detector, *, bias: np.ndarray | None = No
         How each amplifier's overscan is modelled (see :func:`fit_overscan`).
     saturated_bit, bad_bit, suspect_bit, no_data_bit : int
         The mask bit values set (SAT, BAD, SUSPECT, NO_DATA by default).
+    out : tuple of numpy.ndarray, optional
+        ``(image, variance, mask)`` planes to write into (float32, float32 and int32,
+        C-contiguous, the trimmed shape), for example the planes of an exposure being
+        reused from one CCD to the next: no new pixel memory is allocated (and zeroed by
+        the operating system).
 
     Returns
     -------
     IsrResult
-        float32 image (electrons) and variance, int32 mask, and each amplifier's overscan
-        levels; see the module's pixel rule for the values of flagged pixels.
+        float32 image (electrons) and variance, int32 mask (``out``'s arrays when given),
+        and each amplifier's overscan levels; see the module's pixel rule for the values of
+        flagged pixels.
 
     Raises
     ------
@@ -344,7 +370,7 @@ def run_isr(raw: np.ndarray, detector: Detector, *, bias: np.ndarray | None = No
     """
     return _run(raw, detector, bias, dark, dark_time, flat, defects, overscan_method,
                 overscan_order, saturated_bit, bad_bit, suspect_bit, no_data_bit,
-                load_native("isr"))
+                load_native("isr"), out)
 
 
 def run_isr_reference(raw: np.ndarray, detector: Detector, *, bias: np.ndarray | None = None,
@@ -352,7 +378,9 @@ def run_isr_reference(raw: np.ndarray, detector: Detector, *, bias: np.ndarray |
                       flat: np.ndarray | None = None, defects: np.ndarray | None = None,
                       overscan_method: str = "median", overscan_order: int = 1,
                       saturated_bit: int = 1 << 1, bad_bit: int = 1 << 0,
-                      suspect_bit: int = 1 << 7, no_data_bit: int = 1 << 8) -> IsrResult:
+                      suspect_bit: int = 1 << 7, no_data_bit: int = 1 << 8,
+                      out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+                      ) -> IsrResult:
     """NumPy reference of :func:`run_isr` (the same arguments and results)."""
     return _run(raw, detector, bias, dark, dark_time, flat, defects, overscan_method,
-                overscan_order, saturated_bit, bad_bit, suspect_bit, no_data_bit, None)
+                overscan_order, saturated_bit, bad_bit, suspect_bit, no_data_bit, None, out)
