@@ -144,9 +144,11 @@ def bench_detection(img: np.ndarray, repeat: int) -> list[Row]:
     import sep
 
     def ours() -> int:
-        # bg.subtract(img), like SEP's img - bkg, evaluates the model and subtracts it at once
+        # bg.subtract(img), like SEP's img - bkg, evaluates the model and subtracts it at once;
+        # that temporary is then smoothed in place
         bg = estimate_background(img, bin_size=128)
-        found = detect_sources(bg.subtract(img), bg.rms, threshold=5.0, smooth_sigma=1.7)
+        found = detect_sources(bg.subtract(img), bg.rms, threshold=5.0, smooth_sigma=1.7,
+                               overwrite_input=True)
         return len(found.peaks)
 
     def peer() -> int:

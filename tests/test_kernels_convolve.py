@@ -98,3 +98,18 @@ def test_correlation_bad_inputs():
     out = np.empty_like(img)
     assert correlate_2d(img + 1, np.ones((3, 3)), out=out) is out
     assert np.isnan(correlate_2d(img, np.ones((3, 3)), bad=np.ones(img.shape))).all()
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_correlate_separable_in_place(masked):
+    """out=image smooths in place with the same values; a partial overlap is refused."""
+    img = random_image((57, 43), seed=4)
+    kx, ky = gaussian_kernel_1d(1.3), gaussian_kernel_1d(2.1)
+    bad = (img > np.percentile(img, 95)) if masked else None
+    expected = correlate_separable(img, kx, ky, bad=bad)
+    work = img.copy()
+    assert correlate_separable(work, kx, ky, out=work, bad=bad) is work
+    np.testing.assert_array_equal(work, expected)
+    rows = np.zeros((58, 43), img.dtype)
+    with pytest.raises(ValueError, match="share memory"):
+        correlate_separable(rows[:-1], kx, ky, out=rows[1:], bad=bad)

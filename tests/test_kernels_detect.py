@@ -216,3 +216,21 @@ def test_native_equals_reference_overlapping_polarities():
         fast, ref = detect_sources(img, 1.0, **kw), detect_sources_reference(img, 1.0, **kw)
         _assert_same(fast, ref)
     assert ((fast.labels > 0) & (fast.segments < 0)).sum() > 0
+
+
+@pytest.mark.parametrize("detect", [detect_sources, detect_sources_reference])
+def test_overwrite_input_smooths_in_place_with_the_same_results(detect):
+    img, _truth = _field(96, 12, seed=5, pairs=True)
+    expected = detect(img, 10.0, threshold=5.0, polarity="both", smooth_sigma=1.5)
+    work = img.copy()
+    found = detect(work, 10.0, threshold=5.0, polarity="both", smooth_sigma=1.5,
+                   overwrite_input=True)
+    assert found.smoothed is work  # smoothed where it lay, no new image
+    np.testing.assert_array_equal(work, expected.smoothed)
+    np.testing.assert_array_equal(found.labels, expected.labels)
+    np.testing.assert_array_equal(found.peaks, expected.peaks)
+    # a float64 image is converted first: the caller's array is left as it was
+    as64 = img.astype(np.float64)
+    found = detect(as64, 10.0, smooth_sigma=1.5, overwrite_input=True)
+    np.testing.assert_array_equal(as64, img.astype(np.float64))
+    np.testing.assert_array_equal(found.smoothed, expected.smoothed)

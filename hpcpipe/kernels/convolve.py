@@ -103,13 +103,18 @@ def correlate_separable_reference(image: np.ndarray, kernel_x: np.ndarray, kerne
     return out
 
 
-def _out(out: np.ndarray | None, image: np.ndarray) -> np.ndarray:
+def _out(out: np.ndarray | None, image: np.ndarray, in_place: bool = False) -> np.ndarray:
+    """The output array: new, or the caller's (checked); ``in_place`` allows the image
+    itself (the kernels that read every row they need before writing it)."""
     if out is None:
         return np.empty_like(image)
     if out.shape != image.shape or out.dtype != image.dtype or not out.flags.c_contiguous:
         raise ValueError("out must be a C-contiguous array of the image's shape and type")
+    if in_place and out is image:
+        return out
     if np.shares_memory(out, image):
-        raise ValueError("out must not share memory with the image")
+        raise ValueError("out must not share memory with the image"
+                         + (" (other than being the image itself)" if in_place else ""))
     return out
 
 
@@ -125,7 +130,8 @@ def correlate_separable(image: np.ndarray, kernel_x: np.ndarray, kernel_y: np.nd
     kernel_x, kernel_y : numpy.ndarray
         1-D kernels with odd numbers of taps, centred on the middle tap.
     out : numpy.ndarray, optional
-        Where to put the result (same shape and type as ``image``).
+        Where to put the result (same shape and type as ``image``); it may be ``image``
+        itself (smoothing in place: each row is read before it is overwritten).
     bad : numpy.ndarray, optional
         Non-zero where a pixel must be left out: switches to the normalised correlation of
         the module's edge and mask rule.
@@ -144,10 +150,12 @@ def correlate_separable(image: np.ndarray, kernel_x: np.ndarray, kernel_y: np.nd
     if native is None:
         result = correlate_separable_reference(image, kx, ky, bad)
         if out is not None:
-            _out(out, image)[...] = result
+            _out(out, image, in_place=True)[...] = result
             return out
         return result
-    out = _out(out, image)
+    # in place is safe: the ring holds the row-correlated rows an output row needs (all read
+    # before it is written), and the masked kernel reads the whole image first
+    out = _out(out, image, in_place=True)
     if bad is None:
         # a ring of the row-correlated rows that one output row needs
         work = np.empty((min(ky.size, image.shape[0]), image.shape[1]), image.dtype)

@@ -337,7 +337,7 @@ def _polarity_native(native, image, bad, level, sign, radius, min_pixels, prom_l
 
 
 def _check(image, noise, threshold, polarity, grow, min_pixels, bad, smooth_sigma,
-           prominence, contrast):
+           prominence, contrast, overwrite_input=False):
     image = float_image(image, "image", "detect_sources", dtype=np.float32)
     bad = flag_image(bad, image.shape, "bad", "detect_sources")
     if polarity not in POLARITIES:
@@ -359,7 +359,8 @@ def _check(image, noise, threshold, polarity, grow, min_pixels, bad, smooth_sigm
                              f"from {image.shape}")
     if smooth_sigma is not None:
         kernel = gaussian_kernel_1d(float(smooth_sigma))
-        image = correlate_separable(image, kernel, kernel)
+        image = correlate_separable(image, kernel, kernel,
+                                    out=image if overwrite_input else None)
         norm = float((kernel.astype(np.float64) ** 2).sum())  # = sqrt(sum of the 2-D K**2)
         if isinstance(noise, float):
             noise = noise * norm
@@ -370,9 +371,9 @@ def _check(image, noise, threshold, polarity, grow, min_pixels, bad, smooth_sigm
 
 
 def _run(image, noise, threshold, polarity, grow, min_pixels, bad, smooth_sigma, prominence,
-         contrast, one_polarity) -> Detections:
+         contrast, one_polarity, overwrite_input=False) -> Detections:
     smoothed, noise, bad = _check(image, noise, threshold, polarity, grow, min_pixels, bad,
-                                  smooth_sigma, prominence, contrast)
+                                  smooth_sigma, prominence, contrast, overwrite_input)
     if isinstance(noise, float):
         work, scale = smoothed, noise
     else:
@@ -417,16 +418,18 @@ def detect_sources_reference(image: np.ndarray, noise: float | np.ndarray,
                              threshold: float = 5.0, polarity: str = "positive",
                              grow: int = 2, min_pixels: int = 1, bad: np.ndarray | None = None,
                              smooth_sigma: float | None = None, prominence: float = 3.0,
-                             contrast: float = 0.01) -> Detections:
+                             contrast: float = 0.01, overwrite_input: bool = False
+                             ) -> Detections:
     """NumPy reference of :func:`detect_sources`."""
     return _run(image, noise, threshold, polarity, grow, min_pixels, bad, smooth_sigma,
-                prominence, contrast, _polarity_reference)
+                prominence, contrast, _polarity_reference, overwrite_input)
 
 
 def detect_sources(image: np.ndarray, noise: float | np.ndarray, threshold: float = 5.0,
                    polarity: str = "positive", grow: int = 2, min_pixels: int = 1,
                    bad: np.ndarray | None = None, smooth_sigma: float | None = None,
-                   prominence: float = 3.0, contrast: float = 0.01) -> Detections:
+                   prominence: float = 3.0, contrast: float = 0.01,
+                   overwrite_input: bool = False) -> Detections:
     """Detect sources: threshold, grown footprints, peaks and deblending (see the module).
 
     Parameters
@@ -451,6 +454,10 @@ def detect_sources(image: np.ndarray, noise: float | np.ndarray, threshold: floa
     prominence, contrast : float
         A peak is a separate child when it rises above its saddle with a brighter peak by
         at least ``prominence`` noise units and ``contrast`` times its height.
+    overwrite_input : bool
+        With ``smooth_sigma``, smooth a C-contiguous float32 ``image`` in place (it becomes
+        ``Detections.smoothed``) instead of into a new image, as scipy's ``overwrite_x``:
+        for a temporary image, such as a background-subtracted copy.
 
     Returns
     -------
@@ -464,4 +471,4 @@ def detect_sources(image: np.ndarray, noise: float | np.ndarray, threshold: floa
         def one(*args):  # type: ignore[no-untyped-def]
             return _polarity_native(native, *args)
     return _run(image, noise, threshold, polarity, grow, min_pixels, bad, smooth_sigma,
-                prominence, contrast, one)
+                prominence, contrast, one, overwrite_input)
