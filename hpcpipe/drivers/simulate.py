@@ -97,7 +97,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 def add_simulate_command(subparsers: Any) -> None:
     """Add ``hpcpipe simulate`` to the command line."""
-    from hpcpipe.task.argparser import positive_float, positive_int
+    from hpcpipe.task.argparser import non_negative_int, positive_float, positive_int
 
     sim = subparsers.add_parser("simulate", help="simulate a survey into a repository",
                                 description=__doc__.split("\n")[0])
@@ -111,25 +111,14 @@ def add_simulate_command(subparsers: Any) -> None:
     sim.add_argument("--star-density", type=positive_float, default=15000.0,
                      help="stars per square degree between r=16 and 25 (15000: high galactic "
                      "latitude; small CCDs need more for their calibration)")
-    sim.add_argument("--transients", type=_count, default=0,
+    sim.add_argument("--transients", type=non_negative_int, default=0,
                      help="supernova-like transients to inject (0); they explode between 50%% "
                      "and 70%% of the survey's span")
-    sim.add_argument("--variables", type=_count, default=0,
+    sim.add_argument("--variables", type=non_negative_int, default=0,
                      help="periodic variable stars to inject (0)")
-    sim.add_argument("--movers", type=_count, default=0,
+    sim.add_argument("--movers", type=non_negative_int, default=0,
                      help="moving objects to inject (0)")
     sim.add_argument("--cadence", type=positive_float, default=None, metavar="DAYS",
                      help="days between visits (default: one minute); the calibrations stay "
                      "valid for 3 weeks after the survey's start")
     sim.set_defaults(handler=_cmd_simulate)
-
-
-def _count(text: str) -> int:
-    """A number of injected objects: a whole number, 0 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
-    return value

@@ -87,26 +87,24 @@ def apply_log_levels(levels: Sequence[tuple[str | None, int]]) -> None:
         logger_for(component).setLevel(level)
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a whole number of 1 or more."""
+def _whole_number(text: str, minimum: int, expected: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of 1 or more."""
+    return _whole_number(text, 1, "a positive number")
 
 
 def non_negative_int(text: str) -> int:
     """argparse type: a whole number of 0 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
-    return value
+    return _whole_number(text, 0, "0 or more")
 
 
 def positive_float(text: str) -> float:

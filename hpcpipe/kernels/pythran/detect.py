@@ -65,27 +65,38 @@ def threshold_runs(image, bad, thr, sign, ry, rx0, rx1, first):
     return n
 
 
+def _row_runs(mask, y, x, end, n, ry, rx0, rx1):
+    """Append the runs of non-zero pixels of mask[y, x:end] after the first n runs; returns
+    the new number of runs, or -1 when the run arrays are full."""
+    while x < end:
+        # skip 32 pixels at a time while all are zero, then pixel by pixel
+        while x + 32 <= end and not np.any(mask[y, x:x + 32]):
+            x += 32
+        while x < end and mask[y, x] == 0:
+            x += 1
+        if x >= end:
+            break
+        start = x
+        while x < end and mask[y, x] != 0:
+            x += 1
+        if n == ry.shape[0]:
+            return -1
+        ry[n] = y
+        rx0[n] = start
+        rx1[n] = x - 1
+        n += 1
+    return n
+
+
 def mask_runs(mask, ry, rx0, rx1, first):
     """The runs of the non-zero pixels of ``mask``; returns their number."""
     ny, nx = mask.shape
     n = 0
     for y in range(ny):
         first[y] = n
-        x = 0
-        while x < nx:
-            while x < nx and mask[y, x] == 0:
-                x += 1
-            if x >= nx:
-                break
-            start = x
-            while x < nx and mask[y, x] != 0:
-                x += 1
-            if n == ry.shape[0]:
-                return -1
-            ry[n] = y
-            rx0[n] = start
-            rx1[n] = x - 1
-            n += 1
+        n = _row_runs(mask, y, 0, nx, n, ry, rx0, rx1)
+        if n < 0:
+            return -1
     first[ny] = n
     return n
 
@@ -120,24 +131,9 @@ def grow_runs(ry, rx0, rx1, n, radius, mask, gy, gx0, gx1, first):
     m = 0
     for y in range(ny):
         first[y] = m
-        x = xlo[y]
-        end = xhi[y] + 1
-        while x < end:
-            while x + 32 <= end and not np.any(mask[y, x:x + 32]):
-                x += 32
-            while x < end and mask[y, x] == 0:
-                x += 1
-            if x >= end:
-                break
-            start = x
-            while x < end and mask[y, x] != 0:
-                x += 1
-            if m == gy.shape[0]:
-                return -1
-            gy[m] = y
-            gx0[m] = start
-            gx1[m] = x - 1
-            m += 1
+        m = _row_runs(mask, y, xlo[y], xhi[y] + 1, m, gy, gx0, gx1)
+        if m < 0:
+            return -1
     first[ny] = m
     return m
 
