@@ -69,7 +69,7 @@ class Scene:
     wcs: WCS
     shape: tuple[int, int]
     pixel_scale: float = 0.2
-    psf_fwhm: float = 0.65
+    psf_fwhm: float = 0.73
     sky: float = 1000.0
     read_noise: float = 5.0
     zero_point: float = 31.0
@@ -93,11 +93,11 @@ def make_wcs(shape: tuple[int, int], ra: float = 150.0, dec: float = 2.0,
 
 
 @functools.lru_cache(maxsize=8)
-def make_psf(fwhm: float = 0.65, pixel_scale: float = 0.2) -> galsim.GSObject:
+def make_psf(fwhm: float = 0.73, pixel_scale: float = 0.2) -> galsim.GSObject:
     """Kolmogorov atmosphere (``fwhm`` arcsec) convolved with an obscured optical PSF.
 
     The optical part is a 4 m aperture at 700 nm with a 35% central obscuration and a little
-    defocus and astigmatism: the total FWHM is about 0.75 arcsec for ``fwhm=0.65``.
+    defocus and astigmatism: the total FWHM is about 0.75 arcsec for ``fwhm=0.73``.
     """
     atmosphere = galsim.Kolmogorov(fwhm=fwhm)
     optics = galsim.OpticalPSF(lam=700.0, diam=4.0, obscuration=0.35, defocus=0.15,
@@ -114,7 +114,7 @@ def psf_image(scene: Scene, size: int = 41, x: float = 0.0, y: float = 0.0) -> n
 
 def make_scene(seed: int = 0, shape: tuple[int, int] = (2048, 2048), n_stars: int = 500,
                n_galaxies: int = 500, ra: float = 150.0, dec: float = 2.0,
-               pixel_scale: float = 0.2, psf_fwhm: float = 0.65, sky: float = 1000.0,
+               pixel_scale: float = 0.2, psf_fwhm: float = 0.73, sky: float = 1000.0,
                read_noise: float = 5.0, zero_point: float = 31.0,
                star_mags: tuple[float, float] = (16.0, 24.0),
                galaxy_mags: tuple[float, float] = (18.0, 24.5), border: int = 8,
@@ -190,7 +190,7 @@ def render_scene(scene: Scene, seed: int = 0, noise: bool = True,
         flux = float(row["flux"])
         if row["is_star"]:
             obj = psf.withFlux(flux)
-            half = int(np.clip(12 + 4 * np.log10(max(flux, 1.0)), 16, 64))
+            half = int(np.clip(16 + 8 * np.log10(max(flux, 1.0)), 24, 96))
         else:
             obj = galsim.Convolve([_galaxy(row), psf], gsparams=params).withFlux(flux)
             half = int(np.clip(8 * row["hlr"] / scene.pixel_scale + 16, 24, 96))
