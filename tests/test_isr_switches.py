@@ -289,6 +289,8 @@ def test_camera_defaults_apply_per_task():
     calibrate = CalibrateConfig()  # isr.* is another task's
     assert apply_camera_defaults(calibrate, camera, "calibrate", "camera test") == []
     with pytest.raises(UnknownFieldError, match="doOverscn"):
+        apply_camera_defaults(IsrConfig(), {"doOverscn": False}, "isr", "c")
+    with pytest.raises(UnknownFieldError, match="doOverscn"):
         apply_camera_defaults(ProcessCcdConfig(), {"isr.doOverscn": False}, "processCcd", "c")
     with pytest.raises(Exception, match="doOverscan"):
         apply_camera_defaults(IsrConfig(), {"doOverscan": "maybe"}, "isr", "c")

@@ -59,9 +59,9 @@ def apply_camera_defaults(config: Config, overrides: Mapping[str, Any], task_nam
         Dotted field names of the task's config and their values (``{"isr.doOverscan":
         False}`` for processCcd). A name that starts with the task's own name is also taken
         relative to the task (``isr.doOverscan`` is ``doOverscan`` for the isr task), so a
-        camera may give one dict for every task; a name whose first part is not a field of
-        this config (an ``isr.*`` default given to ``calibrate``) addresses another task and
-        is left out.
+        camera may give one dict for every task; a dotted name whose first part is not a
+        field of this config (an ``isr.*`` default given to ``calibrate``) addresses another
+        task and is left out. A name without a dot must be a field of this config.
     task_name : str
         The task's name.
     source : str
@@ -81,11 +81,10 @@ def apply_camera_defaults(config: Config, overrides: Mapping[str, Any], task_nam
     applied = []
     for name, value in overrides.items():
         first = name.split(".", 1)[0].split("[", 1)[0]
-        if first not in config._fields:
-            if first == task_name and "." in name:
-                name = name.split(".", 1)[1]
-            else:
+        if first not in config._fields and "." in name:
+            if first != task_name:
                 continue
+            name = name.split(".", 1)[1]
         owner, field = resolve_field(config, name)
         with _history.recording("camera", source):
             setattr(owner, field.name, value)
