@@ -13,6 +13,7 @@ import pytest
 from hpcpipe.butler import Butler
 from hpcpipe.butler.mapper import Mapper
 from hpcpipe.cli import main
+from hpcpipe.drivers.alerts import parse_alerts_args
 from hpcpipe.drivers.drp_cli import parse_drp_args
 from hpcpipe.task.discovery import BUILTIN_TASKS, find_task
 
@@ -128,6 +129,11 @@ def test_camera_defaults_come_before_config_files_and_values(repo, tmp_path, cap
     assert "overscanFitType = 'poly'" in out and "doOverscan = True" in out
     request = parse_drp_args([str(repo), "--output", str(tmp_path / "drp"), "--id"])
     assert request.configs["processCcd"].isr.doOverscan is False
+    assert request.configs["makeSkyMap"].compare(type(request.configs["makeSkyMap"])()) == []
+    alerts = parse_alerts_args([str(repo), "--output", str(tmp_path / "l1"), "--visit", "1000",
+                                "-c", "processCcd.isr.overscanFitType=poly"])
+    assert alerts.config.processCcd.isr.doOverscan is False
+    assert alerts.config.processCcd.isr.overscanFitType == "poly"
 
     def bad(self, task_name):
         return {"doOverscn": False} if task_name == "isr" else {}
