@@ -230,6 +230,9 @@ def test_already_reduced_frame_goes_through_with_everything_off():
     np.testing.assert_allclose(out.variance.array, np.maximum(pixels * 2.0, 0) + 25.0,
                                rtol=1e-6)
     assert not out.mask.array.any()
+    with pytest.raises(MissingCalibrationError, match="^doFlat is on but no flat was given: "
+                                                      "pass one or set doFlat=False"):
+        isr_task(**dict(off, doFlat=True)).run(raw, flat=None)
     with pytest.raises(IsrError, match="doOverscan is on but amplifier A of detector "
                                        "'archive' has no overscan pixels.*doOverscan=False"):
         isr_task(doBias=False, doDark=False, doFlat=False).run(raw)

@@ -104,10 +104,26 @@ class IsrTask(CmdLineTask):
             flat: Exposure | None = None) -> Struct:
         """Process one raw exposure.
 
+        Parameters
+        ----------
+        raw : Exposure
+            The raw frame (ADU, untrimmed) with its detector.
+        bias, dark, flat : Exposure, optional
+            The master calibrations (trimmed); each is needed when its switch is on and
+            ignored when it is off.
+
         Returns
         -------
         Struct
             ``exposure`` (the postISRCCD) and ``overscan`` (per-amplifier levels).
+
+        Raises
+        ------
+        MissingCalibrationError
+            A correction is on and its calibration is None.
+        IsrError
+            No detector; ``doOverscan`` on and an amplifier without overscan pixels; a
+            calibration of the wrong size; a dark without an exposure time.
         """
         c = self.config
         detector = raw.detector
@@ -124,6 +140,11 @@ class IsrTask(CmdLineTask):
         shape = detector.bbox.shape
         calibs = {"bias": bias if c.doBias else None, "dark": dark if c.doDark else None,
                   "flat": flat if c.doFlat else None}
+        for name, switch in CALIBRATIONS:
+            if getattr(c, switch) and calibs[name] is None:
+                option = self._option(switch)
+                raise MissingCalibrationError(f"{option} is on but no {name} was given: pass "
+                                              f"one or set {option}=False")
         for name, calib in calibs.items():
             if calib is not None and calib.image.array.shape != tuple(shape):
                 raise IsrError(f"the {name} frame is {calib.image.array.shape}, the CCD "
