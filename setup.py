@@ -162,6 +162,8 @@ setup(
         "hpcpipe.tasks": [
             "processCcd = hpcpipe.pipe.process_ccd:ProcessCcdTask",
             "isr = hpcpipe.pipe.isr:IsrTask",
+            "characterizeImage = hpcpipe.pipe.characterize:CharacterizeImageTask",
+            "calibrate = hpcpipe.pipe.calibrate:CalibrateTask",
             "imageDifference = hpcpipe.diffim.image_difference:ImageDifferenceTask",
         ],
     },

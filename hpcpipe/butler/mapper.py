@@ -164,6 +164,27 @@ class Mapper:
                 return unit
         return ()
 
+    # --- camera-level config defaults -----------------------------------------------------------
+    def config_overrides(self, task_name: str) -> dict[str, Any]:
+        """The camera's config defaults for a task, applied when a command-line task or
+        ``hpcpipe drp`` builds its config: after the task's own defaults, before ``-C`` files
+        and ``-c`` values.
+
+        Parameters
+        ----------
+        task_name : str
+            The task's name (``processCcd``, ``isr``, a production step).
+
+        Returns
+        -------
+        dict of str to value
+            Dotted field names of that task's config and their values, for example
+            ``{"isr.doOverscan": False}`` for a camera without overscan (a name may also
+            start with the task's own name; see
+            :func:`hpcpipe.task.argparser.apply_camera_defaults`). None by default.
+        """
+        return {}
+
     # --- services ---------------------------------------------------------------------------
     @property
     def full_name(self) -> str:

@@ -295,7 +295,7 @@ def format_alert_summary(summaries: Sequence[VisitSummary], seconds: float, rank
 def parse_alerts_args(argv: Sequence[str]) -> AlertRequest:
     """Parse ``hpcpipe alerts`` arguments (exits with status 2 naming the option)."""
     from hpcpipe.task.argparser import build_argument_parser, non_negative_int, positive_float
-    from hpcpipe.task.cmdline import repository_keys, repository_paths
+    from hpcpipe.task.cmdline import camera_defaults, repository_keys, repository_paths
 
     parser = build_argument_parser(
         PROG, description="Level 1 alert production: difference imaging, association and "
@@ -315,7 +315,9 @@ def parse_alerts_args(argv: Sequence[str]) -> AlertRequest:
                         help="fail a unit that runs longer than this")
     parser.add_argument("--report", type=Path, metavar="DIR",
                         help="where to write the run report (default OUT/report-alerts)")
-    ns = parser.parse_task_args(list(argv), known_id_keys=repository_keys(parser))
+    ns = parser.parse_task_args(
+        list(argv), known_id_keys=repository_keys(parser),
+        camera_defaults=camera_defaults(["processCcd", "imageDifference"], nested=True))
     data_ids = list(ns.data_ids) if ns.id_strings else []
     if ns.visit:
         data_ids += [{"visit": v} for v in ns.visit]

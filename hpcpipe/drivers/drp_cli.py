@@ -86,7 +86,7 @@ def parse_drp_args(argv: Sequence[str], production: Production | None = None
         ``--show`` that does not need the data.
     """
     from hpcpipe.task.argparser import build_argument_parser
-    from hpcpipe.task.cmdline import repository_keys, repository_paths
+    from hpcpipe.task.cmdline import camera_defaults, repository_keys, repository_paths
 
     found = _find_production(argv, production)
     empty = Production("none", [])
@@ -110,7 +110,9 @@ def parse_drp_args(argv: Sequence[str], production: Production | None = None
     parser.add_argument("--report", type=Path, metavar="DIR",
                         help="where to write report.json, timeline.png and report.html "
                              "(default OUT/report)")
-    ns = parser.parse_task_args(list(argv), known_id_keys=repository_keys(parser))
+    ns = parser.parse_task_args(
+        list(argv), known_id_keys=repository_keys(parser),
+        camera_defaults=camera_defaults((found or empty).step_names, nested=True))
     if found is None:
         parser.error("argument REPO: no production for this repository")
     if ns.processes != 1:

@@ -36,6 +36,10 @@ class Amplifier:
         The level (ADU, before bias subtraction) above which pixels are saturated.
     suspect_level : float
         The level (ADU) above which the response is non-linear (``inf`` if none).
+    linearity_coeffs : tuple of float
+        The polynomial linearizer (LSST's ``LinearizePolynomial``): the coefficients
+        ``(c2, c3, ...)`` of the corrected level ``a + c2 a**2 + c3 a**3 + ...`` of a pixel at
+        ``a`` ADU above the overscan and the bias; empty for a linear amplifier.
     """
 
     name: str
@@ -47,22 +51,32 @@ class Amplifier:
     read_noise: float = 0.0
     saturation: float = float("inf")
     suspect_level: float = float("inf")
+    linearity_coeffs: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "linearity_coeffs",
+                           tuple(float(c) for c in self.linearity_coeffs))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (boxes as ``[x0, y0, width, height]``)."""
         out = asdict(self)
         for key in _BOX_FIELDS:
             out[key] = getattr(self, key).to_list()
+        out["linearity_coeffs"] = list(self.linearity_coeffs)
         return out
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Amplifier:
+        """The inverse of :meth:`to_dict` (a dict without ``linearity_coeffs``, as written
+        before that field existed, gives a linear amplifier)."""
         kwargs = dict(values)
         for key in _BOX_FIELDS:
             kwargs[key] = Box2I(*(int(v) for v in kwargs[key]))
         for key in ("gain", "read_noise", "saturation", "suspect_level"):
             kwargs[key] = float(kwargs[key])
         kwargs["name"] = str(kwargs["name"])
+        kwargs["linearity_coeffs"] = tuple(float(c) for c in
+                                           kwargs.get("linearity_coeffs", None) or ())
         return cls(**kwargs)
 
 

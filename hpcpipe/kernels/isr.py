@@ -6,9 +6,18 @@ For each amplifier, for each of its raw data pixels ``r`` (ADU) with trimmed pos
 
     mask   |= SAT     if r >= amp.saturation
     mask   |= SUSPECT if r >  amp.suspect_level
-    e       = (r - overscan[row] - bias[p]) * amp.gain - dark[p] * dark_time    (electrons)
+    a       = r - overscan[row] - bias[p]                                       (ADU)
+    a       = a + c2 a**2 + c3 a**3 + ...   (amp.linearity_coeffs = (c2, c3, ...), if any)
+    e       = a * amp.gain - dark[p] * dark_time                                (electrons)
     var     = max(e, 0) + amp.read_noise**2                                     (electrons^2)
     image   = e / flat[p],  variance = var / flat[p]**2
+
+Every correction can be left out: without overscan the level is 0 (an amplifier without
+overscan pixels, or a frame already reduced), without saturation masking no pixel is SAT,
+without a bias, dark or flat that term is left out, without linearization the polynomial is;
+with all of them off the image is ``r * gain`` and the variance ``max(e, 0) + read_noise**2``.
+The polynomial is LSST's ``LinearizePolynomial`` (applied after the overscan and the bias,
+before the gain), evaluated by Horner's rule ``a + a*a*(c2 + a*(c3 + ...))``.
 
 Pixels whose flat is not positive or not finite are masked BAD and keep ``e`` and ``var``
 undivided (LSST leaves the value and masks BAD: later steps interpolate over them); pixels
@@ -164,16 +173,20 @@ def _calibration(array: np.ndarray | None, shape: tuple[int, int], name: str) ->
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
-def _check_geometry(raw: np.ndarray, detector: Detector) -> tuple[int, int]:
+def _check_geometry(raw: np.ndarray, detector: Detector, do_overscan: bool) -> tuple[int, int]:
     ny, nx = detector.bbox.height, detector.bbox.width
     if len(detector.amplifiers) == 0:
         raise ValueError(f"run_isr: detector {detector.name!r} has no amplifiers")
     for amp in detector.amplifiers:
-        for label, box, limit in (("raw_data_bbox", amp.raw_data_bbox, raw.shape),
-                                  ("raw_serial_overscan_bbox", amp.raw_serial_overscan_bbox,
-                                   raw.shape),
-                                  ("bbox", amp.bbox.shifted(-detector.bbox.x0,
-                                                            -detector.bbox.y0), (ny, nx))):
+        boxes = [("raw_data_bbox", amp.raw_data_bbox, raw.shape),
+                 ("bbox", amp.bbox.shifted(-detector.bbox.x0, -detector.bbox.y0), (ny, nx))]
+        if do_overscan:
+            if amp.raw_serial_overscan_bbox.is_empty():
+                raise ValueError(f"run_isr: amplifier {amp.name} of detector {detector.name!r} "
+                                 "has no overscan pixels (its raw_serial_overscan_bbox is "
+                                 "empty): switch the overscan correction off for this camera")
+            boxes.append(("raw_serial_overscan_bbox", amp.raw_serial_overscan_bbox, raw.shape))
+        for label, box, limit in boxes:
             if box.x0 < 0 or box.y0 < 0 or box.x0 + box.width > limit[1] or \
                     box.y0 + box.height > limit[0]:
                 raise ValueError(f"run_isr: amplifier {amp.name}'s {label} {box.to_list()} "
@@ -181,13 +194,14 @@ def _check_geometry(raw: np.ndarray, detector: Detector) -> tuple[int, int]:
         if amp.raw_data_bbox.shape != amp.bbox.shape:
             raise ValueError(f"run_isr: amplifier {amp.name}'s raw data {amp.raw_data_bbox.shape}"
                              f" and trimmed {amp.bbox.shape} boxes differ in size")
-        if amp.raw_serial_overscan_bbox.is_empty():
-            raise ValueError(f"run_isr: amplifier {amp.name} has no overscan pixels")
     return ny, nx
 
 
-def _row_levels(raw: np.ndarray, amp: Amplifier, method: str, order: int) -> np.ndarray:
-    """The overscan level of each row of ``amp``'s data region."""
+def _row_levels(raw: np.ndarray, amp: Amplifier, method: str, order: int,
+                do_overscan: bool = True) -> np.ndarray:
+    """The overscan level of each row of ``amp``'s data region (zeros without overscan)."""
+    if not do_overscan:
+        return np.zeros(amp.raw_data_bbox.height, np.float64)
     over = amp.raw_serial_overscan_bbox
     levels = fit_overscan(raw[over.slices()], method, order)
     data = amp.raw_data_bbox
@@ -204,15 +218,27 @@ def isr_amplifier_reference(raw: np.ndarray, amp: Amplifier, trimmed_box: tuple[
                             level: np.ndarray, bias: np.ndarray | None,
                             dark: np.ndarray | None, dark_time: float,
                             flat: np.ndarray | None, defects: np.ndarray | None,
-                            saturated_bit: int, bad_bit: int, suspect_bit: int
+                            saturated_bit: int, bad_bit: int, suspect_bit: int,
+                            linearity: tuple[float, ...] = (),
+                            saturation: float | None = None
                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """NumPy reference of the per-amplifier pixel pass (the module's rule), float64 inside."""
+    """NumPy reference of the per-amplifier pixel pass (the module's rule), float64 inside.
+
+    ``linearity`` is the polynomial's ``(c2, c3, ...)`` (none by default);
+    ``saturation`` replaces ``amp.saturation`` when given (``inf``: no SAT mask).
+    """
     r = raw[amp.raw_data_bbox.slices()].astype(np.float64)
-    m = np.where(r >= amp.saturation, saturated_bit, 0).astype(np.int32)
+    sat_level = amp.saturation if saturation is None else saturation
+    m = np.where(r >= sat_level, saturated_bit, 0).astype(np.int32)
     m |= np.where(r > amp.suspect_level, suspect_bit, 0).astype(np.int32)
     adu = r - level[:, None]
     if bias is not None:
         adu -= bias[trimmed_box].astype(np.float64)
+    if linearity:
+        poly = np.full(adu.shape, float(linearity[-1]))
+        for c in linearity[-2::-1]:
+            poly = float(c) + adu * poly
+        adu = adu + adu * adu * poly
     e = adu * amp.gain
     if dark is not None:
         e -= dark[trimmed_box].astype(np.float64) * dark_time
@@ -250,7 +276,8 @@ def _check_out(out, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.
 
 def _run(raw: np.ndarray, detector: Detector, bias, dark, dark_time, flat, defects,
          overscan_method: str, overscan_order: int, saturated_bit: int, bad_bit: int,
-         suspect_bit: int, no_data_bit: int, native, out=None) -> IsrResult:
+         suspect_bit: int, no_data_bit: int, native, out=None, do_overscan: bool = True,
+         linearize: bool = False, do_saturation: bool = True) -> IsrResult:
     raw = np.asarray(raw)
     if raw.dtype not in RAW_TYPES:
         raise PixelTypeError(f"run_isr: raw pixels must be uint16, int32, float32 or float64; "
@@ -259,7 +286,7 @@ def _run(raw: np.ndarray, detector: Detector, bias, dark, dark_time, flat, defec
         raise ValueError(f"run_isr: raw must be a non-empty 2-D array; got shape {raw.shape}")
     if not isinstance(detector, Detector):
         raise TypeError(f"run_isr: detector must be a hpcpipe.image.Detector; got {detector!r}")
-    ny, nx = _check_geometry(raw, detector)
+    ny, nx = _check_geometry(raw, detector, do_overscan)
     if overscan_method not in OVERSCAN_METHODS:
         raise ValueError(f"run_isr: overscan_method must be one of {OVERSCAN_METHODS}; "
                          f"got {overscan_method!r}")
@@ -292,17 +319,20 @@ def _run(raw: np.ndarray, detector: Detector, bias, dark, dark_time, flat, defec
         mask.fill(no_data_bit)
     levels = {}
     for amp in detector.amplifiers:
-        level = _row_levels(raw, amp, overscan_method, overscan_order)
+        level = _row_levels(raw, amp, overscan_method, overscan_order, do_overscan)
         levels[amp.name] = level
         tbox = amp.bbox.shifted(-detector.bbox.x0, -detector.bbox.y0)
+        lin = amp.linearity_coeffs if linearize else ()
+        saturation = float(amp.saturation) if do_saturation else float("inf")
         if native is not None:
             d = amp.raw_data_bbox
             native.isr_amplifier(
                 raw, d.y0, d.x0, tbox.y0, tbox.x0, d.height, d.width,
-                np.ascontiguousarray(level, dtype=np.float64), cal["bias"], cal["dark"],
+                np.ascontiguousarray(level, dtype=np.float64), np.array(lin, np.float64),
+                cal["bias"], cal["dark"],
                 cal["flat"], bad, int(bias is not None), int(dark is not None),
                 int(flat is not None), int(defects is not None), float(amp.gain),
-                float(amp.read_noise) ** 2, float(amp.saturation), float(amp.suspect_level),
+                float(amp.read_noise) ** 2, saturation, float(amp.suspect_level),
                 float(dark_time), image, variance, mask, int(saturated_bit), int(bad_bit),
                 int(suspect_bit))
         else:
@@ -311,7 +341,8 @@ def _run(raw: np.ndarray, detector: Detector, bias, dark, dark_time, flat, defec
                 raw, amp, sl, level, cal["bias"] if bias is not None else None,
                 cal["dark"] if dark is not None else None, float(dark_time),
                 cal["flat"] if flat is not None else None,
-                bad if defects is not None else None, saturated_bit, bad_bit, suspect_bit)
+                bad if defects is not None else None, saturated_bit, bad_bit, suspect_bit,
+                linearity=lin, saturation=saturation)
             image[sl], variance[sl], mask[sl] = e, v, m
     return IsrResult(image, variance, mask, levels)
 
@@ -322,7 +353,9 @@ def run_isr(raw: np.ndarray, detector: Detector, *, bias: np.ndarray | None = No
             overscan_method: str = "median", overscan_order: int = 1,
             saturated_bit: int = 1 << 1, bad_bit: int = 1 << 0, suspect_bit: int = 1 << 7,
             no_data_bit: int = 1 << 8,
-            out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> IsrResult:
+            out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+            do_overscan: bool = True, linearize: bool = False,
+            do_saturation: bool = True) -> IsrResult:
     """Instrument signature removal of a raw frame, one pass over the pixels per amplifier.
 
     Parameters
@@ -352,6 +385,14 @@ def run_isr(raw: np.ndarray, detector: Detector, *, bias: np.ndarray | None = No
         C-contiguous, the trimmed shape), for example the planes of an exposure being
         reused from one CCD to the next: no new pixel memory is allocated (and zeroed by
         the operating system).
+    do_overscan : bool
+        Fit and subtract each amplifier's overscan (an amplifier without overscan pixels is
+        an error); off, the level is 0 and the overscan boxes are not looked at.
+    linearize : bool
+        Apply each amplifier's ``linearity_coeffs`` polynomial (a no-op for amplifiers
+        without coefficients).
+    do_saturation : bool
+        Mask SAT the raw pixels at or above each amplifier's saturation level.
 
     Returns
     -------
@@ -366,11 +407,11 @@ def run_isr(raw: np.ndarray, detector: Detector, *, bias: np.ndarray | None = No
         Raw or calibration pixels of an unsupported type.
     ValueError
         Shapes that differ from the detector's, amplifier boxes outside the arrays, an unknown
-        overscan method.
+        overscan method, an amplifier without overscan pixels when ``do_overscan``.
     """
     return _run(raw, detector, bias, dark, dark_time, flat, defects, overscan_method,
                 overscan_order, saturated_bit, bad_bit, suspect_bit, no_data_bit,
-                load_native("isr"), out)
+                load_native("isr"), out, do_overscan, linearize, do_saturation)
 
 
 def run_isr_reference(raw: np.ndarray, detector: Detector, *, bias: np.ndarray | None = None,
@@ -379,8 +420,10 @@ def run_isr_reference(raw: np.ndarray, detector: Detector, *, bias: np.ndarray |
                       overscan_method: str = "median", overscan_order: int = 1,
                       saturated_bit: int = 1 << 1, bad_bit: int = 1 << 0,
                       suspect_bit: int = 1 << 7, no_data_bit: int = 1 << 8,
-                      out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-                      ) -> IsrResult:
+                      out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                      do_overscan: bool = True, linearize: bool = False,
+                      do_saturation: bool = True) -> IsrResult:
     """NumPy reference of :func:`run_isr` (the same arguments and results)."""
     return _run(raw, detector, bias, dark, dark_time, flat, defects, overscan_method,
-                overscan_order, saturated_bit, bad_bit, suspect_bit, no_data_bit, None, out)
+                overscan_order, saturated_bit, bad_bit, suspect_bit, no_data_bit, None, out,
+                do_overscan, linearize, do_saturation)

@@ -6,6 +6,10 @@ deblended and measured; the brighter, clean ones are matched to the reference ca
 (:mod:`hpcpipe.meas.astrometry`); the zero point comes from the PSF fluxes of the matched
 stars (:mod:`hpcpipe.meas.photometry`). The exposure gets the new WCS and its PhotoCalib;
 every source gets its sky position from the new WCS.
+
+``hpcpipe run calibrate REPO --id visit=... ccd=...`` reads ``icExp``, ``icExpBackground`` and
+``icSrc`` (written by ``hpcpipe run characterizeImage``) and the reference catalog, and writes
+``calexp``, ``calexpBackground``, ``src`` and ``srcMatch``.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ import numpy as np
 from hpcpipe.config import Config, ConfigurableField, Field, RangeField
 from hpcpipe.meas.astrometry import fit_tan_sip, match_to_reference
 from hpcpipe.meas.photometry import fit_zero_point
+from hpcpipe.pipe.dataset_io import read_input, write_schemas
 from hpcpipe.pipe.detection import SourceDetectionTask
 from hpcpipe.pipe.measurement import MeasurementTask
-from hpcpipe.pipe.sources import measure_detections
+from hpcpipe.pipe.sources import measure_detections, source_id_base
 from hpcpipe.table import Catalog, Schema
-from hpcpipe.task import Struct, Task, timed_method
+from hpcpipe.task import Struct, timed_method
+from hpcpipe.task.cmdline import CmdLineTask
 
 __all__ = ["CalibrateConfig", "CalibrateTask", "calibrate_schema", "match_schema"]
 
@@ -76,7 +82,8 @@ class CalibrateConfig(Config):
     minMatches = RangeField("fewer matches is a failure", int, default=10, min=3)
     photoRejectNSigma = RangeField("photometric outlier rejection, sigma", float, default=3.0,
                                    min=1.0)
-
+    doWrite = Field("write calexp, calexpBackground, src and srcMatch (and the schemas)",
+                    bool, default=True)
 
     def set_defaults(self) -> None:
         """Detect below LSST's 5 sigma and split blends more readily, so that nearly every
@@ -86,7 +93,7 @@ class CalibrateConfig(Config):
         self.detection.deblendProminence = 2.0
 
 
-class CalibrateTask(Task):
+class CalibrateTask(CmdLineTask):
     """Detect and measure sources, calibrate the WCS and the photometry of one exposure."""
 
     ConfigClass = CalibrateConfig
@@ -139,6 +146,31 @@ class CalibrateTask(Task):
                       len(matches), astrom_rms * 1e3, zp)
         return Struct(exposure=exposure, sourceCat=cat, matches=matches,
                       astrom_rms=astrom_rms, zero_point=zp)
+
+    def run_data_ref(self, data_ref: Any) -> Struct:
+        """Read ``icExp``, ``icExpBackground``, ``icSrc`` and the reference catalog,
+        calibrate, write ``calexp``, ``calexpBackground``, ``src`` and ``srcMatch``."""
+        c = self.config
+        exposure = read_input(data_ref, "icExp", self.name, "characterizeImage")
+        background = read_input(data_ref, "icExpBackground", self.name, "characterizeImage")
+        ic_src = read_input(data_ref, "icSrc", self.name, "characterizeImage")
+        missing = [name for name in ic_src.schema.names if name not in self.schema]
+        if missing:
+            raise ValueError(f"the icSrc of {dict(data_ref.dataId)} has fields that src would "
+                             f"not carry ({', '.join(missing[:5])}): characterizeImage and "
+                             "calibrate were run with different measurement configs")
+        ref_cat = data_ref.get("ref_cat") if (c.doAstrometry or c.doPhotoCal) else None
+        data_id = data_ref.dataId
+        result = self.run(exposure, ref_cat,
+                          id_base=source_id_base(int(data_id["visit"]), int(data_id["ccd"])))
+        if c.doWrite:
+            data_ref.put(result.exposure, "calexp")
+            data_ref.put(background, "calexpBackground")
+            data_ref.put(result.sourceCat, "src")
+            data_ref.put(result.matches, "srcMatch")
+            write_schemas(data_ref.butler, {"src": result.sourceCat,
+                                            "srcMatch": result.matches})
+        return result
 
     def _usable(self, cat: Catalog) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):

@@ -5,6 +5,10 @@ background is estimated and subtracted (the first time, cosmic rays are then fou
 repaired with the PSF guess), bright sources are detected and measured, and a PSF model is
 fitted to the stars among them. The last
 iteration's catalog is ``icSrc`` (with the stars used flagged ``calib_psf_used``).
+
+``hpcpipe run characterizeImage REPO --id visit=... ccd=...`` reads ``postISRCCD`` (written by
+``hpcpipe run isr``) and writes ``icExp`` (the characterized exposure, with its PSF),
+``icExpBackground`` and ``icSrc``: ``calibrate``'s inputs.
 """
 
 from __future__ import annotations
@@ -13,15 +17,17 @@ from typing import Any
 
 import numpy as np
 
-from hpcpipe.config import Config, ConfigurableField, RangeField
+from hpcpipe.config import Config, ConfigurableField, Field, RangeField
 from hpcpipe.image.psf import GaussianPsf
 from hpcpipe.pipe.background import SubtractBackgroundTask
+from hpcpipe.pipe.dataset_io import background_exposure, read_input, write_schemas
 from hpcpipe.pipe.detection import SourceDetectionTask
 from hpcpipe.pipe.measure_psf import PSF_FLAGS, MeasurePsfTask
 from hpcpipe.pipe.measurement import MeasurementTask, measurement_schema
 from hpcpipe.pipe.repair import RepairTask
-from hpcpipe.pipe.sources import measure_detections
-from hpcpipe.task import Struct, Task, timed_method
+from hpcpipe.pipe.sources import measure_detections, source_id_base
+from hpcpipe.task import Struct, timed_method
+from hpcpipe.task.cmdline import CmdLineTask
 
 __all__ = ["CharacterizeImageConfig", "CharacterizeImageTask", "characterize_schema"]
 
@@ -47,13 +53,16 @@ class CharacterizeImageConfig(Config):
     psfIterations = RangeField("background/detection/PSF passes", int, default=2, min=1)
     initialPsfSigma = RangeField("Gaussian PSF guess before the first fit, pixels", float,
                                  default=2.0, min=0.3)
+    doWrite = Field("write icSrc (and its schema)", bool, default=True)
+    doWriteExposure = Field("write icExp and icExpBackground (calibrate's inputs)", bool,
+                            default=True)
 
     def set_defaults(self) -> None:
         """Bright sources only: the PSF needs high signal to noise."""
         self.detection.thresholdValue = 10.0
 
 
-class CharacterizeImageTask(Task):
+class CharacterizeImageTask(CmdLineTask):
     """Subtract the background, model the PSF and repair cosmic rays of one exposure."""
 
     ConfigClass = CharacterizeImageConfig
@@ -96,3 +105,20 @@ class CharacterizeImageTask(Task):
         self.metadata["nIcSrc"] = len(catalog)
         return Struct(exposure=exposure, background=background, sourceCat=catalog,
                       psf_sigma=float(sigma))
+
+    def run_data_ref(self, data_ref: Any) -> Struct:
+        """Read ``postISRCCD``, characterize it, write ``icExp``, ``icExpBackground`` and
+        ``icSrc`` (as switched on)."""
+        c = self.config
+        exposure = read_input(data_ref, "postISRCCD", self.name, "isr (with doWrite=True)")
+        data_id = data_ref.dataId
+        result = self.run(exposure,
+                          id_base=source_id_base(int(data_id["visit"]), int(data_id["ccd"])))
+        if c.doWriteExposure:
+            data_ref.put(result.exposure, "icExp")
+            data_ref.put(background_exposure(result.exposure, result.background),
+                         "icExpBackground")
+        if c.doWrite:
+            data_ref.put(result.sourceCat, "icSrc")
+            write_schemas(data_ref.butler, {"icSrc": result.sourceCat})
+        return result

@@ -2,8 +2,11 @@
 
 ``hpcpipe run processCcd REPO --id visit=... ccd=...`` (or the production driver) reads the
 raw and its calibrations and the reference catalog through the butler and writes
-``postISRCCD`` (if ``isr.doWrite``), ``icSrc``, ``calexp``, ``calexpBackground``, ``src`` and
-``srcMatch``, and the catalogs' ``*_schema``.
+``postISRCCD`` (if ``isr.doWrite``), ``icExp`` and ``icExpBackground`` (if
+``charImage.doWriteExposure``), ``icSrc`` (if ``charImage.doWrite``), ``calexp``,
+``calexpBackground``, ``src`` and ``srcMatch`` (if ``calibrate.doWrite``), and the catalogs'
+``*_schema``. The three steps are also command-line tasks of their own (``isr``,
+``characterizeImage``, ``calibrate``), which pass these datasets from one to the next.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from hpcpipe.config import Config, ConfigurableField
 from hpcpipe.image import Exposure
 from hpcpipe.pipe.calibrate import CalibrateTask
 from hpcpipe.pipe.characterize import CharacterizeImageTask
+from hpcpipe.pipe.dataset_io import background_exposure, write_schemas
 from hpcpipe.pipe.isr import IsrTask
 from hpcpipe.pipe.sources import source_id_base
 from hpcpipe.table import Catalog
@@ -32,8 +36,9 @@ class ProcessCcdConfig(Config):
                                   CalibrateTask)
 
     def set_defaults(self) -> None:
-        """postISRCCD is an intermediate: not written by default in a production."""
+        """postISRCCD and icExp are intermediates: not written by default in a production."""
         self.isr.doWrite = False
+        self.charImage.doWriteExposure = False
 
 
 class ProcessCcdTask(CmdLineTask):
@@ -56,23 +61,24 @@ class ProcessCcdTask(CmdLineTask):
         Returns
         -------
         Struct
-            ``postIsr``, ``exposure`` (the calexp), ``background``, ``icSrc``, ``src``,
-            ``srcMatch``.
+            ``postIsr``, ``icExp`` (a copy of the characterized exposure if
+            ``charImage.doWriteExposure``, else None), ``exposure`` (the calexp),
+            ``background``, ``icSrc``, ``src``, ``srcMatch``.
         """
         post_isr = self.isr.run(raw, bias, dark, flat).exposure
         exposure = post_isr.clone() if self.config.isr.doWrite else post_isr
         char = self.charImage.run(exposure, id_base=id_base)
+        ic_exp = char.exposure.clone() if self.config.charImage.doWriteExposure else None
         cal = self.calibrate.run(char.exposure, ref_cat, id_base=id_base)
-        return Struct(postIsr=post_isr, exposure=cal.exposure, background=char.background,
-                      icSrc=char.sourceCat, src=cal.sourceCat, srcMatch=cal.matches)
+        return Struct(postIsr=post_isr, icExp=ic_exp, exposure=cal.exposure,
+                      background=char.background, icSrc=char.sourceCat, src=cal.sourceCat,
+                      srcMatch=cal.matches)
 
     def run_data_ref(self, data_ref: Any) -> Struct:
         """Read the inputs through ``data_ref`` and write every output."""
         c = self.config.isr
         raw = data_ref.get("raw")
-        calibs = {name: data_ref.get(name) if flag else None
-                  for name, flag in (("bias", c.doBias), ("dark", c.doDark),
-                                     ("flat", c.doFlat))}
+        calibs = self.isr.read_calibrations(data_ref)
         cal = self.config.calibrate
         ref_cat = data_ref.get("ref_cat") if (cal.doAstrometry or cal.doPhotoCal) else None
         data_id = data_ref.dataId
@@ -80,18 +86,21 @@ class ProcessCcdTask(CmdLineTask):
                           id_base=source_id_base(int(data_id["visit"]), int(data_id["ccd"])))
         if c.doWrite:
             data_ref.put(result.postIsr, "postISRCCD")
-        background = Exposure(result.exposure.bbox, detector=result.exposure.detector)
-        background.image.array[:] = result.background
-        data_ref.put(result.exposure, "calexp")
-        data_ref.put(background, "calexpBackground")
-        data_ref.put(result.icSrc, "icSrc")
-        data_ref.put(result.src, "src")
-        data_ref.put(result.srcMatch, "srcMatch")
-        butler = data_ref.butler
-        for name, catalog in (("icSrc", result.icSrc), ("src", result.src),
-                              ("srcMatch", result.srcMatch)):
-            if not butler.datasetExists(f"{name}_schema"):
-                butler.put(Catalog(catalog.schema), f"{name}_schema")
+        background = background_exposure(result.exposure, result.background)
+        if result.icExp is not None:
+            data_ref.put(result.icExp, "icExp")
+            data_ref.put(background, "icExpBackground")
+        catalogs = {}
+        if self.config.charImage.doWrite:
+            data_ref.put(result.icSrc, "icSrc")
+            catalogs["icSrc"] = result.icSrc
+        if cal.doWrite:
+            data_ref.put(result.exposure, "calexp")
+            data_ref.put(background, "calexpBackground")
+            data_ref.put(result.src, "src")
+            data_ref.put(result.srcMatch, "srcMatch")
+            catalogs.update(src=result.src, srcMatch=result.srcMatch)
+        write_schemas(data_ref.butler, catalogs)
         self.metadata["nSrc"] = len(result.src)
         self.metadata["zeroPoint"] = float(result.exposure.photo_calib.zero_point
                                            if result.exposure.photo_calib else float("nan"))

@@ -2,7 +2,8 @@
 
 :func:`build_argument_parser` makes a :class:`TaskArgumentParser` with the options of a
 command-line task; :meth:`TaskArgumentParser.parse_task_args` parses them, expands the data
-ids, applies the ``-C``/``-c`` config overrides in the order given (recording their history),
+ids, applies the camera's config defaults (``camera_defaults``, from the repository's mapper)
+and then the ``-C``/``-c`` config overrides in the order given (recording their history),
 validates and freezes the config, sets the log levels, imports ``debug.py`` for ``--debug``,
 and prints what ``--show`` asks for. Every usage error prints one message naming the option at
 fault and exits with status 2, before any data is touched.
@@ -19,17 +20,20 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Union
 
 from hpcpipe.config import Config, ConfigError, apply_override, load_config
+from hpcpipe.config import history as _history
+from hpcpipe.config.overrides import resolve_field
 from hpcpipe.task import show as _show
 from hpcpipe.task.dataid import DataIdError, expand_data_ids
 from hpcpipe.task.debug import DebugModuleError, load_debug_module
 from hpcpipe.task.task import LOGGER_ROOT
 
 __all__ = ["build_argument_parser", "TaskArgumentParser", "apply_log_levels", "parse_log_level",
-           "LOG_LEVELS", "positive_int", "non_negative_int", "positive_float"]
+           "LOG_LEVELS", "positive_int", "non_negative_int", "positive_float",
+           "apply_camera_defaults"]
 
 _log = logging.getLogger(__name__)
 
@@ -39,6 +43,53 @@ LOG_LEVELS = {"TRACE": 5, "DEBUG": logging.DEBUG, "INFO": logging.INFO,
               "CRITICAL": logging.CRITICAL, "FATAL": logging.CRITICAL}
 
 KnownKeys = Union[Collection[str], Callable[[argparse.Namespace], Collection[str]], None]
+#: Applies a camera's config defaults to a new config (see ``parse_task_args``).
+CameraDefaults = Union[Callable[[argparse.Namespace, Config], None], None]
+
+
+def apply_camera_defaults(config: Config, overrides: Mapping[str, Any], task_name: str,
+                          source: str) -> list[str]:
+    """Apply a camera's config defaults for one task (its mapper's ``config_overrides``).
+
+    Parameters
+    ----------
+    config : Config
+        The task's config, with the task's own defaults.
+    overrides : mapping of str to value
+        Dotted field names of the task's config and their values (``{"isr.doOverscan":
+        False}`` for processCcd). A name that starts with the task's own name is also taken
+        relative to the task (``isr.doOverscan`` is ``doOverscan`` for the isr task), so a
+        camera may give one dict for every task; a dotted name whose first part is not a
+        field of this config (an ``isr.*`` default given to ``calibrate``) addresses another
+        task and is left out. A name without a dot must be a field of this config.
+    task_name : str
+        The task's name.
+    source : str
+        Where the defaults come from (``camera simcam``), recorded in the config's history.
+
+    Returns
+    -------
+    list of str
+        The names applied, in the config's terms.
+
+    Raises
+    ------
+    UnknownFieldError, FieldValidationError
+        For a name of this config's subtasks that does not exist, or a bad value; the
+        message names the field.
+    """
+    applied = []
+    for name, value in overrides.items():
+        first = name.split(".", 1)[0].split("[", 1)[0]
+        if first not in config._fields and "." in name:
+            if first != task_name:
+                continue
+            name = name.split(".", 1)[1]
+        owner, field = resolve_field(config, name)
+        with _history.recording("camera", source):
+            setattr(owner, field.name, value)
+        applied.append(name)
+    return applied
 
 
 def parse_log_level(text: str) -> tuple[str | None, int]:
@@ -177,7 +228,8 @@ class TaskArgumentParser(argparse.ArgumentParser):
 
     def parse_task_args(self, args: Sequence[str] | None = None, *, config: Config | None = None,
                         known_id_keys: KnownKeys = None, freeze: bool = True,
-                        namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+                        namespace: argparse.Namespace | None = None,
+                        camera_defaults: CameraDefaults = None) -> argparse.Namespace:
         """Parse the command line and prepare the config; exit 2 on a usage error.
 
         Parameters
@@ -192,6 +244,12 @@ class TaskArgumentParser(argparse.ArgumentParser):
             Freeze the config once it is valid (the default).
         namespace : argparse.Namespace, optional
             Where to put the results.
+        camera_defaults : callable, optional
+            ``camera_defaults(namespace, config)`` applies the camera's defaults (from the
+            repository ``namespace.repo`` names) to the new config, after the task's own
+            defaults and before ``-C`` and ``-c`` (see :func:`apply_camera_defaults`); it
+            may raise ``ConfigError``, ``ValueError``, ``TypeError`` or ``KeyError``, reported
+            as a usage error.
 
         Returns
         -------
@@ -214,7 +272,7 @@ class TaskArgumentParser(argparse.ArgumentParser):
         apply_log_levels(ns.loglevel)
         if ns.debug:
             self._debug()
-        ns.config = self._config(ns, config)
+        ns.config = self._config(ns, config, camera_defaults)
         if freeze:
             ns.config.freeze()
         self._show(ns)
@@ -247,7 +305,8 @@ class TaskArgumentParser(argparse.ArgumentParser):
         if module is None:
             _log.warning("--debug: no debug.py on the Python path; debug switches stay off")
 
-    def _config(self, ns: argparse.Namespace, config: Config | None) -> Config:
+    def _config(self, ns: argparse.Namespace, config: Config | None,
+                camera_defaults: CameraDefaults = None) -> Config:
         if config is None:
             if self.config_class is None:
                 if ns.config_overrides:
@@ -256,6 +315,11 @@ class TaskArgumentParser(argparse.ArgumentParser):
                 config = Config()
             else:
                 config = self.config_class()
+        if camera_defaults is not None:
+            try:
+                camera_defaults(ns, config)
+            except (ConfigError, ValueError, TypeError, KeyError) as exc:
+                self.error(f"argument REPO: the camera's config defaults: {_message(exc)}")
         for kind, text, option in ns.config_overrides:
             try:
                 if kind == "file":

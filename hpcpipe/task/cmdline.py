@@ -2,7 +2,9 @@
 
 A :class:`CmdLineTask` processes one data reference at a time in :meth:`run_data_ref`.
 :func:`run_cmdline_task` parses the command line (:mod:`hpcpipe.task.argparser`), opens the
-butler on ``REPO`` with ``--output`` or ``--rerun`` chained to it, expands ``--id`` into data
+butler on ``REPO`` with ``--output`` or ``--rerun`` chained to it (the config is built from the
+task's defaults, then the camera's defaults from the repository's mapper, then ``-C`` and
+``-c``), expands ``--id`` into data
 references, writes the task's config to the output repository on the first run (and refuses a
 later run whose config differs, unless ``--clobber-config``, which keeps a backup), runs every
 data reference (``-j N`` at once), writes ``<task>_metadata`` after each, and returns the
@@ -19,16 +21,17 @@ import os
 import shutil
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from hpcpipe.task.argparser import build_argument_parser
+from hpcpipe.task.argparser import apply_camera_defaults, build_argument_parser
 from hpcpipe.task.struct import Struct
 from hpcpipe.task.task import Task
 
 __all__ = ["CmdLineTask", "run_cmdline_task", "MAX_EXIT_STATUS", "config_conflict",
-           "persist_config", "process_data_ref", "butler_for", "repository_keys"]
+           "persist_config", "process_data_ref", "butler_for", "repository_keys",
+           "camera_defaults"]
 
 log = logging.getLogger("hpcpipe.task.cmdline")
 
@@ -70,6 +73,40 @@ def repository_keys(parser: argparse.ArgumentParser):  # type: ignore[no-untyped
             raise  # not reached: error() exits
 
     return keys
+
+
+def camera_defaults(task_names: Sequence[str], nested: bool = False
+                    ) -> Callable[[argparse.Namespace, Any], None]:
+    """A ``camera_defaults`` function for :meth:`TaskArgumentParser.parse_task_args`: the
+    camera-level config defaults of the repository ``REPO`` names (its mapper's
+    ``config_overrides(task)``).
+
+    Parameters
+    ----------
+    task_names : sequence of str
+        The task whose config it is; with ``nested``, the config has one nested config per
+        name (``hpcpipe drp``'s ``config.<step>``), each given the camera's defaults for
+        that task.
+    nested : bool, optional
+        See ``task_names``.
+    """
+
+    def apply(ns: argparse.Namespace, config: Any) -> None:
+        from hpcpipe.butler import Butler, ButlerError
+
+        try:
+            mapper = Butler(ns.repo).mapper
+        except ButlerError as exc:
+            raise ValueError(str(exc)) from exc
+        source = f"camera {mapper}"
+        for name in task_names:
+            target = getattr(config, name) if nested else config
+            overrides = mapper.config_overrides(name)
+            applied = apply_camera_defaults(target, overrides, name, source)
+            if applied:
+                log.debug("%s: %s config defaults: %s", name, source, ", ".join(applied))
+
+    return apply
 
 
 def repository_paths(ns: argparse.Namespace) -> tuple[Path, Path | None]:
@@ -206,7 +243,8 @@ def run_cmdline_task(task_class: type[CmdLineTask], argv: Sequence[str] | None =
     parser = build_argument_parser(prog or f"hpcpipe run {name}",
                                    description=(task_class.__doc__ or "").split("\n")[0] or None,
                                    config_class=task_class.ConfigClass, task_name=name)
-    ns = parser.parse_task_args(argv, known_id_keys=repository_keys(parser))
+    ns = parser.parse_task_args(argv, known_id_keys=repository_keys(parser),
+                                camera_defaults=camera_defaults([name]))
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s: %(message)s",
                             level=logging.INFO)

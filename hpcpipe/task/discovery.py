@@ -8,7 +8,9 @@ Packages outside hpcpipe register their tasks as entry points in the group ``hpc
 
 after which ``hpcpipe run myDetect REPO ...`` and :func:`find_task` ``("myDetect")`` find it. A
 task that is not registered is found by its import path, ``package.module:Class`` or
-``package.module.Class``.
+``package.module.Class``. hpcpipe's own command-line tasks (:data:`BUILTIN_TASKS`) are found
+without any installed metadata (a fresh checkout on ``PYTHONPATH``); setup.py registers the
+same names as entry points.
 """
 
 from __future__ import annotations
@@ -20,11 +22,21 @@ from typing import Any
 
 from hpcpipe.errors import HpcpipeError
 
-__all__ = ["ENTRY_POINT_GROUP", "TaskNotFoundError", "find_task", "registered_tasks",
-           "import_object"]
+__all__ = ["BUILTIN_TASKS", "ENTRY_POINT_GROUP", "TaskNotFoundError", "find_task",
+           "registered_tasks", "import_object"]
 
 #: The entry point group of registered tasks.
 ENTRY_POINT_GROUP = "hpcpipe.tasks"
+
+#: hpcpipe's own command-line tasks, by name (the same as its ``hpcpipe.tasks`` entry points
+#: in setup.py), found even where hpcpipe's package metadata is not installed.
+BUILTIN_TASKS: dict[str, str] = {
+    "processCcd": "hpcpipe.pipe.process_ccd:ProcessCcdTask",
+    "isr": "hpcpipe.pipe.isr:IsrTask",
+    "characterizeImage": "hpcpipe.pipe.characterize:CharacterizeImageTask",
+    "calibrate": "hpcpipe.pipe.calibrate:CalibrateTask",
+    "imageDifference": "hpcpipe.diffim.image_difference:ImageDifferenceTask",
+}
 
 
 class TaskNotFoundError(HpcpipeError, LookupError):
@@ -37,12 +49,18 @@ class TaskNotFoundError(HpcpipeError, LookupError):
 def registered_tasks(group: str = ENTRY_POINT_GROUP) -> dict[str, EntryPoint]:
     """Return the entry points of the registered tasks, by name.
 
+    In the default group, hpcpipe's :data:`BUILTIN_TASKS` come first, then the installed
+    entry points (hpcpipe's own, when installed, are the same).
+
     Raises
     ------
     TaskNotFoundError
-        If two installed distributions register different tasks under one name.
+        If two installed distributions (or one and hpcpipe) register different tasks under
+        one name.
     """
     found: dict[str, EntryPoint] = {}
+    if group == ENTRY_POINT_GROUP:
+        found = {name: EntryPoint(name, value, group) for name, value in BUILTIN_TASKS.items()}
     for ep in entry_points(group=group):
         old = found.get(ep.name)
         if old is not None and old.value != ep.value:

@@ -1,18 +1,19 @@
 # Pythran source of hpcpipe.kernels._isr (compiled by setup.py). Reference: ../isr.py
-#pythran export isr_amplifier(uint16[:,:] order(C), int, int, int, int, int, int, float64[:], float32[:,:] order(C), float32[:,:] order(C), float32[:,:] order(C), uint8[:,:] order(C), int, int, int, int, float, float, float, float, float, float32[:,:] order(C), float32[:,:] order(C), int32[:,:] order(C), int, int, int)
-#pythran export isr_amplifier(int32[:,:] order(C), int, int, int, int, int, int, float64[:], float32[:,:] order(C), float32[:,:] order(C), float32[:,:] order(C), uint8[:,:] order(C), int, int, int, int, float, float, float, float, float, float32[:,:] order(C), float32[:,:] order(C), int32[:,:] order(C), int, int, int)
-#pythran export isr_amplifier(float32[:,:] order(C), int, int, int, int, int, int, float64[:], float32[:,:] order(C), float32[:,:] order(C), float32[:,:] order(C), uint8[:,:] order(C), int, int, int, int, float, float, float, float, float, float32[:,:] order(C), float32[:,:] order(C), int32[:,:] order(C), int, int, int)
-#pythran export isr_amplifier(float64[:,:] order(C), int, int, int, int, int, int, float64[:], float32[:,:] order(C), float32[:,:] order(C), float32[:,:] order(C), uint8[:,:] order(C), int, int, int, int, float, float, float, float, float, float32[:,:] order(C), float32[:,:] order(C), int32[:,:] order(C), int, int, int)
+#pythran export isr_amplifier(uint16[:,:] order(C), int, int, int, int, int, int, float64[:], float64[:], float32[:,:] order(C), float32[:,:] order(C), float32[:,:] order(C), uint8[:,:] order(C), int, int, int, int, float, float, float, float, float, float32[:,:] order(C), float32[:,:] order(C), int32[:,:] order(C), int, int, int)
+#pythran export isr_amplifier(int32[:,:] order(C), int, int, int, int, int, int, float64[:], float64[:], float32[:,:] order(C), float32[:,:] order(C), float32[:,:] order(C), uint8[:,:] order(C), int, int, int, int, float, float, float, float, float, float32[:,:] order(C), float32[:,:] order(C), int32[:,:] order(C), int, int, int)
+#pythran export isr_amplifier(float32[:,:] order(C), int, int, int, int, int, int, float64[:], float64[:], float32[:,:] order(C), float32[:,:] order(C), float32[:,:] order(C), uint8[:,:] order(C), int, int, int, int, float, float, float, float, float, float32[:,:] order(C), float32[:,:] order(C), int32[:,:] order(C), int, int, int)
+#pythran export isr_amplifier(float64[:,:] order(C), int, int, int, int, int, int, float64[:], float64[:], float32[:,:] order(C), float32[:,:] order(C), float32[:,:] order(C), uint8[:,:] order(C), int, int, int, int, float, float, float, float, float, float32[:,:] order(C), float32[:,:] order(C), int32[:,:] order(C), int, int, int)
 import numpy as np
 
 
-def isr_amplifier(raw, ry0, rx0, ty0, tx0, height, width, level, bias, dark, flat, defects,
+def isr_amplifier(raw, ry0, rx0, ty0, tx0, height, width, level, lin, bias, dark, flat, defects,
                   use_bias, use_dark, use_flat, use_defects, gain, read_var, saturation,
                   suspect, dark_time, image, variance, mask, sat_bit, bad_bit, suspect_bit):
     """One pass over one amplifier's pixels: raw ADU to electrons, variance and mask.
 
     raw[ry0 + i, rx0 + j] goes to image[ty0 + i, tx0 + j]; the calibrations are indexed
-    like the trimmed image. See ../isr.py for the rule.
+    like the trimmed image; ``lin`` holds the linearity coefficients (c2, c3, ...), empty
+    for a linear amplifier. See ../isr.py for the rule.
 
     Written for the C++ compiler's auto-vectoriser (SSE2 on the x86-64 baseline; setup.py
     adds -fno-trapping-math for this kernel so that the selects around the divisions are
@@ -40,6 +41,7 @@ def isr_amplifier(raw, ry0, rx0, ty0, tx0, height, width, level, bias, dark, fla
     sus_b = np.int32(suspect_bit)
     bad_b = np.int32(bad_bit)
     zero = np.int32(0)
+    nlin = lin.shape[0]
     for i in range(height):
         lev = level[i]
         ro = (ry0 + i) * rn + rx0
@@ -55,8 +57,17 @@ def isr_amplifier(raw, ry0, rx0, ty0, tx0, height, width, level, bias, dark, fla
         vrow = vaf[to:to + width]
         mrow = maf[to:to + width]
         # electrons (the operations in the reference's order)
-        for j in range(width):
-            ebuf[j] = (float(rrow[j]) - lev - float(brow[j])) * gain - float(drow[j]) * dt
+        if nlin == 0:
+            for j in range(width):
+                ebuf[j] = (float(rrow[j]) - lev - float(brow[j])) * gain - float(drow[j]) * dt
+        else:
+            # the linearizer's polynomial by Horner's rule: a + a**2 (c2 + a (c3 + ...))
+            for j in range(width):
+                a = float(rrow[j]) - lev - float(brow[j])
+                poly = lin[nlin - 1]
+                for k in range(nlin - 2, -1, -1):
+                    poly = lin[k] + a * poly
+                ebuf[j] = (a + a * a * poly) * gain - float(drow[j]) * dt
         # flat field; a flat that is not positive and finite leaves e and var undivided
         for j in range(width):
             f = float(frow[j])

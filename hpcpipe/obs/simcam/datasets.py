@@ -84,6 +84,11 @@ def dataset_types() -> list[DatasetType]:
         _t("postISRCCD", FITS_EXPOSURE, f"postISRCCD/{CCD}/postISRCCD_{CCD_NAME}.fits",
            "A CCD after instrument signature removal (bias, dark and flat corrected, "
            "variance and mask planes set)."),
+        _t("icExp", FITS_EXPOSURE, f"icExp/{CCD}/icExp_{CCD_NAME}.fits",
+           "A characterized CCD (characterizeImage's output): background-subtracted, cosmic "
+           "rays repaired, with its PSF; calibrate's input."),
+        _t("icExpBackground", HDF5_EXPOSURE, f"icExp/{CCD}/icExpBackground_{CCD_NAME}.h5",
+           "The background model subtracted from the icExp, as an image of the CCD's size."),
         _t("calexp", FITS_EXPOSURE, f"calexp/{CCD}/calexp_{CCD_NAME}.fits",
            "Calibrated exposure: background-subtracted, with its PSF, WCS and photometric "
            "calibration."),
