@@ -47,7 +47,7 @@ def test_config_change_is_refused_then_clobbered_with_backup(repo, tmp_path, cap
     assert run(repo, "--output", out, "--id", "visit=1000", "ccd=0", "-c", "scale=2.0",
                "--clobber-config") == 0
     assert Butler(out).get("overscanTest_config").scale == 2.0
-    assert list((out / "config").glob("overscanTest.py~1"))
+    assert list((out / "config").glob("overscanTest.yaml~1"))
 
 
 def test_exit_status_counts_failures_and_doraise_stops(repo, tmp_path, caplog):

@@ -15,7 +15,6 @@ import argparse
 import cProfile
 import logging
 import multiprocessing
-import os
 import shutil
 import sys
 import traceback
@@ -23,12 +22,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from hpcpipe.config import StoredConfig
+from hpcpipe.config.compare import ConfigDifference, format_differences
+from hpcpipe.io.atomic import atomic_path
 from hpcpipe.task.argparser import build_argument_parser
 from hpcpipe.task.struct import Struct
 from hpcpipe.task.task import Task
 
 __all__ = ["CmdLineTask", "run_cmdline_task", "MAX_EXIT_STATUS", "config_conflict",
-           "persist_config", "process_data_ref", "butler_for", "repository_keys"]
+           "persist_config", "stored_config", "process_data_ref", "butler_for", "repository_keys"]
 
 log = logging.getLogger("hpcpipe.task.cmdline")
 
@@ -110,54 +112,79 @@ def _data_refs(butler: Any, task_class: type[CmdLineTask], data_ids: list[dict[s
     return refs
 
 
+def _output_config(butler: Any, name: str) -> tuple[Any, str]:
+    """The ``<name>_config`` dataset type and its path in the *output* repository only."""
+    resolved = butler.mapper.dataset_type(f"{name}_config", {})
+    return resolved, resolved.template.format({})
+
+
+def stored_config(butler: Any, name: str) -> Any:
+    """The ``<name>_config`` of the output repository (never one found through its inputs).
+
+    Returns
+    -------
+    StoredConfig, other plain data, or None
+        None if the output repository holds no config of ``name``. The file is read as data
+        (:mod:`hpcpipe.config.stored`): nothing in it runs.
+    """
+    resolved, relpath = _output_config(butler, name)
+    storage = butler.output.storage
+    if not storage.exists(relpath):
+        return None
+    return storage.read(relpath, resolved.formatter.read)
+
+
 def config_conflict(butler: Any, name: str, config: Any) -> str | None:
     """Describe how ``config`` differs from the ``<name>_config`` in the output repository.
+
+    Only the output repository is looked at: a config in an input repository describes
+    another run, and belongs to whoever wrote it.
 
     Returns
     -------
     str or None
         The differences, one field a line; None if there is no saved config or it is equal.
     """
-    from hpcpipe.config.compare import format_differences
-
-    dataset = f"{name}_config"
-    if not butler.datasetExists(dataset):
+    stored = stored_config(butler, name)
+    if stored is None:
         return None
-    differences = config.compare(butler.get(dataset))
+    if not isinstance(stored, StoredConfig):
+        return format_differences([ConfigDifference("(stored config)", "a config",
+                                                    type(stored).__name__)])
+    differences = stored.differences(config)
     return format_differences(differences) if differences else None
 
 
 def persist_config(butler: Any, name: str, config: Any, clobber: bool) -> str | None:
     """Write a task's config to the output repository as ``<name>_config``.
 
-    On the first run the config is written; on later runs it is compared with the saved one.
-    A different config is refused unless ``clobber``, which replaces it and keeps the old
-    file as a backup (``<file>~1``, ``~2``...).
+    On the first run the config is written; on later runs it is compared (as data) with the
+    one the output repository holds. A different config is refused unless ``clobber``, which
+    replaces it and keeps the old file as a backup beside it (``<file>~1``, ``~2``...) in the
+    output repository.
 
     Returns
     -------
     str or None
         The error to report (the config differs and ``clobber`` is false), else None.
     """
-    dataset = f"{name}_config"
-    exists = butler.datasetExists(dataset)
-    if exists:
+    _, relpath = _output_config(butler, name)
+    if butler.output.storage.exists(relpath):
         differences = config_conflict(butler, name, config)
         if differences is None:
             return None
         if not clobber:
             return (f"the config of {name} differs from the one in the output repository "
                     f"(use --clobber-config to replace it):\n{differences}")
-        uri = str(butler.getUri(dataset))
-        path = uri[len("file://"):] if uri.startswith("file://") else uri
-        backup = f"{path}~1"
+        path = butler.output.storage.local_path(relpath)
         k = 1
-        while os.path.exists(backup):
+        while path.with_name(f"{path.name}~{k}").exists():
             k += 1
-            backup = f"{path}~{k}"
-        shutil.copy2(path, backup)
+        backup = path.with_name(f"{path.name}~{k}")
+        with atomic_path(backup) as tmp:
+            shutil.copy2(path, tmp)
         log.warning("replacing the config of %s; the old one is kept as %s", name, backup)
-    butler.put(config, dataset)
+    butler.put(config, f"{name}_config")
     return None
 
 
