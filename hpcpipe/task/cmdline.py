@@ -19,6 +19,8 @@ import shutil
 import sys
 import traceback
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -222,6 +224,70 @@ class _Runner:
         return dict(ref.dataId), None
 
 
+#: What a ``-j`` child inherits at fork: the runner, the references and each unit's state.
+_FORKED: dict[str, Any] = {}
+_PENDING, _STARTED, _FINISHED = 0, 1, 2
+
+
+def _run_forked(index: int) -> tuple[dict[str, Any], str | None]:
+    """Run reference ``index`` in a ``-j`` child, marking it started, then finished."""
+    states = _FORKED["states"]
+    states[index] = _STARTED
+    outcome = _FORKED["runner"](_FORKED["refs"][index])
+    states[index] = _FINISHED
+    return outcome
+
+
+def run_in_processes(runner: Any, refs: list[Any], processes: int
+                     ) -> list[tuple[dict[str, Any], str | None]]:
+    """Run ``runner(ref)`` for every reference in ``processes`` forked children.
+
+    A child that dies (SIGKILL, the OOM killer) breaks a ``ProcessPoolExecutor``
+    (``BrokenProcessPool``) instead of losing its task silently, as ``multiprocessing.Pool``
+    does: the units that were running then are failed (their child died under them, or was
+    stopped with the pool), the units not started yet go on in a new pool. It never hangs.
+
+    Returns
+    -------
+    list of (data id, error text or None)
+        In the order of ``refs``.
+    """
+    context = multiprocessing.get_context("fork")
+    states = context.RawArray("b", len(refs))  # shared with the children, no lock needed
+    _FORKED.update(runner=runner, refs=refs, states=states)
+    outcomes: dict[int, tuple[dict[str, Any], str | None]] = {}
+    todo = list(range(len(refs)))
+    try:
+        while todo:
+            broken: list[int] = []
+            with ProcessPoolExecutor(max_workers=min(processes, len(todo)),
+                                     mp_context=context) as pool:
+                futures = {pool.submit(_run_forked, i): i for i in todo}
+                for future in as_completed(futures):
+                    index = futures[future]
+                    try:
+                        outcomes[index] = future.result()
+                    except BrokenProcessPool:
+                        broken.append(index)
+                    except BaseException:  # --doraise: stop at the first failure
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        raise
+            todo = []
+            for index in sorted(broken):
+                if states[index] == _STARTED:
+                    outcomes[index] = (dict(refs[index].dataId),
+                                       "its -j worker process died while it ran (killed by a "
+                                       "signal, or by the out-of-memory killer)")
+                    log.error("a -j worker process died while it ran %s",
+                              dict(refs[index].dataId))
+                else:  # not started, or finished with its answer lost: run it again
+                    states[index] = _PENDING
+                    todo.append(index)
+    finally:
+        _FORKED.clear()
+    return [outcomes[i] for i in range(len(refs))]
+
+
 def run_cmdline_task(task_class: type[CmdLineTask], argv: Sequence[str] | None = None,
                      prog: str | None = None) -> int:
     """Parse ``argv`` for ``task_class`` and run it; returns the exit status.
@@ -256,8 +322,7 @@ def run_cmdline_task(task_class: type[CmdLineTask], argv: Sequence[str] | None =
         profile.enable()
     try:
         if ns.processes > 1 and len(refs) > 1:
-            with multiprocessing.get_context("fork").Pool(ns.processes) as pool:
-                outcomes = pool.map(runner, refs, chunksize=1)
+            outcomes = run_in_processes(runner, refs, ns.processes)
         else:
             outcomes = [runner(ref) for ref in refs]
     except Exception as exc:  # noqa: BLE001 - --doraise: the first failure stops the run
