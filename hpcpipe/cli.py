@@ -47,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=42, help="simulation seed (default 42)")
 
     sub.add_parser("info", help="show versions, MPI and HDF5 support, and the kernels in use")
+    report = sub.add_parser("report", help="rebuild a run's report from its journal (after "
+                            "a run that was killed)",
+                            description="Rebuild report.json, timeline.png and report.html "
+                            "from journal.jsonl, which the master appends to as units end.")
+    report.add_argument("location", type=Path, metavar="OUT",
+                        help="the output repository (its report/), or a report directory")
     _add_submit_parser(sub)
     from hpcpipe.butler.cli import add_butler_commands
 
@@ -188,6 +194,18 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from hpcpipe.drivers.report import rebuild_report
+
+    try:
+        paths = rebuild_report(args.location)
+    except FileNotFoundError as exc:
+        print(f"hpcpipe report: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"report: {paths['html']}")
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     import astropy
     import h5py
@@ -219,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     if hasattr(args, "handler"):  # commands that bring their own handler (butler, ingest)
         return int(args.handler(args))
-    handlers = {"demo": _cmd_demo, "info": _cmd_info, "submit": _cmd_submit}
+    handlers = {"demo": _cmd_demo, "info": _cmd_info, "submit": _cmd_submit,
+                "report": _cmd_report}
     return handlers[args.command](args)
 
 
