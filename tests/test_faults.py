@@ -115,3 +115,57 @@ def test_unit_calling_sys_exit_fails_alone(repo, tmp_path):
     assert sum(u["state"] == "done" for u in units.values()) == len(units) - 1 - sum(
         u["state"] == "blocked" for u in units.values())
     assert Butler(tmp_path / "out").datasetExists("toyIsr_metadata", visit=1001, ccd=0)
+
+
+def drp_serial(repo: Path, tmp_path: Path, *extra: str, timeout: float = 180
+               ) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "hpcpipe", "drp", str(repo), "--output",
+               str(tmp_path / "out"), "--id", "--production", PRODUCTION, *extra]
+    env = {**clean_env(), "HPCPIPE_NO_MPI": "1"}
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_killed_master_leaves_a_journal_the_report_is_rebuilt_from(repo, tmp_path):
+    """The master killed mid-run (SIGKILL): no report, but `hpcpipe report OUT` rebuilds it
+    from the journal, with the units that ended before the kill; strict JSON."""
+    marker = tmp_path / "crash-now"
+    marker.touch()
+    first = drp_serial(repo, tmp_path, "-c", f"toyIsr.crash_file={marker}",
+                       "toyIsr.crash_visit=1001", "toyIsr.crash_ccd=1")
+    assert first.returncode == -9, first.stderr
+    report = tmp_path / "out" / "report"
+    assert not (report / "report.json").exists() and (report / "journal.jsonl").exists()
+    rebuilt = subprocess.run([sys.executable, "-m", "hpcpipe", "report", str(tmp_path / "out")],
+                             env=clean_env(), capture_output=True, text=True, timeout=120)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    units = {u["key"]: u for u in json.loads((report / "report.json").read_text(),
+                                             parse_constant=pytest.fail)["units"]}
+    butler = Butler(tmp_path / "out")
+    done = {k for k, u in units.items() if u["state"] == "done" and k.startswith("toyIsr")}
+    assert done and KEY not in units
+    for key in done:
+        _, visit, ccd = key.split()
+        assert butler.datasetExists("toyIsr_metadata", visit=int(visit[6:]), ccd=int(ccd[4:]))
+    assert (report / "report.html").exists() and (report / "timeline.png").exists()
+
+
+def test_resume_removes_debris_and_verifies_outputs(repo, tmp_path):
+    """A killed writer's temporary files are removed by the resumed run; with
+    --verify-outputs a done unit whose output is truncated is redone, not skipped."""
+    assert drp_serial(repo, tmp_path).returncode == 0
+    out = tmp_path / "out"
+    postisr = Butler(out).getUri("postISRCCD", visit=1000, ccd=0).removeprefix("file://")
+    debris = [Path(postisr).with_name(f".tmp-{Path(postisr).name}.x1y2z3"),
+              out / "config" / ".tmp-toyIsr.yaml.a1b2c3"]
+    for path in debris:  # what killed writers leave (atomic_path's temporary names)
+        path.write_bytes(b"SIMPLE  =  half written")
+    with open(postisr, "r+b") as handle:  # a done unit's output, truncated
+        handle.truncate(2880)
+    second = drp_serial(repo, tmp_path, "--verify-outputs", "--report", str(tmp_path / "r2"))
+    assert second.returncode == 0, second.stderr
+    assert not [p for p in out.rglob(".tmp-*")]
+    units = {u["key"]: u
+             for u in json.loads((tmp_path / "r2" / "report.json").read_text())["units"]}
+    assert units["toyIsr visit=1000 ccd=0"]["state"] == "done"  # redone
+    assert units["toyIsr visit=1000 ccd=1"]["state"] == "skipped"
+    assert Butler(out).get("postISRCCD", visit=1000, ccd=0).image.array.size > 0

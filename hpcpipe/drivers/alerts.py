@@ -2,9 +2,10 @@
 
 For each visit, in time order (``--visit V``, ``--night YYYY-MM-DD`` or ``--id``):
 
-1. every CCD of the visit, spread over the ranks: ``processCcd`` (if its calexp is not in
-   the output repository yet), then ``imageDifference`` (the coadd template warped onto the
-   calexp, PSF-matched, subtracted; diaSources detected and measured);
+1. every CCD of the visit, spread over the ranks: ``processCcd`` (unless its
+   ``processCcd_metadata``, the completion marker, is there already), then
+   ``imageDifference`` (the coadd template warped onto the calexp, PSF-matched,
+   subtracted; diaSources detected and measured);
 2. on the master: association of the visit's diaSources with the diaObjects of the APDB
    (:func:`hpcpipe.ap.association.associate_visit`), stored in one transaction;
 3. every CCD again, on the rank that holds its images in memory (the pool's
@@ -63,7 +64,7 @@ FLAG_BITS = (
 class AlertsConfig(Config):
     """The alert production's config: its two tasks' configs and its own settings."""
 
-    processCcd = ConfigField("single-frame processing of CCDs without a calexp",
+    processCcd = ConfigField("single-frame processing of CCDs not processed yet",
                              ProcessCcdTask.ConfigClass)
     imageDifference = ConfigField("template subtraction, diaSource detection and measurement",
                                   ImageDifferenceTask.ConfigClass)
@@ -151,7 +152,9 @@ def _difference_unit(cache: Any, unit: tuple[int, int, str]) -> np.ndarray:
     butler = _butler(cache)
     config = cache.alert_config
     ref = butler.dataRef("raw", visit=visit, ccd=ccd)
-    if not butler.datasetExists("calexp", visit=visit, ccd=ccd):
+    # processCcd_metadata, written last, marks a finished processCcd (as for hpcpipe drp):
+    # a calexp alone may be left by a run killed before the CCD's src was written
+    if not butler.datasetExists("processCcd_metadata", visit=visit, ccd=ccd):
         process_data_ref(ProcessCcdTask(config=config.processCcd), ref)
     result = process_data_ref(ImageDifferenceTask(config=config.imageDifference), ref)
     calexp = butler.get("calexp", visit=visit, ccd=ccd)

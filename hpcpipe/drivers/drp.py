@@ -47,6 +47,7 @@ from hpcpipe.io.atomic import remove_debris
 from hpcpipe.task.cmdline import (
     MAX_EXIT_STATUS,
     config_conflict,
+    outputs_open,
     persist_config,
     process_data_ref,
 )
@@ -92,6 +93,7 @@ class DrpRequest:
     configs: dict[str, Any]
     clobber_outputs: bool = False
     clobber_config: bool = False
+    verify_outputs: bool = False
     report_dir: Path | None = None
     show_data: bool = False
     retries: int = 0
@@ -293,10 +295,19 @@ def run_production(pool: Pool, request: DrpRequest) -> DrpResult:
             units = [u for u in step.units(ctx) if ctx.selected(u)]
             ctx.add_units(step.name, step.unit_keys, units)
             graph.add_step(step, units, ctx, number)
-        job = graph.stage_job(
-            number, lambda i: butler.datasetExists(f"{graph.steps[i]}_metadata",
-                                                   graph.data_ids[i]),
-            request.clobber_outputs)
+        def is_done(i: int) -> bool:
+            step, data_id = graph.steps[i], graph.data_ids[i]
+            if not butler.datasetExists(f"{step}_metadata", data_id):
+                return False
+            if request.verify_outputs:
+                why = outputs_open(butler, step, data_id)
+                if why is not None:
+                    log.warning("%s: done before, but its outputs do not open (%s): redone",
+                                graph.keys[i], why)
+                    return False
+            return True
+
+        job = graph.stage_job(number, is_done, request.clobber_outputs)
         for g, cause in job.blocked.items():
             graph.state[g] = "blocked"
             records[g] = UnitRecord(graph.steps[g], g, graph.keys[g], "blocked",

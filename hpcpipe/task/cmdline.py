@@ -32,7 +32,8 @@ from hpcpipe.task.struct import Struct
 from hpcpipe.task.task import Task
 
 __all__ = ["CmdLineTask", "run_cmdline_task", "MAX_EXIT_STATUS", "config_conflict",
-           "persist_config", "stored_config", "process_data_ref", "butler_for", "repository_keys"]
+           "persist_config", "stored_config", "process_data_ref", "outputs_open", "OUTPUTS_KEY",
+           "butler_for", "repository_keys"]
 
 log = logging.getLogger("hpcpipe.task.cmdline")
 
@@ -197,9 +198,41 @@ def process_data_ref(task: CmdLineTask, data_ref: Any) -> Any:
     existence marks the data id as done (what resumed runs look for).
     """
     task.reset_metadata()
+    written = getattr(data_ref, "written", None)
+    first = len(written) if written is not None else 0
     result = task.run_data_ref(data_ref)
-    data_ref.put(task.get_full_metadata(), f"{task.name}_metadata")
+    metadata = task.get_full_metadata()
+    if written is not None:  # what the unit wrote, for --verify-outputs on a resume
+        metadata[OUTPUTS_KEY] = [{"datasetType": t, "dataId": dict(i)}
+                                 for t, i in written[first:]]
+    data_ref.put(metadata, f"{task.name}_metadata")
     return result
+
+
+#: The ``<task>_metadata`` entry listing the datasets a unit wrote through its data reference.
+OUTPUTS_KEY = "hpcpipe_outputs"
+
+
+def outputs_open(butler: Any, task_name: str, data_id: dict[str, Any]) -> str | None:
+    """Check that a done unit's outputs open: its metadata, and every dataset it lists.
+
+    Returns
+    -------
+    str or None
+        Why the unit does not count as done (a truncated or unreadable file), else None.
+    """
+    try:
+        metadata = butler.get(f"{task_name}_metadata", data_id)
+    except Exception as exc:  # noqa: BLE001 - any failure to read means: not done
+        return f"{task_name}_metadata: {type(exc).__name__}: {exc}"
+    if not isinstance(metadata, dict):
+        return f"{task_name}_metadata: not a mapping"
+    for output in metadata.get(OUTPUTS_KEY, []):
+        try:
+            butler.get(output["datasetType"], output["dataId"])
+        except Exception as exc:  # noqa: BLE001
+            return f"{output.get('datasetType')}: {type(exc).__name__}: {exc}"
+    return None
 
 
 class _Runner:
