@@ -11,6 +11,7 @@ reader skips.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -20,6 +21,8 @@ from typing import IO, Any
 from hpcpipe.comm.records import UnitRecord
 
 __all__ = ["Journal", "read_journal", "strict"]
+
+log = logging.getLogger("hpcpipe.comm.journal")
 
 
 def strict(value: Any) -> Any:
@@ -54,8 +57,12 @@ class Journal:
         """Append one entry as a line and flush it to the operating system."""
         if self._handle is None:
             return
-        self._handle.write(json.dumps(strict(entry), allow_nan=False) + "\n")
-        self._handle.flush()
+        try:
+            self._handle.write(json.dumps(strict(entry), allow_nan=False) + "\n")
+            self._handle.flush()
+        except OSError as exc:  # a full disk must not stop the run: the journal stops
+            log.warning("%s: cannot append to the journal (%s); it stops here", self.path, exc)
+            self._handle = None
 
     def unit(self, record: UnitRecord) -> None:
         """Append the end of one unit (its state, rank, host, times, error)."""
@@ -64,10 +71,14 @@ class Journal:
     def close(self) -> None:
         """Flush the journal to stable storage and close it."""
         if self._handle is not None:
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
-            self._handle.close()
-            self._handle = None
+            try:
+                self._handle.flush()
+                os.fsync(self._handle.fileno())
+            except OSError as exc:
+                log.warning("%s: cannot flush the journal (%s)", self.path, exc)
+            finally:
+                self._handle.close()
+                self._handle = None
 
 
 def read_journal(path: str | os.PathLike[str]) -> tuple[str, list[UnitRecord]]:
