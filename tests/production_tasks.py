@@ -38,8 +38,8 @@ class ToyIsrConfig(Config):
     crash_ccd = Field("the CCD that crashes", int, default=-1)
     crash_visit = Field("the visit that crashes", int, default=-1)
     crash_mode = Field("how it crashes: sigkill, sigstop (the process stops), exit "
-                       "(sys.exit(0)), mpirecv (blocks in an MPI receive nobody answers)",
-                       str, default="sigkill")
+                       "(sys.exit(0)), interrupt (KeyboardInterrupt), mpirecv (blocks in an "
+                       "MPI receive nobody answers)", str, default="sigkill")
 
 
 class ToyIsrTask(CmdLineTask):
@@ -59,6 +59,8 @@ class ToyIsrTask(CmdLineTask):
                 os.kill(os.getpid(), signal.SIGSTOP)
             elif config.crash_mode == "exit":
                 sys.exit(0)
+            elif config.crash_mode == "interrupt":
+                raise KeyboardInterrupt("as Ctrl-C would")
             elif config.crash_mode == "mpirecv":
                 from mpi4py import MPI  # only here: the toy tasks run without MPI too
 

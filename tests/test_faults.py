@@ -117,6 +117,21 @@ def test_unit_calling_sys_exit_fails_alone(repo, tmp_path):
     assert Butler(tmp_path / "out").datasetExists("toyIsr_metadata", visit=1001, ccd=0)
 
 
+def test_worker_leaving_its_loop_says_so(repo, tmp_path):
+    """A KeyboardInterrupt escapes the unit and ends the worker's loop: the worker tells the
+    master before it goes, the unit fails with the reason at once (no deadline needed), the
+    other units are done by the other worker, and the job ends (MPI_Abort)."""
+    result, seconds = run_with_fault(repo, tmp_path, "interrupt")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    units = report_units(tmp_path)
+    assert units[KEY]["state"] == "failed"
+    assert "left the pool: KeyboardInterrupt" in units[KEY]["error"]
+    assert "no answer" not in units[KEY]["error"]
+    others = [u for k, u in units.items() if k.startswith("toyIsr") and k != KEY]
+    assert all(u["state"] == "done" for u in others), output
+
+
 def drp_serial(repo: Path, tmp_path: Path, *extra: str, timeout: float = 180
                ) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "hpcpipe", "drp", str(repo), "--output",
