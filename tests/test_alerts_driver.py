@@ -125,6 +125,8 @@ def check_transients_above_5_sigma_give_alerts(repo: Path, out: Path) -> None:
 def test_alerts_serial(run):
     repo, out, status = run
     assert status == 0
+    journal = (out / "report-alerts" / "journal.jsonl").read_text().splitlines()
+    assert sum('"event": "unit"' in line for line in journal) >= 2 * len(ALERT_VISITS)
     check_alerts_match_the_apdb(out)
     check_transients_have_histories(repo, out)
     check_transients_above_5_sigma_give_alerts(repo, out)

@@ -36,8 +36,10 @@ import numpy as np
 from hpcpipe.ap.alerts import make_alert, write_alerts
 from hpcpipe.ap.apdb import DIA_SOURCE_DTYPE, Apdb
 from hpcpipe.ap.association import associate_visit
+from hpcpipe.comm.journal import Journal
 from hpcpipe.config import Config, ConfigField, Field
 from hpcpipe.diffim.image_difference import ImageDifferenceTask
+from hpcpipe.drivers.report import JOURNAL_NAME
 from hpcpipe.pipe.process_ccd import ProcessCcdTask
 from hpcpipe.table import Catalog
 from hpcpipe.task.cmdline import process_data_ref
@@ -225,6 +227,10 @@ def run_alerts(pool: Any, request: AlertRequest) -> tuple[list[VisitSummary], li
                   request.clobber_config)
     bands = tuple(sorted({str(b) for b in butler.queryMetadata("raw", "filter")}))
     Apdb(request.apdb, bands=None if request.apdb.exists() else bands, create=True).close()
+    # every unit's end goes to the journal as it happens (hpcpipe report rebuilds the report
+    # from it after a run that was killed)
+    pool.journal = Journal(request.report_dir / JOURNAL_NAME,
+                           f"hpcpipe alerts: {request.inputs}")
     pool.store(alert_inputs=str(request.inputs), alert_output=str(request.output),
                alert_config=request.config, alert_apdb=str(request.apdb),
                alert_dir=str(request.alert_dir), alert_butler=None)
@@ -264,6 +270,8 @@ def run_alerts(pool: Any, request: AlertRequest) -> tuple[list[VisitSummary], li
                  "%d failed, %.1f s", visit, band, summary.ccds, summary.dia_sources,
                  summary.new_objects, summary.alerts, len(summary.failed), summary.seconds)
         summaries.append(summary)
+    pool.journal.close()
+    pool.journal = None
     return summaries, pool.records
 
 
