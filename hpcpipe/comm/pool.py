@@ -565,7 +565,7 @@ class Pool:
         """Pick the units to send to ``worker`` next (empty if none suits it now)."""
         if job.retry:
             # a retry goes to another worker, unless it has failed on every one of them
-            everywhere = set(range(1, self.world.size))
+            everywhere = set(range(1, self.world.size)) - set(self.lost)
             for index in job.retry:
                 tried = job.excluded.get(index, set())
                 if worker not in tried or everywhere <= tried:
