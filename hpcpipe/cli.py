@@ -47,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=42, help="simulation seed (default 42)")
 
     sub.add_parser("info", help="show versions, MPI and HDF5 support, and the kernels in use")
+    report = sub.add_parser("report", help="rebuild a run's report from its journal (after "
+                            "a run that was killed)",
+                            description="Rebuild report.json, timeline.png and report.html "
+                            "from journal.jsonl, which the master appends to as units end.")
+    report.add_argument("location", type=Path, metavar="OUT",
+                        help="the output repository (its report/), or a report directory")
     _add_submit_parser(sub)
     from hpcpipe.butler.cli import add_butler_commands
 
@@ -103,10 +109,15 @@ def _add_submit_parser(sub: argparse._SubParsersAction) -> None:
     submit.add_argument("--time-per-unit", type=float,
                         help="seconds per unit, to estimate the walltime (with --units)")
     submit.add_argument("--units", type=int, help="number of units, to estimate the walltime")
-    submit.add_argument("--queue", help="partition (SLURM) or queue (PBS)")
-    submit.add_argument("--job", default="hpcpipe", help="job name (default hpcpipe)")
+    submit.add_argument("--queue", help="partition (SLURM) or queue (PBS): letters, digits, "
+                        "'.', '_', '-' (several separated by ',')")
+    submit.add_argument("--account", help="account (project) to charge: letters, digits, "
+                        "'.', '_', '-'")
+    submit.add_argument("--job", default="hpcpipe", help="job name (default hpcpipe): "
+                        "letters, digits, '.', '_', '-'")
     submit.add_argument("--batch-option", action="append", default=[],
-                        help="an extra scheduler option line, e.g. --batch-option=--mem=8G")
+                        help="an extra scheduler option line, e.g. --batch-option=--mem=8G "
+                        "(one option starting with '-', printable characters)")
     submit.add_argument("--batch-output", type=Path, default=Path("batch"),
                         help="directory of the script and the job's log (default batch)")
     submit.add_argument("--dry-run", action="store_true",
@@ -146,14 +157,6 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         submit,
     )
 
-    if args.driver == "drp" and "--help" not in args.driver_args:
-        # the configs go to the output repository now, so that the job's ranks never race
-        # to write them (and a refused config is reported here, not in the job's log)
-        from hpcpipe.drivers.drp_cli import prepare_drp_submission
-
-        code = prepare_drp_submission(args.driver_args, dry_run=args.dry_run)
-        if code:
-            return code
     try:
         if args.time is not None:
             seconds = float(parse_walltime(args.time))
@@ -169,16 +172,37 @@ def _cmd_submit(args: argparse.Namespace) -> int:
             batch_type=args.batch_type, job=args.job,
             command=[sys.executable, "-m", "hpcpipe", args.driver, *args.driver_args],
             nodes=args.nodes, procs_per_node=args.procs_per_node, walltime_seconds=seconds,
-            queue=args.queue, extra_options=args.batch_option, log_dir=args.batch_output,
+            queue=args.queue, account=args.account, extra_options=args.batch_option,
+            log_dir=args.batch_output,
         )
-    except SubmitError as exc:
+    except SubmitError as exc:  # checked before anything is written
         print(f"hpcpipe submit: error: {exc}", file=sys.stderr)
         return 2
+    if args.driver == "drp" and "--help" not in args.driver_args:
+        # the configs go to the output repository now, so that the job's ranks never race
+        # to write them (and a refused config is reported here, not in the job's log)
+        from hpcpipe.drivers.drp_cli import prepare_drp_submission
+
+        code = prepare_drp_submission(args.driver_args, dry_run=args.dry_run)
+        if code:
+            return code
     try:
         submit(request, dry_run=args.dry_run)
     except SubmitError as exc:
         print(f"hpcpipe submit: error: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from hpcpipe.drivers.report import rebuild_report
+
+    try:
+        paths = rebuild_report(args.location)
+    except FileNotFoundError as exc:
+        print(f"hpcpipe report: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"report: {paths['html']}")
     return 0
 
 
@@ -213,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     if hasattr(args, "handler"):  # commands that bring their own handler (butler, ingest)
         return int(args.handler(args))
-    handlers = {"demo": _cmd_demo, "info": _cmd_info, "submit": _cmd_submit}
+    handlers = {"demo": _cmd_demo, "info": _cmd_info, "submit": _cmd_submit,
+                "report": _cmd_report}
     return handlers[args.command](args)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import numpy as np
 
 from hpcpipe.config import Config, Field, ListField
@@ -12,6 +15,8 @@ from hpcpipe.task.cmdline import CmdLineTask
 class OverscanConfig(Config):
     scale = Field("multiply the overscan-subtracted pixels by this", float, default=1.0)
     fail_visits = ListField("visits that fail on purpose", int, default=[])
+    kill_visits = ListField("visits whose process kills itself (SIGKILL) on purpose", int,
+                            default=[])
 
 
 class OverscanTask(CmdLineTask):
@@ -23,6 +28,8 @@ class OverscanTask(CmdLineTask):
     def run_data_ref(self, data_ref):
         if data_ref.dataId["visit"] in self.config.fail_visits:
             raise RuntimeError(f"visit {data_ref.dataId['visit']} fails on purpose")
+        if data_ref.dataId["visit"] in self.config.kill_visits and data_ref.dataId["ccd"] == 0:
+            os.kill(os.getpid(), signal.SIGKILL)  # as the out-of-memory killer would
         raw = data_ref.get("raw")
         image = raw.image.array
         out = raw.clone()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 
 import numpy as np
@@ -36,6 +37,9 @@ class ToyIsrConfig(Config):
                        default="")
     crash_ccd = Field("the CCD that crashes", int, default=-1)
     crash_visit = Field("the visit that crashes", int, default=-1)
+    crash_mode = Field("how it crashes: sigkill, sigstop (the process stops), exit "
+                       "(sys.exit(0)), interrupt (KeyboardInterrupt), mpirecv (blocks in an "
+                       "MPI receive nobody answers)", str, default="sigkill")
 
 
 class ToyIsrTask(CmdLineTask):
@@ -51,7 +55,18 @@ class ToyIsrTask(CmdLineTask):
             raise RuntimeError(f"visit {data_id['visit']} fails on purpose")
         if (config.crash_file and os.path.exists(config.crash_file)
                 and data_id["ccd"] == config.crash_ccd and data_id["visit"] == config.crash_visit):
-            os.kill(os.getpid(), signal.SIGKILL)
+            if config.crash_mode == "sigstop":
+                os.kill(os.getpid(), signal.SIGSTOP)
+            elif config.crash_mode == "exit":
+                sys.exit(0)
+            elif config.crash_mode == "interrupt":
+                raise KeyboardInterrupt("as Ctrl-C would")
+            elif config.crash_mode == "mpirecv":
+                from mpi4py import MPI  # only here: the toy tasks run without MPI too
+
+                MPI.COMM_WORLD.recv(source=0, tag=999)
+            else:
+                os.kill(os.getpid(), signal.SIGKILL)
         if config.slow_filter and data_id["filter"] == config.slow_filter:
             time.sleep(config.sleep)
         raw = data_ref.get("raw")

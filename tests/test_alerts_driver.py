@@ -125,6 +125,8 @@ def check_transients_above_5_sigma_give_alerts(repo: Path, out: Path) -> None:
 def test_alerts_serial(run):
     repo, out, status = run
     assert status == 0
+    journal = (out / "report-alerts" / "journal.jsonl").read_text().splitlines()
+    assert sum('"event": "unit"' in line for line in journal) >= 2 * len(ALERT_VISITS)
     check_alerts_match_the_apdb(out)
     check_transients_have_histories(repo, out)
     check_transients_above_5_sigma_give_alerts(repo, out)
@@ -139,6 +141,22 @@ def test_rerun_does_nothing_again(run, capsys):
     assert [f.stat().st_mtime_ns for f in sorted((out / "alerts").rglob("*.avro"))] == stamps
     after = Apdb(out / "apdb.sqlite").objects()
     assert before.tobytes() == after.tobytes()
+
+
+def test_calexp_without_its_metadata_is_processed_again(run, tmp_path):
+    """A processCcd killed after its calexp was written (no src, no processCcd_metadata):
+    the calexp alone does not count as processed; alerts run processCcd again (into a new
+    APDB, where the CCD is not associated yet)."""
+    repo, out, _ = run
+    butler = Butler(repo, outputs=out)
+    for dataset in ("processCcd_metadata", "src"):
+        Path(butler.getUri(dataset, visit=1003, ccd=0).removeprefix("file://")).unlink()
+    assert butler.datasetExists("calexp", visit=1003, ccd=0)
+    assert alerts(repo, out, "--visit", 1003, "--apdb", tmp_path / "a.sqlite",
+                  "--alert-dir", tmp_path / "alerts") == 0
+    butler = Butler(repo, outputs=out)
+    assert butler.datasetExists("processCcd_metadata", visit=1003, ccd=0)
+    assert len(butler.get("src", visit=1003, ccd=0)) > 0
 
 
 def test_usage_errors_exit_2(run, capsys):

@@ -18,6 +18,7 @@ from hpcpipe.butler import (
     create_repository,
     ingest,
 )
+from hpcpipe.config import Config, Field, ListField, StoredConfig
 from hpcpipe.geom import Box2I
 from hpcpipe.image import Exposure
 from hpcpipe.obs.simcam import calib_header, raw_header
@@ -146,33 +147,30 @@ def test_put_then_get_every_kind_of_dataset(butler):
     assert butler.get("processCcd_metadata", visit=1, ccd=0) == {"nsources": 12, "time": 1.5}
 
 
-class PexLikeConfig:
-    """A config with the interface of hpcpipe.config.Config that the butler relies on."""
+class StoredTestConfig(Config):
+    """A config stored by the butler."""
 
-    def __init__(self) -> None:
-        self.threshold = 5.0
-        self.planes = ["BAD"]
-
-    def to_python(self) -> str:
-        return f"config.threshold = {self.threshold!r}\nconfig.planes = {self.planes!r}\n"
-
-    def load(self, path) -> None:
-        exec(Path(path).read_text(), {"config": self})  # noqa: S102 - as Config.load does
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, PexLikeConfig) and vars(self) == vars(other)
+    threshold = Field("threshold", float, default=5.0)
+    planes = ListField("planes", str, default=["BAD"])
+    limit = Field("a limit", float, default=float("nan"))
 
 
-def test_task_configs_round_trip_as_python(butler):
-    config = PexLikeConfig()
+def test_task_configs_are_stored_as_data(butler):
+    config = StoredTestConfig()
     config.threshold = 3.5
     butler.put(config, "myTask_config")
-    assert butler.getUri("myTask_config").endswith("/config/myTask.py")
+    assert butler.getUri("myTask_config").endswith("/config/myTask.yaml")
     back = butler.get("myTask_config")
-    assert isinstance(back, PexLikeConfig) and back == config
-    butler.put("config.x = 1\n", "otherTask_config")  # Python text as it is
+    assert isinstance(back, StoredConfig)
+    assert back.threshold == 3.5 and back.planes == ["BAD"]
+    assert back.config_class.endswith("StoredTestConfig")
+    assert back.differences(config) == []  # NaN equals NaN
+    config.planes.append("SAT")
+    (difference,) = back.differences(config)
+    assert difference.name == "planes" and difference.other == ["BAD"]
+    butler.put("config.x = 1\n", "otherTask_config")  # a str is data as well
     assert butler.get("otherTask_config") == "config.x = 1\n"
-    with pytest.raises(DatasetObjectTypeError, match="to_python"):
+    with pytest.raises(DatasetObjectTypeError, match="Config, a mapping or a str"):
         butler.put(object(), "thirdTask_config")
 
 

@@ -120,6 +120,6 @@ def test_task_metadata_keys_follow_the_task_unit():
     assert plain.dataset_type("myTask_metadata", {"tract": 1, "patch": "0,0",
                                                   "filter": "r"}).keys == ("tract", "patch",
                                                                            "filter")
-    assert plain.dataset_type("myTask_config").template.text == "config/myTask.py"
+    assert plain.dataset_type("myTask_config").template.text == "config/myTask.yaml"
     with pytest.raises(UnknownDatasetTypeError):
         plain.dataset_type("1bad_config")

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from hpcpipe.butler import Butler
 from hpcpipe.cli import main
 
 TASK = "cmdline_tasks:OverscanTask"
+TESTS = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +53,7 @@ def test_config_change_is_refused_then_clobbered_with_backup(repo, tmp_path, cap
     assert run(repo, "--output", out, "--id", "visit=1000", "ccd=0", "-c", "scale=2.0",
                "--clobber-config") == 0
     assert Butler(out).get("overscanTest_config").scale == 2.0
-    assert list((out / "config").glob("overscanTest.py~1"))
+    assert list((out / "config").glob("overscanTest.yaml~1"))
 
 
 def test_exit_status_counts_failures_and_doraise_stops(repo, tmp_path, caplog):
@@ -103,3 +109,25 @@ def test_profile_and_loglevel(repo, tmp_path):
                "--profile", prof, "--loglevel", "overscanTest=DEBUG") == 0
     stats = pstats.Stats(str(prof))
     assert any("run_data_ref" in func[2] for func in stats.stats)
+
+
+def test_killed_child_of_j2_fails_its_unit_and_the_run_ends(repo, tmp_path):
+    """A -j 2 child SIGKILLed (as the OOM killer does): its unit fails, the others are done,
+    the summary is printed and the exit status is non-zero; no hang (bounded)."""
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "hpcpipe", "run", TASK, str(repo), "--output", str(out),
+            "--id", "visit=1000..1001", "ccd=0..1", "-j", "2", "-c", "kill_visits=[1000]"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(TESTS.parent), str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode != 0
+    assert "4 data id(s) processed" in result.stderr and "died" in result.stderr
+    butler = Butler(out)
+    assert not butler.datasetExists("postISRCCD", visit=1000, ccd=0)
+    for visit, ccd in ((1000, 1), (1001, 0), (1001, 1)):  # killed with the pool or not,
+        # a unit that was not running when the child died is done
+        if butler.datasetExists("overscanTest_metadata", visit=visit, ccd=ccd):
+            assert butler.datasetExists("postISRCCD", visit=visit, ccd=ccd)
+    done = [butler.datasetExists("overscanTest_metadata", visit=v, ccd=c)
+            for v, c in ((1000, 1), (1001, 0), (1001, 1))]
+    assert sum(done) >= 2  # at most the unit running beside the killed one fails with it

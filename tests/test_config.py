@@ -583,3 +583,40 @@ def test_to_dict_names_copy_and_pickle():
     assert not copied.frozen and copied == config
     copied.planes.append("X")
     assert config.planes == ["CR"]
+
+
+# --- stored configs: data, never code -------------------------------------------------------
+
+
+def test_stored_config_is_flat_data_compared_as_data(tmp_path):
+    import yaml
+
+    from hpcpipe.config import StoredConfig, config_to_data
+
+    config = _modified()
+    data = config_to_data(config)
+    fields = data["fields"]
+    assert data["config_class"] == "test_config.DetectConfig"
+    assert fields["threshold"] == float("inf") and fields["grow"] is None
+    assert fields["psf.kernels"] == [] and fields["background.order"] == 4
+    assert fields["background (target)"] == "test_config.FancyBackgroundTask"
+    stored = StoredConfig.from_data(yaml.safe_load(StoredConfig.from_config(config).to_yaml()))
+    assert stored.differences(config) == []  # inf, NaN and None survive YAML
+    assert stored.psf.kernels == [] and stored.background.order == 4
+    assert math.isnan(stored.weights["g"]) and stored.name == config.name
+    other = DetectConfig()
+    names = {d.name for d in stored.differences(other)}
+    assert {"threshold", "background (target)", "background (config class)"} <= names
+    assert "background.order" in names  # a field only the stored side has
+    with pytest.raises(AttributeError, match="read-only"):
+        stored.threshold = 1.0
+    measure = MeasureConfig()
+    measure.plugins.names = ["centroid", "shape"]
+    measure.plugins["shape"].moments = False
+    flat = config_to_data(measure)["fields"]
+    assert flat["plugins.names"] == ["centroid", "shape"]
+    assert flat["plugins['shape'].moments"] is False
+    assert StoredConfig.from_config(measure).plugins["shape"].moments is False
+    assert StoredConfig.from_config(measure).differences(MeasureConfig())
+    with pytest.raises(ConfigError, match="not a stored config"):
+        StoredConfig.from_data({"config_class": "x"}, "somewhere.yaml")

@@ -118,7 +118,7 @@ def check_full_run_then_resume(repo, tmp):
         # every config is in the output repository before the first unit started
         first_start = min(u["start"] for u in records.values())
         for step in ("toyIsr", "toySkyMap", "toyCoadd", "toyMerge"):
-            assert (out / "config" / f"{step}.py").stat().st_mtime <= first_start
+            assert (out / "config" / f"{step}.yaml").stat().st_mtime <= first_start
         # the sky map is made first, on its own; coadds of one filter wait for its visits
         sky_end = records["toySkyMap"]["end"]
         for key, unit in records.items():
@@ -269,7 +269,7 @@ def test_config_refused_when_different_then_clobbered(repo, tmp_path, capsys):
     assert drp(repo, out, "--id", "visit=1000", "ccd=0", "--steps", "toyIsr", "--clobber-outputs",
                "-c", "toyIsr.scale=2.0", "--clobber-config") == 0
     assert Butler(out).get("toyIsr_config").scale == 2.0
-    assert (out / "config" / "toyIsr.py~1").exists()
+    assert (out / "config" / "toyIsr.yaml~1").exists()
 
 
 def test_config_file_override(repo, tmp_path):

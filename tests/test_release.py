@@ -117,7 +117,7 @@ def test_mpi_ranks_with_different_schemas_are_refused(tmp_path_factory):
 def test_missing_part_is_an_error_not_fill_values(tmp_path):
     path = tmp_path / "objects.h5"
     write_release_table(path, "sources", rank_catalog(0, 5), World(), mode="per-rank")
-    part = next((tmp_path / "objects.h5.parts").iterdir())
+    part = next((tmp_path / "objects.h5.parts").rglob("*.h5"))
     part.unlink()
     with pytest.raises(FileFormatError, match="missing"):
         read_release_table(path, "sources")
@@ -200,3 +200,51 @@ def test_mpi_coadds_of_a_tract(tmp_path_factory):
             read_release_coadd(path, "5,5", "g")
 
     on_root(world, check)
+
+
+CRASH_BEFORE_RENAME = """
+import os, signal, sys
+import numpy as np
+sys.path.insert(0, sys.argv[3])
+from test_release import rank_catalog
+from hpcpipe.comm.world import World
+from hpcpipe.io.release import write_release_table
+
+final = os.path.abspath(sys.argv[1])
+real_replace = os.replace
+
+def replace(src, dst, *args, **kwargs):
+    if os.path.abspath(dst) == final:  # the crash: everything written, nothing renamed
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_replace(src, dst, *args, **kwargs)
+
+os.replace = replace
+write_release_table(final, "sources", rank_catalog(0, 7), World(), mode=sys.argv[2])
+"""
+
+
+@pytest.mark.parametrize("mode", ["shared", "per-rank"])
+def test_crash_before_the_rename_keeps_the_previous_release(tmp_path, mode):
+    """A writer killed after writing everything but before the rename: the published file
+    still serves the previous release, whole; the next write leaves no debris."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = tmp_path / "release" / "objects.h5"
+    write_release_table(path, "sources", rank_catalog(0, 5), World(), mode=mode)
+    env = {**os.environ, "HPCPIPE_NO_MPI": "1"}
+    crashed = subprocess.run([sys.executable, "-c", CRASH_BEFORE_RENAME, str(path), mode,
+                              str(Path(__file__).parent)], env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert crashed.returncode == -9, crashed.stderr  # killed where we wanted
+    check_release(str(path), [5])  # the previous release, intact and readable
+    write_release_table(path, "sources", rank_catalog(0, 7), World(), mode=mode)
+    check_release(str(path), [7])
+    leftovers = [p.name for p in path.parent.rglob("*") if p.name.startswith(".tmp-")]
+    assert not leftovers
+    parts = path.with_name("objects.h5.parts")
+    if mode == "per-rank":  # only the parts of the published file are left
+        assert len(list(parts.iterdir())) == 1 and len(list(parts.rglob("*.h5"))) == 1
+    else:
+        assert not parts.exists()

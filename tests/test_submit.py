@@ -133,3 +133,48 @@ def test_failed_sbatch_is_reported(tmp_path, monkeypatch, capsys):
     assert main(["submit", "--batch-type", "slurm", "--time", "5", "--queue", "nope",
                  "--batch-output", str(tmp_path), "demo"]) == 1
     assert "invalid partition" in capsys.readouterr().err
+
+
+INJECTIONS = [
+    ("--queue", "normal\ntouch pwned"),
+    ("--queue", "normal;touch pwned"),
+    ("--queue", "normal\rx"),
+    ("--job", "run\ntouch pwned"),
+    ("--account", "proj\ntouch pwned"),
+    ("--account", "proj $(touch pwned)"),
+    ("--batch-option", "--mem=8G\ntouch pwned"),
+    ("--batch-option", "touch pwned"),
+    ("--batch-option", "--mem=8G\x00"),
+    ("--batch-output", "logs\ntouch pwned"),
+]
+
+
+@pytest.mark.parametrize("batch_type", ["slurm", "pbs"])
+@pytest.mark.parametrize("option, value", INJECTIONS)
+def test_injected_script_lines_are_refused(tmp_path, monkeypatch, capsys, batch_type, option,
+                                           value):
+    """A newline (or a name outside the documented set) never reaches the script: exit 2,
+    no script written, nothing submitted, no config written for the driver."""
+    log = stub_scheduler(tmp_path, "sbatch" if batch_type == "slurm" else "qsub", "1.pbs")
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    batch = tmp_path / "batch"
+    argv = ["submit", "--batch-type", batch_type, "--time", "10", "--batch-output", str(batch),
+            f"{option}={value}" if option != "--batch-output" else "--job=x",
+            "demo", "--output", str(tmp_path / "out")]
+    if option == "--batch-output":
+        argv[argv.index(str(batch))] = value
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert option in err
+    assert not log.exists() and not batch.exists() and not (tmp_path / "out").exists()
+    assert not list(tmp_path.rglob("*.sh"))
+
+
+def test_account_and_queue_list_reach_the_script(tmp_path):
+    for batch_type, lines in (("slurm", ("#SBATCH --account=proj_1", "#SBATCH --partition=a,b")),
+                              ("pbs", ("#PBS -A proj_1", "#PBS -q a,b"))):
+        text = make_script(BatchRequest(batch_type, "j", ["true"], queue="a,b",
+                                        account="proj_1", log_dir=tmp_path))
+        assert all(line in text for line in lines)
+    with pytest.raises(SubmitError, match="--account"):
+        BatchRequest("slurm", "j", ["true"], account="a\nb")

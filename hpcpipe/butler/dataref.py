@@ -36,6 +36,9 @@ class ButlerDataRef:
         self.butler = butler
         self.datasetType = dataset_type
         self.dataId: dict[str, Any] = dict(data_id)
+        #: ``(dataset type, data id)`` of every dataset written through this reference, in
+        #: order (a run's ``<task>_metadata`` lists them, so a resume can check they open).
+        self.written: list[tuple[str, dict[str, Any]]] = []
 
     def _id(self, keys: Mapping[str, Any]) -> dict[str, Any]:
         return {**self.dataId, **keys}
@@ -46,7 +49,9 @@ class ButlerDataRef:
 
     def put(self, obj: Any, datasetType: str | None = None, **keys: Any) -> None:
         """Write a dataset of this data id into the butler's output repository."""
-        self.butler.put(obj, datasetType or self.datasetType, self._id(keys))
+        dataset, data_id = datasetType or self.datasetType, self._id(keys)
+        self.butler.put(obj, dataset, data_id)
+        self.written.append((dataset, data_id))
 
     def datasetExists(self, datasetType: str | None = None, **keys: Any) -> bool:
         """Whether a dataset of this data id exists in the chain."""

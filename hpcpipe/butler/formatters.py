@@ -14,7 +14,8 @@ formatter          Python type                                file
 ``hdf5-catalog``   :class:`hpcpipe.table.Catalog`             HDF5 compound dataset
 ``schema``         :class:`hpcpipe.table.Catalog` (empty)     FITS binary table, no rows
 ``yaml-config``    mapping, or object with ``to_dict()``      YAML
-``python-config``  ``hpcpipe.config.Config``, dict or str      Python source
+``config-data``    ``hpcpipe.config.Config``, dict or str      YAML (read as data, never run)
+``python-config``  ``hpcpipe.config.Config``, dict or str      Python source (read as text)
 ``yaml-metadata``  dict                                       YAML
 ``json-metadata``  dict                                       JSON
 ``yaml-skymap``    :class:`hpcpipe.skymap.BaseSkyMap`         YAML of ``to_dict()``
@@ -27,6 +28,7 @@ import ast
 import importlib
 import json
 import pprint
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,6 +38,8 @@ import numpy as np
 import yaml
 
 from hpcpipe.butler.errors import DatasetObjectTypeError
+from hpcpipe.config.errors import ConfigError
+from hpcpipe.config.stored import StoredConfig, is_stored_config_data
 from hpcpipe.errors import FileFormatError
 
 __all__ = [
@@ -45,6 +49,7 @@ __all__ = [
     "SchemaFormatter",
     "YamlConfigFormatter",
     "PythonConfigFormatter",
+    "ConfigDataFormatter",
     "MetadataFormatter",
     "SkyMapFormatter",
     "ReleaseTableFormatter",
@@ -211,7 +216,15 @@ def _qualified_name(obj: Any) -> str:
 
 
 def _import_class(dotted: str, path: Path, method: str = "from_dict") -> Any:
+    """The class a file names, only from hpcpipe or a module already imported.
+
+    A file's content is data: it may not make the reader import (run) an arbitrary module.
+    """
     module, _, name = dotted.rpartition(".")
+    if module != "hpcpipe" and not module.startswith("hpcpipe.") and module not in sys.modules:
+        raise FileFormatError(str(path), f"the class {dotted!r} is not part of hpcpipe nor of a "
+                              "module already imported; a file cannot make the reader import "
+                              "a module")
     try:
         cls = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError) as exc:
@@ -269,17 +282,67 @@ class YamlConfigFormatter(Formatter):
         return data
 
 
-class PythonConfigFormatter(Formatter):
-    """A task configuration as Python source (as ``hpcpipe.config.Config.save`` writes it).
+class ConfigDataFormatter(Formatter):
+    """A task configuration stored as data (:mod:`hpcpipe.config.stored`): YAML, never run.
 
     ``put`` accepts
 
-    * a config object with ``to_python()`` and ``load(path)`` (an :mod:`hpcpipe.config`
-      ``Config``): its source is stored after a comment line naming its class, and ``get``
-      returns a new instance of that class with the file loaded into it;
+    * an :mod:`hpcpipe.config` ``Config`` (or a :class:`~hpcpipe.config.StoredConfig`): its
+      fields are stored flattened (``isr.doBias: true``) with its class name, and ``get``
+      returns a :class:`~hpcpipe.config.StoredConfig` (plain values, attribute access,
+      compared with a live config by ``differences()``); the class is never imported;
+    * a mapping of plain values, or a str: stored as YAML, read back as they were.
+
+    The file is read with :func:`yaml.safe_load`, which builds only plain values: nothing in
+    a repository's config runs when it is read.
+    """
+
+    name = "config-data"
+    python_type = "hpcpipe.config.Config (read back as StoredConfig), dict or str"
+    description = "YAML of the flattened fields (data: never executed)"
+
+    def check(self, obj: Any, dataset_type: str) -> None:
+        if isinstance(obj, (str, Mapping, StoredConfig)):
+            return
+        if not callable(getattr(obj, "field_names", None)):
+            raise DatasetObjectTypeError(
+                f"{dataset_type} stores an hpcpipe.config Config, a mapping or a str, not "
+                f"{_qualified_name(obj)}")
+
+    def write(self, obj: Any, path: Path) -> None:
+        if isinstance(obj, StoredConfig):
+            text = obj.to_yaml()
+        elif isinstance(obj, (str, Mapping)):
+            text = yaml.safe_dump(to_plain(obj if isinstance(obj, str) else dict(obj)),
+                                  sort_keys=False, default_flow_style=False)
+        else:
+            text = StoredConfig.from_config(obj).to_yaml()
+        path.write_text(text, encoding="utf-8")
+
+    def read(self, path: Path) -> Any:
+        data = _load_yaml(path)
+        if not is_stored_config_data(data):
+            return data
+        try:
+            return StoredConfig.from_data(data, str(path))
+        except ConfigError as exc:
+            raise FileFormatError(str(path), str(exc)) from exc
+
+
+class PythonConfigFormatter(Formatter):
+    """A task configuration as Python source, kept as *text* (older repositories).
+
+    ``put`` accepts
+
+    * a config object with ``to_python()``: its source is stored after a comment line
+      naming its class;
     * a mapping of plain values: stored as a Python literal, read back (with
       :func:`ast.literal_eval`, never executed) as a dict;
-    * a str: Python source stored as it is and read back as a str.
+    * a str: Python source stored as it is.
+
+    ``get`` never executes the file: a config's source comes back as a str (load it with
+    ``config.load(path)`` only if you trust whoever wrote it). Repositories store configs
+    through :class:`ConfigDataFormatter`.
     """
 
     name = "python-config"
@@ -316,10 +379,7 @@ class PythonConfigFormatter(Formatter):
                 return ast.literal_eval(rest)
             except (ValueError, SyntaxError) as exc:
                 raise FileFormatError(str(path), f"not a Python literal ({exc})") from exc
-        cls = _import_class(dotted, path, "load")
-        config = cls()
-        config.load(path)
-        return config
+        return rest
 
 
 class MetadataFormatter(Formatter):

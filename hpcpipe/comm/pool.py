@@ -25,6 +25,18 @@ list holds a :class:`~hpcpipe.comm.records.UnitFailure` (false in a boolean test
 place. ``retries`` runs a failed unit again, on another worker where possible; ``timeout``
 fails a unit that runs too long; ``doraise`` stops at the first failure and raises
 :class:`~hpcpipe.comm.records.UnitError` on the master once the workers are idle again.
+
+The master never waits forever for a worker. The ``timeout`` alarm lives in the worker and
+cannot fire for a unit stuck in native code, in an MPI call or in a stopped process, so the
+master keeps a deadline of its own for every worker with units in flight: ``timeout`` plus
+a grace period (:func:`grace_seconds`) after the worker's last answer; without a
+``timeout``, :data:`SILENCE_SECONDS` without a heartbeat (a worker thread sends one every
+:data:`HEARTBEAT_SECONDS` while units run). Past it the worker's units are failed ("no
+answer for N s", with rank and host), the worker is given up (MPI cannot take a rank back)
+and the others go on; when the master's main function has returned (summary and report
+written), the job ends with ``MPI_Abort``, since the lost rank would keep ``mpirun`` and
+``MPI_Finalize`` waiting. A worker that leaves its loop for any reason (``KeyboardInterrupt``,
+a ``BaseException``) tells the master first; a unit that calls ``sys.exit`` only fails.
 """
 
 from __future__ import annotations
@@ -34,12 +46,16 @@ import functools
 import logging
 import os
 import pickle
+import sys
+import threading
+import time
 import types
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
+from hpcpipe.comm.journal import Journal
 from hpcpipe.comm.records import (
     HOSTNAME,
     UnitError,
@@ -50,7 +66,8 @@ from hpcpipe.comm.records import (
 from hpcpipe.comm.transport import Tag, Transport
 from hpcpipe.comm.world import World
 
-__all__ = ["Pool", "WorkerCache", "LaunchError", "check_launch", "TARGET_CHUNK_SECONDS"]
+__all__ = ["Pool", "WorkerCache", "LaunchError", "check_launch", "TARGET_CHUNK_SECONDS",
+           "HEARTBEAT_SECONDS", "SILENCE_SECONDS", "LOST_WORKER_EXIT", "grace_seconds"]
 
 log = logging.getLogger("hpcpipe.comm.pool")
 
@@ -62,6 +79,23 @@ TARGET_CHUNK_SECONDS = 0.02
 MASTER_MESSAGES_PER_SECOND = 20_000
 #: A worker with results to return sends them at least this often (seconds).
 FLUSH_SECONDS = 0.05
+#: A worker running units tells the master it is alive this often (seconds).
+HEARTBEAT_SECONDS = 1.0
+#: Without a ``timeout``, a worker with units in flight silent this long is given up (no
+#: heartbeat: stopped, or holding the GIL in native code that long). Override with
+#: ``HPCPIPE_SILENCE_SECONDS``.
+SILENCE_SECONDS = float(os.environ.get("HPCPIPE_SILENCE_SECONDS", "120"))
+#: The exit status of a job ended by ``MPI_Abort`` because a worker was lost.
+LOST_WORKER_EXIT = 3
+
+
+def grace_seconds(timeout: float) -> float:
+    """How long past its ``timeout`` the master waits for a worker's answer (seconds).
+
+    The worker's own alarm fails a unit at ``timeout``; the grace covers the reply's way
+    back and a loaded machine: 5 s, or a quarter of the timeout if that is longer.
+    """
+    return max(5.0, 0.25 * float(timeout))
 
 
 class LaunchError(RuntimeError):
@@ -132,6 +166,10 @@ class _Job:
         self.remaining = n
         self.mean_seconds: float | None = None
         self.failed_for_good: int | None = None
+        #: The job name of each unit in the records (default: the job's name).
+        self.job_names: Sequence[str] | None = None
+        #: Called with the record of each unit that ends (the run journal), if set.
+        self.on_end: Callable[[UnitRecord], None] | None = None
         for i, parents in enumerate(deps or ()):
             for parent in parents:
                 if not 0 <= parent < n or parent == i:
@@ -189,6 +227,7 @@ class _Job:
                 self.errors[child] = (f"blocked: input {self.keys[index]} failed", "")
                 self.results[child] = self.failure(child)
                 self.remaining -= 1
+                self.ended((child,))
                 stack.extend(self.children[child])
 
     def record_batch(self, indices: list[int], values: list[Any], starts: list[float],
@@ -216,6 +255,8 @@ class _Job:
         for i in done:
             if self.children[i]:
                 self._release(i)
+        if self.on_end is not None:
+            self.ended(indices)
         return done
 
     def _failed(self, index: int, error: tuple[str, str], rank: int, host: str) -> None:
@@ -242,19 +283,27 @@ class _Job:
         return UnitFailure(self.keys[index], error, trace, rank, self.hosts.get(rank, ""),
                            int(self.attempts[index]))
 
+    def record(self, i: int) -> UnitRecord:
+        """The :class:`UnitRecord` of unit ``i`` as it stands."""
+        rank = int(self.rank[i])
+        error, trace = self.errors.get(i, ("", ""))
+        state = int(self.state[i])
+        name = self.job_names[i] if self.job_names is not None else self.name
+        return UnitRecord(
+            name, i, self.keys[i], _STATE_NAMES[state], rank, self.hosts.get(rank, ""),
+            float(self.start[i]), float(self.end[i]), int(self.attempts[i]),
+            error if state != _DONE else "", trace if state != _DONE else "",
+            set(self.excluded.get(i, ())))
+
     def records(self) -> list[UnitRecord]:
         """One :class:`UnitRecord` per unit."""
-        out = []
-        for i, key in enumerate(self.keys):
-            rank = int(self.rank[i])
-            error, trace = self.errors.get(i, ("", ""))
-            state = int(self.state[i])
-            out.append(UnitRecord(
-                self.name, i, key, _STATE_NAMES[state], rank, self.hosts.get(rank, ""),
-                float(self.start[i]), float(self.end[i]), int(self.attempts[i]),
-                error if state != _DONE else "", trace if state != _DONE else "",
-                set(self.excluded.get(i, ()))))
-        return out
+        return [self.record(i) for i in range(len(self.keys))]
+
+    def ended(self, indices: Iterable[int]) -> None:
+        """Units just ended (done, failed, or failed and retried): tell the journal."""
+        if self.on_end is not None:
+            for i in indices:
+                self.on_end(self.record(i))
 
 
 class Pool:
@@ -289,6 +338,11 @@ class Pool:
         self._affinity: dict[str, int] = {}
         self._job_counter = 0
         self._closed = False
+        #: The run journal (master): every unit's end is appended to it as it happens.
+        self.journal: Journal | None = None
+        #: Workers given up (rank: why); they get no more work and end the job by MPI_Abort.
+        self.lost: dict[int, str] = {}
+        self._hosts = self.world.allgather(HOSTNAME) if self.world.is_parallel else [HOSTNAME]
 
     # --- roles -----------------------------------------------------------------------------
     @property
@@ -321,7 +375,23 @@ class Pool:
         self._closed = True
         if self._transport is not None:
             for worker in range(1, self.world.size):
-                self._transport.send(("stop",), worker, Tag.CONTROL)
+                if worker not in self.lost:
+                    self._transport.send(("stop",), worker, Tag.CONTROL)
+                self._transport.drain_heartbeats(worker)
+        if self.lost:
+            import atexit  # only here: a lost worker is rare
+
+            lost = ", ".join(f"{r} ({self._hosts[r]}): {why}" for r, why in self.lost.items())
+            log.error("rank(s) lost: %s; the job ends with MPI_Abort once the master is done "
+                      "(MPI cannot take a rank back)", lost)
+            atexit.register(self._abort)
+
+    def _abort(self) -> None:
+        """End every rank: a lost worker would keep MPI_Finalize and mpirun waiting."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        self.world.comm.Abort(LOST_WORKER_EXIT)
 
     # --- shared state ----------------------------------------------------------------------
     def store(self, **items: Any) -> None:
@@ -381,7 +451,8 @@ class Pool:
 
     def map_graph(self, nodes: Sequence[tuple[Callable[..., Any], Any]],
                   deps: Sequence[Sequence[int]], *, keys: Sequence[str] | None = None,
-                  skip: Iterable[int] = (), name: str = "graph") -> list[Any]:
+                  skip: Iterable[int] = (), name: str = "graph",
+                  jobs: Sequence[str] | None = None) -> list[Any]:
         """Run units in the order of their dependencies, not step by step.
 
         A unit starts as soon as every unit it depends on is done, so a later step of one
@@ -401,6 +472,8 @@ class Pool:
             dependents and are recorded as ``skipped``.
         name : str
             The job's name in the records.
+        jobs : sequence of str, optional
+            A job name per unit for its record (a production's step), instead of ``name``.
 
         Returns
         -------
@@ -415,12 +488,18 @@ class Pool:
         if keys is None:
             keys = [f"{getattr(f, '__name__', 'unit')} {u}" for f, u in nodes]
         job = _Job(name, nodes, keys, self.retries, deps=deps, skip=skip)
+        if jobs is not None:
+            if len(jobs) != len(nodes):
+                raise ValueError(f"{len(jobs)} job names for {len(nodes)} units")
+            job.job_names = list(jobs)
         return self._run_job(job, _call_node, (), "dynamic")
 
     def _run_job(self, job: _Job, func: Callable[..., Any], args: tuple[Any, ...], mode: str
                  ) -> list[Any]:
         self._job_counter += 1
         self._jobs.append(job)
+        if self.journal is not None:
+            job.on_end = self.journal.unit
         bar = self._progress_bar(job)
         try:
             if self._transport is None:
@@ -486,7 +565,7 @@ class Pool:
         """Pick the units to send to ``worker`` next (empty if none suits it now)."""
         if job.retry:
             # a retry goes to another worker, unless it has failed on every one of them
-            everywhere = set(range(1, self.world.size))
+            everywhere = set(range(1, self.world.size)) - set(self.lost)
             for index in job.retry:
                 tried = job.excluded.get(index, set())
                 if worker not in tried or everywhere <= tried:
@@ -508,11 +587,13 @@ class Pool:
                       mode: str, bar: Any) -> None:
         transport = self._transport
         assert transport is not None
-        workers = list(range(1, self.world.size))
+        workers = [w for w in range(1, self.world.size) if w not in self.lost]
         job_id = self._job_counter
         for worker in workers:
             transport.send(("job", job_id, func, args, self.timeout), worker, Tag.CONTROL)
         in_flight = dict.fromkeys(workers, 0)
+        self._assigned: dict[int, set[int]] = {w: set() for w in workers}
+        self._heard: dict[int, float] = dict.fromkeys(workers, time.monotonic())
         if mode == "static":
             for k, worker in enumerate(workers):
                 chunk = list(range(k, len(job.units), len(workers)))
@@ -532,12 +613,34 @@ class Pool:
             if not any(in_flight.values()):
                 if stopping:
                     break
+                if not workers:  # every worker lost: what is left cannot run
+                    self._fail_unrunnable(job)
+                    break
                 raise RuntimeError("pool: units pending but no worker can take them")
-            message, worker, _tag = transport.recv(tag=Tag.RESULT)
+            found = transport.poll(until=self._deadline(in_flight))
+            if found is None:
+                for worker in [w for w in workers if in_flight[w]]:
+                    self._check_deadline(job, worker, in_flight, workers)
+                continue
+            worker, tag = found
+            if tag == Tag.HEARTBEAT:
+                transport.drain_heartbeats(worker)
+                if not self.timeout and worker in self._heard:
+                    self._heard[worker] = time.monotonic()
+                continue
+            message = transport.comm.recv(source=worker, tag=tag)
+            if worker in self.lost:
+                continue  # a late answer of a worker given up: its units were failed
+            if message[0] == "gone":  # the worker left its loop (and told why)
+                self._lose_worker(job, worker, f"left the pool: {message[2]}", in_flight,
+                                  workers)
+                continue
             reply_job, indices, values, starts, ends, failures, host = message
             if reply_job != job_id:
                 continue  # a late reply of an earlier, aborted job
             in_flight[worker] -= len(indices)
+            self._assigned[worker].difference_update(indices)
+            self._heard[worker] = time.monotonic()
             done = job.record_batch(indices, values, starts, ends, failures, worker, host)
             if track_affinity:
                 for i in done:
@@ -551,19 +654,107 @@ class Pool:
         for worker in workers:
             transport.send(("end", job_id), worker, Tag.CONTROL)
 
+    def _limit(self) -> float:
+        """Seconds a busy worker may stay silent (see the module documentation)."""
+        if self.timeout:
+            return float(self.timeout) + grace_seconds(self.timeout)
+        return SILENCE_SECONDS
+
+    def _deadline(self, in_flight: dict[int, int]) -> float:
+        """The earliest time a busy worker must have answered by."""
+        busy = [self._heard[w] for w, n in in_flight.items() if n]
+        return min(busy) + self._limit()
+
+    def _check_deadline(self, job: _Job, worker: int, in_flight: dict[int, int],
+                        workers: list[int]) -> None:
+        silent = time.monotonic() - self._heard[worker]
+        if silent < self._limit():
+            return
+        what = (f"its --timeout of {self.timeout:g} s plus {grace_seconds(self.timeout):g} s "
+                "of grace" if self.timeout else "no heartbeat")
+        self._lose_worker(job, worker, f"no answer for {silent:.0f} s ({what}): the worker "
+                          "is stopped, or stuck in native code or in an MPI call",
+                          in_flight, workers)
+
+    def _lose_worker(self, job: _Job, worker: int, why: str, in_flight: dict[int, int],
+                     workers: list[int]) -> None:
+        """Give a worker up: fail its units in flight (they may be retried elsewhere)."""
+        host = self._hosts[worker]
+        self.lost[worker] = why
+        workers.remove(worker)
+        in_flight[worker] = 0
+        log.error("rank %d (%s) given up: %s", worker, host, why)
+        now = time.time()
+        for index in sorted(self._assigned.pop(worker, ())):
+            job.rank[index] = worker
+            job.attempts[index] += 1
+            job.end[index] = now
+            job.hosts.setdefault(worker, host)
+            job.excluded.setdefault(index, set()).add(worker)
+            job._failed(index, (f"rank {worker} ({host}) {why}", ""), worker, host)
+            job.ended((index,))
+
+    def _fail_unrunnable(self, job: _Job) -> None:
+        """No worker left: fail every unit that is still waiting to run."""
+        lost = ", ".join(str(r) for r in self.lost)
+        for index in list(job.pending) + list(job.retry):
+            job.attempts[index] = max(int(job.attempts[index]), job.retries + 1)
+            job._failed(index, (f"not run: every worker is lost (ranks {lost})", ""), -1, "")
+            job.ended((index,))
+        job.pending.clear()
+        job.retry.clear()
+        job.remaining = 0
+
     def _send_work(self, job: _Job, job_id: int, worker: int, chunk: list[int],
                    in_flight: dict[int, int]) -> None:
         job.state[chunk] = _RUNNING
+        if not in_flight[worker]:
+            self._heard[worker] = time.monotonic()
         in_flight[worker] += len(chunk)
+        self._assigned[worker].update(chunk)
         assert self._transport is not None
         units = job.units
         self._transport.send((job_id, chunk, [units[i] for i in chunk]), worker, Tag.WORK)
 
     def _serve(self) -> None:
-        """The worker loop: run units of the current job until the master says stop."""
+        """The worker loop: run units of the current job until the master says stop.
+
+        Leaving it any other way (``KeyboardInterrupt``, a ``BaseException``) is reported to
+        the master first, so that it fails this worker's units instead of waiting for them.
+        """
         transport = self._transport
         if transport is None:
             return
+        self._busy = threading.Event()
+        stop = threading.Event()
+        beat = None
+        if _threads_allowed():
+            beat = threading.Thread(target=self._heartbeat, args=(stop,), daemon=True,
+                                    name="hpcpipe-heartbeat")
+            beat.start()
+        try:
+            self._serve_loop(transport)
+        except BaseException as exc:
+            try:
+                transport.send(("gone", self._job_counter,
+                                f"{type(exc).__name__}: {exc}".strip(), HOSTNAME),
+                               0, Tag.RESULT)
+            finally:
+                stop.set()
+            raise
+        finally:
+            stop.set()
+            if beat is not None:
+                beat.join()
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        """A worker thread: tell the master this rank lives while it runs units."""
+        assert self._transport is not None
+        while not stop.wait(HEARTBEAT_SECONDS):
+            if self._busy.is_set():
+                self._transport.send_heartbeat()
+
+    def _serve_loop(self, transport: Transport) -> None:
         func: Callable[..., Any] | None = None
         args: tuple[Any, ...] = ()
         timeout: float | None = None
@@ -585,8 +776,13 @@ class Pool:
             reply_job, indices, units = message
             if reply_job != job_id or func is None:
                 continue
-            run_chunk(func, self.cache, units, args, timeout, indices,
-                      functools.partial(self._reply, job_id), FLUSH_SECONDS)
+            self._job_counter = job_id
+            self._busy.set()
+            try:
+                run_chunk(func, self.cache, units, args, timeout, indices,
+                          functools.partial(self._reply, job_id), FLUSH_SECONDS)
+            finally:
+                self._busy.clear()
 
     def _reply(self, job_id: int, part: tuple[Any, ...]) -> None:
         """Send a batch of results; a value that cannot be pickled fails its unit."""
@@ -608,6 +804,13 @@ class Pool:
                 values[k] = None
         self._transport.send((job_id, indices, values, starts, ends, failures, HOSTNAME),
                              0, Tag.RESULT)
+
+
+def _threads_allowed() -> bool:
+    """Whether MPI lets a second thread send (the heartbeat needs MPI_THREAD_MULTIPLE)."""
+    from mpi4py import MPI
+
+    return bool(MPI.Query_thread() >= MPI.THREAD_MULTIPLE)
 
 
 def _call_node(cache: Any, node: tuple[Callable[..., Any], Any]) -> Any:

@@ -136,9 +136,13 @@ def run_chunk(
                 signal.setitimer(signal.ITIMER_REAL, float(timeout))  # type: ignore[arg-type]
             try:
                 value = func(cache, unit, *args)
-            except Exception as exc:  # noqa: BLE001 - a failing unit must never stop others
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - a failing unit must never
+                # stop the others; sys.exit() in a unit fails that unit, not its worker
                 if isinstance(exc, UnitTimeoutError):
                     message = f"UnitTimeoutError: the unit ran longer than its {timeout} s timeout"
+                elif isinstance(exc, SystemExit):
+                    message = (f"SystemExit: {exc.code!r} (a unit may not end its process: "
+                               "it is failed, its worker goes on)")
                 else:
                     message = f"{type(exc).__name__}: {exc}"
                 failures[index] = (message, traceback.format_exc())

@@ -31,7 +31,8 @@ class Tag(enum.IntEnum):
 
     CONTROL = 11  #: master to worker: start a job, store shared state, stop
     WORK = 12  #: master to worker: units of the current job
-    RESULT = 13  #: worker to master: results of units
+    RESULT = 13  #: worker to master: results of units (or that the worker leaves)
+    HEARTBEAT = 14  #: worker to master: still alive while it runs units (empty)
 
 
 class Transport:
@@ -57,6 +58,13 @@ class Transport:
         Polls without sleeping for :data:`SPIN_SECONDS`, then with sleeps that double up to
         :data:`MAX_SLEEP`.
         """
+        found = self.poll(source, tag, None)
+        assert found is not None
+        return found
+
+    def poll(self, source: int | None = None, tag: Tag | None = None,
+             until: float | None = None) -> tuple[int, int] | None:
+        """As :meth:`wait`, but give up at ``until`` (a ``time.monotonic()`` time): None."""
         mpi = self._mpi
         src = mpi.ANY_SOURCE if source is None else source
         tg = mpi.ANY_TAG if tag is None else int(tag)
@@ -70,9 +78,24 @@ class Transport:
                 return status.Get_source(), status.Get_tag()
         delay = 2e-5
         while not iprobe(src, tg, status):
+            if until is not None and time.monotonic() >= until:
+                return None
             time.sleep(delay)
             delay = min(2.0 * delay, MAX_SLEEP)
         return status.Get_source(), status.Get_tag()
+
+    def send_heartbeat(self) -> None:
+        """Tell rank 0 this rank is alive (an empty message; safe from a second thread)."""
+        self.base.Send([b"", self._mpi.BYTE], dest=0, tag=int(Tag.HEARTBEAT))
+
+    def drain_heartbeats(self, source: int) -> int:
+        """Receive the heartbeats ``source`` has sent so far; return how many."""
+        mpi, status, count = self._mpi, self._mpi.Status(), 0
+        buffer = bytearray(1)
+        while self.base.Iprobe(source, int(Tag.HEARTBEAT), status):
+            self.base.Recv([buffer, mpi.BYTE], source=source, tag=int(Tag.HEARTBEAT))
+            count += 1
+        return count
 
     def recv(self, source: int | None = None, tag: Tag | None = None) -> tuple[Any, int, int]:
         """Wait for and receive a message; return ``(obj, source, tag)``."""

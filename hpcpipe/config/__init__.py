@@ -51,6 +51,7 @@ from hpcpipe.config.overrides import (
 )
 from hpcpipe.config.registry import Registry, RegistryEntry, RegistryField, RegistryInstanceDict
 from hpcpipe.config.serialize import config_to_python, load_config, save_config
+from hpcpipe.config.stored import StoredConfig, config_to_data
 
 __all__ = [
     "ChoiceField",
@@ -74,6 +75,7 @@ __all__ = [
     "RegistryEntry",
     "RegistryField",
     "RegistryInstanceDict",
+    "StoredConfig",
     "UnknownFieldError",
     "apply_override",
     "apply_override_file",
@@ -81,6 +83,7 @@ __all__ = [
     "close_field_names",
     "compare_configs",
     "config_fields",
+    "config_to_data",
     "config_to_python",
     "format_differences",
     "load_config",

@@ -69,6 +69,11 @@ class _GroupField(Field):
     def _to_plain(self, instance: Config) -> Any:
         return self._config(instance).to_dict()
 
+    def _flat_items(self, instance: Config, prefix: str) -> Iterator[tuple[str, Any]]:
+        sub = self._config(instance)
+        for field in sub._fields.values():
+            yield from field._flat_items(sub, f"{prefix}{self.name}.")
+
     def _parse_text(self, text: str, full_name: str) -> Any:
         raise self._fail(full_name, "is a group of fields; set one of them "
                          f"({full_name}.<field>=...) or use a -C config file")
@@ -221,6 +226,12 @@ class ConfigurableField(_GroupField):
             raise ConfigError(f"cannot save {name}: it is retargeted to "
                               f"{qualified_name(target)}, which cannot be imported by name")
         return lines + value._value._save_lines(name)
+
+    def _flat_items(self, instance: Config, prefix: str) -> Iterator[tuple[str, Any]]:
+        value: ConfigurableInstance = instance._storage[self.name]
+        yield f"{prefix}{self.name} (target)", qualified_name(value._target)
+        yield f"{prefix}{self.name} (config class)", qualified_name(value._ConfigClass)
+        yield from super()._flat_items(instance, prefix)
 
     def _compare(self, a: Config, b: Config, prefix: str) -> list[ConfigDifference]:
         from hpcpipe.config.compare import ConfigDifference

@@ -249,6 +249,10 @@ class Field:
     def _to_plain(self, instance: Config) -> Any:
         return _plain(self.__get__(instance))
 
+    def _flat_items(self, instance: Config, prefix: str) -> Iterator[tuple[str, Any]]:
+        """``(dotted name, plain value)`` of every leaf under this field (stored configs)."""
+        yield prefix + self.name, self._to_plain(instance)
+
     def _subconfigs(self, instance: Config) -> Iterator[tuple[str, Config]]:
         """The nested configs the field holds, with their name relative to ``instance``."""
         return iter(())

@@ -227,6 +227,15 @@ class RegistryField(Field):
         return {"active": value._active_plain(),
                 "configs": {n: value[n].to_dict() for n in value._active_names()}}
 
+    def _flat_items(self, instance: Config, prefix: str) -> Iterator[tuple[str, Any]]:
+        value: RegistryInstanceDict = instance._storage[self.name]
+        name = f"{prefix}{self.name}"
+        yield f"{name}.{'names' if self.multi else 'name'}", value._active_plain()
+        for key in value._active_names():
+            sub = value[key]
+            for field in sub._fields.values():
+                yield from field._flat_items(sub, f"{name}[{key!r}].")
+
     def _parse_text(self, text: str, full_name: str) -> Any:
         raise self._fail(full_name, f"set {full_name}.{'names' if self.multi else 'name'}=... "
                          "to choose, or a field of an item")

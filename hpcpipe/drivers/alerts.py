@@ -2,9 +2,10 @@
 
 For each visit, in time order (``--visit V``, ``--night YYYY-MM-DD`` or ``--id``):
 
-1. every CCD of the visit, spread over the ranks: ``processCcd`` (if its calexp is not in
-   the output repository yet), then ``imageDifference`` (the coadd template warped onto the
-   calexp, PSF-matched, subtracted; diaSources detected and measured);
+1. every CCD of the visit, spread over the ranks: ``processCcd`` (unless its
+   ``processCcd_metadata``, the completion marker, is there already), then
+   ``imageDifference`` (the coadd template warped onto the calexp, PSF-matched,
+   subtracted; diaSources detected and measured);
 2. on the master: association of the visit's diaSources with the diaObjects of the APDB
    (:func:`hpcpipe.ap.association.associate_visit`), stored in one transaction;
 3. every CCD again, on the rank that holds its images in memory (the pool's
@@ -35,8 +36,10 @@ import numpy as np
 from hpcpipe.ap.alerts import make_alert, write_alerts
 from hpcpipe.ap.apdb import DIA_SOURCE_DTYPE, Apdb
 from hpcpipe.ap.association import associate_visit
+from hpcpipe.comm.journal import Journal
 from hpcpipe.config import Config, ConfigField, Field
 from hpcpipe.diffim.image_difference import ImageDifferenceTask
+from hpcpipe.drivers.report import JOURNAL_NAME
 from hpcpipe.pipe.process_ccd import ProcessCcdTask
 from hpcpipe.table import Catalog
 from hpcpipe.task.cmdline import process_data_ref
@@ -63,7 +66,7 @@ FLAG_BITS = (
 class AlertsConfig(Config):
     """The alert production's config: its two tasks' configs and its own settings."""
 
-    processCcd = ConfigField("single-frame processing of CCDs without a calexp",
+    processCcd = ConfigField("single-frame processing of CCDs not processed yet",
                              ProcessCcdTask.ConfigClass)
     imageDifference = ConfigField("template subtraction, diaSource detection and measurement",
                                   ImageDifferenceTask.ConfigClass)
@@ -151,7 +154,9 @@ def _difference_unit(cache: Any, unit: tuple[int, int, str]) -> np.ndarray:
     butler = _butler(cache)
     config = cache.alert_config
     ref = butler.dataRef("raw", visit=visit, ccd=ccd)
-    if not butler.datasetExists("calexp", visit=visit, ccd=ccd):
+    # processCcd_metadata, written last, marks a finished processCcd (as for hpcpipe drp):
+    # a calexp alone may be left by a run killed before the CCD's src was written
+    if not butler.datasetExists("processCcd_metadata", visit=visit, ccd=ccd):
         process_data_ref(ProcessCcdTask(config=config.processCcd), ref)
     result = process_data_ref(ImageDifferenceTask(config=config.imageDifference), ref)
     calexp = butler.get("calexp", visit=visit, ccd=ccd)
@@ -222,6 +227,10 @@ def run_alerts(pool: Any, request: AlertRequest) -> tuple[list[VisitSummary], li
                   request.clobber_config)
     bands = tuple(sorted({str(b) for b in butler.queryMetadata("raw", "filter")}))
     Apdb(request.apdb, bands=None if request.apdb.exists() else bands, create=True).close()
+    # every unit's end goes to the journal as it happens (hpcpipe report rebuilds the report
+    # from it after a run that was killed)
+    pool.journal = Journal(request.report_dir / JOURNAL_NAME,
+                           f"hpcpipe alerts: {request.inputs}")
     pool.store(alert_inputs=str(request.inputs), alert_output=str(request.output),
                alert_config=request.config, alert_apdb=str(request.apdb),
                alert_dir=str(request.alert_dir), alert_butler=None)
@@ -261,6 +270,8 @@ def run_alerts(pool: Any, request: AlertRequest) -> tuple[list[VisitSummary], li
                  "%d failed, %.1f s", visit, band, summary.ccds, summary.dia_sources,
                  summary.new_objects, summary.alerts, len(summary.failed), summary.seconds)
         summaries.append(summary)
+    pool.journal.close()
+    pool.journal = None
     return summaries, pool.records
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcpipe.butler import Butler, ButlerDataRef, ButlerError
+from hpcpipe.comm.journal import Journal
 from hpcpipe.comm.pool import Pool
 from hpcpipe.comm.records import UnitError, UnitRecord
 from hpcpipe.drivers.production import (
@@ -40,10 +41,13 @@ from hpcpipe.drivers.production import (
     ProductionStep,
     format_unit,
 )
+from hpcpipe.drivers.report import JOURNAL_NAME, rebuild_report
 from hpcpipe.drivers.unitgraph import UnitGraph, plan_stages
+from hpcpipe.io.atomic import remove_debris
 from hpcpipe.task.cmdline import (
     MAX_EXIT_STATUS,
     config_conflict,
+    outputs_open,
     persist_config,
     process_data_ref,
 )
@@ -89,6 +93,7 @@ class DrpRequest:
     configs: dict[str, Any]
     clobber_outputs: bool = False
     clobber_config: bool = False
+    verify_outputs: bool = False
     report_dir: Path | None = None
     show_data: bool = False
     retries: int = 0
@@ -264,6 +269,19 @@ def run_production(pool: Pool, request: DrpRequest) -> DrpResult:
         return DrpResult([], 0, message="--show data")
     write_configs(butler, {s.name: request.configs[s.name] for s in steps},
                   request.clobber_config)
+    report_dir = request.report_dir
+    if report_dir is None and request.output_root is not None:
+        report_dir = request.output_root / "report"
+    elif report_dir is None:
+        report_dir = request.input_root / "report"
+    if request.output_root is not None and request.output_root.is_dir():
+        # a resumed run: the temporary files of writes killed with the last run go first
+        removed = remove_debris(request.output_root)
+        if removed:
+            log.info("removed %d temporary file(s) left by killed writes in %s", len(removed),
+                     request.output_root)
+    title = f"hpcpipe drp: {request.production.name}"
+    journal = pool.journal = Journal(report_dir / JOURNAL_NAME, title)
     token = f"{id(request)}-{started}"
     pool.store(drp=_WorkerSpec(
         token, str(request.input_root),
@@ -277,10 +295,19 @@ def run_production(pool: Pool, request: DrpRequest) -> DrpResult:
             units = [u for u in step.units(ctx) if ctx.selected(u)]
             ctx.add_units(step.name, step.unit_keys, units)
             graph.add_step(step, units, ctx, number)
-        job = graph.stage_job(
-            number, lambda i: butler.datasetExists(f"{graph.steps[i]}_metadata",
-                                                   graph.data_ids[i]),
-            request.clobber_outputs)
+        def is_done(i: int) -> bool:
+            step, data_id = graph.steps[i], graph.data_ids[i]
+            if not butler.datasetExists(f"{step}_metadata", data_id):
+                return False
+            if request.verify_outputs:
+                why = outputs_open(butler, step, data_id)
+                if why is not None:
+                    log.warning("%s: done before, but its outputs do not open (%s): redone",
+                                graph.keys[i], why)
+                    return False
+            return True
+
+        job = graph.stage_job(number, is_done, request.clobber_outputs)
         for g, cause in job.blocked.items():
             graph.state[g] = "blocked"
             records[g] = UnitRecord(graph.steps[g], g, graph.keys[g], "blocked",
@@ -292,7 +319,7 @@ def run_production(pool: Pool, request: DrpRequest) -> DrpResult:
         stopped = False
         try:
             pool.map_graph(nodes, job.deps, keys=[graph.keys[g] for g in job.indices],
-                           skip=job.skip, name="drp")
+                           skip=job.skip, name="drp", jobs=[graph.steps[g] for g in job.indices])
         except UnitError as exc:
             message = f"stopped at the first failure (--doraise): {exc.failure.key}"
             stopped = True
@@ -309,15 +336,11 @@ def run_production(pool: Pool, request: DrpRequest) -> DrpResult:
         status = 1
     result = DrpResult(ordered, status, wall_seconds=time.time() - started,
                        ranks=pool.world.size, message=message)
-    report_dir = request.report_dir
-    if report_dir is None and request.output_root is not None:
-        report_dir = request.output_root / "report"
-    elif report_dir is None:
-        report_dir = request.input_root / "report"
-    from hpcpipe.drivers.report import write_report
-
-    result.report = write_report(ordered, report_dir,
-                                 title=f"hpcpipe drp: {request.production.name}")
+    for rec in ordered:  # the final state of every unit (skipped and blocked ones too)
+        journal.unit(rec)
+    journal.close()
+    pool.journal = None
+    result.report = rebuild_report(report_dir)
     return result
 
 

@@ -103,6 +103,10 @@ def parse_drp_args(argv: Sequence[str], production: Production | None = None
                              f"{','.join((found or empty).step_names)})")
     parser.add_argument("--clobber-outputs", action="store_true",
                         help="redo every unit, even those done by an earlier run")
+    parser.add_argument("--verify-outputs", action="store_true",
+                        help="before skipping a unit done by an earlier run, check that its "
+                             "metadata and every output it lists open (a truncated file: the "
+                             "unit is redone)")
     parser.add_argument("--retries", type=non_negative_int, default=0, metavar="N",
                         help="try a failed unit N more times, on another rank (default 0)")
     parser.add_argument("--timeout", type=positive_float, metavar="SECONDS",
@@ -135,6 +139,7 @@ def parse_drp_args(argv: Sequence[str], production: Production | None = None
         configs[step.name] = config
     request = DrpRequest(found, inputs, output, ns.data_ids, steps, configs,
                          clobber_outputs=ns.clobber_outputs, clobber_config=ns.clobber_config,
+                         verify_outputs=ns.verify_outputs,
                          report_dir=ns.report, show_data=ns.show_data, retries=ns.retries,
                          timeout=ns.timeout, doraise=ns.doraise)
     return request

@@ -3,7 +3,12 @@
 ``report.json`` holds one entry per unit (job, key, state, rank, host, start, end, attempts,
 error) and the counts per state; ``timeline.png`` draws one row per rank and one bar per unit
 (coloured by state, labelled by job); ``report.html`` puts the summary, the timeline and the
-failures with their tracebacks on one page. All three are written atomically.
+failures with their tracebacks on one page. All three are written atomically; the JSON is
+strict (a time that is not known is ``null``, never ``NaN``).
+
+The master also appends every unit's end to ``journal.jsonl`` in the same directory as it
+happens (:mod:`hpcpipe.comm.journal`); the report is rewritten from it at the end, and
+``hpcpipe report OUT`` (:func:`rebuild_report`) rebuilds it after a run that was killed.
 """
 
 from __future__ import annotations
@@ -18,10 +23,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from hpcpipe.comm.journal import read_journal, strict
 from hpcpipe.comm.records import UnitRecord
 from hpcpipe.io.atomic import atomic_path
 
-__all__ = ["write_report", "summarize", "STATE_COLOURS"]
+__all__ = ["write_report", "rebuild_report", "find_journal", "summarize", "STATE_COLOURS",
+           "JOURNAL_NAME"]
+
+#: The journal's file name in a report directory.
+JOURNAL_NAME = "journal.jsonl"
 
 #: Bar colours of the unit states in the timeline.
 STATE_COLOURS = {
@@ -128,10 +138,38 @@ def write_report(records: Iterable[UnitRecord], directory: str | os.PathLike[str
     summary = summarize(records)
     paths = {"json": out / "report.json", "png": out / "timeline.png", "html": out / "report.html"}
     with atomic_path(paths["json"]) as tmp:
-        tmp.write_text(json.dumps({"summary": summary,
-                                   "units": [r.to_dict() for r in records]}, indent=1,
-                                  allow_nan=True))
+        tmp.write_text(json.dumps(strict({"summary": summary,
+                                          "units": [r.to_dict() for r in records]}),
+                                  indent=1, allow_nan=False))
     _timeline_png(records, paths["png"], title)
     with atomic_path(paths["html"]) as tmp:
         tmp.write_text(_html(records, summary, paths["png"].read_bytes(), title))
     return paths
+
+
+def find_journal(location: str | os.PathLike[str]) -> Path:
+    """The journal of a report directory, or of an output repository's ``report/``.
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming both places looked at.
+    """
+    base = Path(location)
+    for candidate in (base / JOURNAL_NAME, base / "report" / JOURNAL_NAME):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"no {JOURNAL_NAME} in {base} nor in {base / 'report'}")
+
+
+def rebuild_report(location: str | os.PathLike[str]) -> dict[str, Path]:
+    """Rewrite a run's report from its journal (the last entry of each unit wins).
+
+    Parameters
+    ----------
+    location : str or os.PathLike
+        The report directory, or the output repository whose ``report/`` holds it.
+    """
+    journal = find_journal(location)
+    title, records = read_journal(journal)
+    return write_report(records, journal.parent, title=title)

@@ -10,6 +10,14 @@ breaks on exported bash functions): it sets the few variables hpcpipe needs expl
 (:func:`job_environment`). The walltime is given (``--time``) or estimated from the seconds
 per unit, the number of units and the ranks (:func:`estimate_walltime`); one of the two is
 required, since a forgotten walltime means the scheduler's short default.
+
+Everything that lands in the script is checked before anything is written (:func:`check_request`
+: a :class:`SubmitError`, exit status 2, and no script): the job name, the queue and the
+account use letters, digits, ``.``, ``_`` and ``-`` (a queue may list several, separated by
+``,``); a ``--batch-option`` is one scheduler option (it starts with ``-``) of printable
+characters; no value or path may hold a newline or another control character, which would
+end the directive line and turn the rest into a shell command (sbatch and qsub also stop
+reading directives at the first command, silently dropping the ones after it).
 """
 
 from __future__ import annotations
@@ -28,12 +36,19 @@ from string import Template
 from hpcpipe.errors import HpcpipeError
 from hpcpipe.io.atomic import atomic_path
 
-__all__ = ["BatchRequest", "SubmitError", "estimate_walltime", "format_walltime",
+__all__ = ["BatchRequest", "SubmitError", "NAME_CHARACTERS", "estimate_walltime", "format_walltime",
            "parse_walltime", "job_environment", "make_script", "submit", "JOBS_DIR"]
 
 #: The directory of the job templates (``HPCPIPE_JOBS_DIR`` overrides it).
 JOBS_DIR = Path(os.environ.get("HPCPIPE_JOBS_DIR",
                                Path(__file__).resolve().parents[2] / "jobs"))
+
+#: What a job name, queue or account may hold (documented in the module and ``--help``).
+NAME_CHARACTERS = "letters, digits, '.', '_' and '-'"
+_NAME_RE = re.compile(r"[A-Za-z0-9_.\-]+")
+_QUEUE_RE = re.compile(r"[A-Za-z0-9_.\-]+(?:,[A-Za-z0-9_.\-]+)*")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_OPTION_RE = re.compile(r"-[\x21-\x7e][\x20-\x7e]*")
 
 _CARRIED = ("PATH", "LD_LIBRARY_PATH", "PYTHONPATH", "VIRTUAL_ENV", "HDF5_DIR", "MPLBACKEND")
 
@@ -108,6 +123,7 @@ class BatchRequest:
     procs_per_node: int = 1
     walltime_seconds: float = 3600.0
     queue: str | None = None
+    account: str | None = None
     extra_options: list[str] = field(default_factory=list)
     log_dir: Path = Path("batch")
     workdir: Path = field(default_factory=Path.cwd)
@@ -116,8 +132,7 @@ class BatchRequest:
     def __post_init__(self) -> None:
         if self.batch_type not in ("slurm", "pbs", "smp", "none"):
             raise SubmitError(f"--batch-type {self.batch_type!r}: choose slurm, pbs, smp or none")
-        if not re.fullmatch(r"[A-Za-z0-9_.\-]+", self.job):
-            raise SubmitError(f"--job {self.job!r}: use letters, digits, '.', '_' and '-'")
+        check_request(self)
         if self.nodes < 1 or self.procs_per_node < 1:
             raise SubmitError(f"--nodes {self.nodes} and --procs-per-node "
                               f"{self.procs_per_node} must be positive")
@@ -127,14 +142,60 @@ class BatchRequest:
         return self.nodes * self.procs_per_node
 
 
+def _no_control(option: str, value: str) -> None:
+    match = _CONTROL_RE.search(value)
+    if match:
+        raise SubmitError(f"{option} {value!r}: holds the control character "
+                          f"{match.group()!r} (a newline would end the directive line and run "
+                          "the rest as a shell command)")
+
+
+def check_request(request: BatchRequest) -> None:
+    """Check every value that lands in the job script.
+
+    Raises
+    ------
+    SubmitError
+        Naming the option: a name (``--job``, ``--queue``, ``--account``) outside
+        :data:`NAME_CHARACTERS`, a ``--batch-option`` that is not one printable option
+        starting with ``-``, or a control character (newline...) in any value or path.
+    """
+    names = [("--job", request.job, _NAME_RE), ("--queue", request.queue, _QUEUE_RE),
+             ("--account", request.account, _NAME_RE)]
+    for option, value, pattern in names:
+        if value is None:
+            continue
+        _no_control(option, value)
+        if not pattern.fullmatch(value):
+            extra = " (several queues: separated by ',')" if option == "--queue" else ""
+            raise SubmitError(f"{option} {value!r}: use {NAME_CHARACTERS}{extra}")
+    for value in request.extra_options:
+        _no_control("--batch-option", value)
+        if not _OPTION_RE.fullmatch(value):
+            raise SubmitError(f"--batch-option {value!r}: give one scheduler option, starting "
+                              "with '-', of printable characters (--batch-option=--mem=8G)")
+    _no_control("--batch-output", str(request.log_dir))
+    _no_control("the working directory", str(request.workdir))
+    for name, value in request.environment.items():
+        _no_control(f"the environment variable {name}", value)
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise SubmitError(f"the environment variable name {name!r} cannot be exported")
+    for arg in request.command:
+        _no_control("the driver's argument", arg)
+
+
 def make_script(request: BatchRequest) -> str:
-    """The job script for a SLURM or PBS request."""
+    """The job script for a SLURM or PBS request (checked again: see :func:`check_request`)."""
+    check_request(request)
     if request.batch_type not in ("slurm", "pbs"):
         raise SubmitError(f"batch type {request.batch_type!r} has no job script")
     template = Template((JOBS_DIR / f"{request.batch_type}.sh.template").read_text())
     directive = "#SBATCH" if request.batch_type == "slurm" else "#PBS"
     queue_flag = "--partition=" if request.batch_type == "slurm" else "-q "
     queue_line = f"{directive} {queue_flag}{request.queue}\n" if request.queue else ""
+    if request.account:
+        account_flag = "--account=" if request.batch_type == "slurm" else "-A "
+        queue_line += f"{directive} {account_flag}{request.account}\n"
     extra = "".join(f"{directive} {opt}\n" for opt in request.extra_options)
     environment = "\n".join(f"export {k}={shlex.quote(v)}"
                             for k, v in sorted(request.environment.items()))

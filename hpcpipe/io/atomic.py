@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "TEMP_PREFIX"]
+__all__ = ["atomic_path", "fsync_directory", "remove_debris", "TEMP_PREFIX"]
 
 #: Prefix of the temporary files; they are ignored by directory scans and safe to delete.
 TEMP_PREFIX = ".tmp-"
@@ -56,7 +57,51 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         with open(tmp, "rb") as handle:  # make the data durable before the rename
             os.fsync(handle.fileno())
         os.replace(tmp, final)
+        fsync_directory(final.parent)  # make the rename itself durable
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def fsync_directory(path: str | os.PathLike[str]) -> None:
+    """Flush a directory's entries (a rename or a new file in it) to stable storage.
+
+    File systems that cannot open or sync a directory (some network ones) are skipped.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_debris(root: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files (``.tmp-*``) that killed writers left under ``root``.
+
+    Only call it on a directory no other process is writing into (the output repository of
+    a run being resumed, before its workers start).
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    removed: list[Path] = []
+    for directory, dirnames, filenames in os.walk(root):
+        for name in filenames + [d for d in dirnames if d.startswith(TEMP_PREFIX)]:
+            if name.startswith(TEMP_PREFIX):
+                path = Path(directory) / name
+                with contextlib.suppress(FileNotFoundError):
+                    if path.is_dir() and not path.is_symlink():
+                        shutil.rmtree(path)
+                    else:
+                        path.unlink()
+                    removed.append(path)
+        dirnames[:] = [d for d in dirnames if not d.startswith(TEMP_PREFIX)]
+    return removed

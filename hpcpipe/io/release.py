@@ -20,7 +20,12 @@ Catalogs are written in one of two modes:
   (VDS) over the parts. A VDS reads a missing part as fill values without an error, so the
   file records every part and its row count, and :func:`read_release_table` checks them.
 
-Every file is written under a temporary name and renamed when every rank is done.
+Every file is written under a temporary name, flushed to stable storage (``fsync``: MPI-IO
+files too) and renamed when every rank is done; the rename is made durable by a ``fsync`` of
+the directory. Part files are written under a directory of their own run
+(``<file>.parts/run-<id>/``), never over the parts of the published file: a crash before the
+rename leaves the previous release intact and readable, and the next write removes what the
+crashed one left (its temporary file and parts).
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shutil
 import socket
 import sys
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,7 +48,7 @@ import numpy as np
 import hpcpipe
 from hpcpipe.comm.world import World
 from hpcpipe.errors import FileFormatError, HpcpipeError
-from hpcpipe.io.atomic import TEMP_PREFIX
+from hpcpipe.io.atomic import TEMP_PREFIX, fsync_directory
 from hpcpipe.io.hdf5_table import (
     catalog_attributes,
     catalog_rows,
@@ -98,11 +105,34 @@ def _write_provenance(handle: h5py.File, provenance: dict[str, Any]) -> None:
 
 
 def _temp_name(world: World, final: Path) -> str:
+    """A temporary name beside ``final``, agreed by every rank; rank 0 first removes the
+    temporary files that an earlier, crashed write of ``final`` left."""
     name = None
     if world.rank == 0:
         final.parent.mkdir(parents=True, exist_ok=True)
+        for stale in final.parent.glob(f"{TEMP_PREFIX}{final.name}.*"):
+            stale.unlink(missing_ok=True)
         name = str(final.with_name(f"{TEMP_PREFIX}{final.name}.{os.getpid()}"))
     return world.bcast(name)
+
+
+def _fsync_path(path: str | os.PathLike[str]) -> None:
+    """Flush a closed file's data to stable storage (files written through MPI-IO too)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _publish(world: World, tmp: str, final: Path) -> None:
+    """Rank 0: fsync ``tmp``, rename it to ``final``, fsync the directory (every rank waits)."""
+    world.barrier()
+    if world.rank == 0:
+        _fsync_path(tmp)
+        os.replace(tmp, final)
+        fsync_directory(final.parent)
+    world.barrier()
 
 
 def _agree(world: World, value: Any, what: str) -> None:
@@ -178,27 +208,51 @@ def _write_shared(tmp: str, name: str, catalog: Catalog, attrs: dict[str, Any],
             collective_write(dataset, pack_rows(catalog, start, stop, buffer), offset + start)
 
 
-def _part_path(final: Path, name: str, rank: int) -> Path:
-    return final.with_name(f"{final.name}.parts") / f"{name}.part-{rank:05d}.h5"
+def _parts_dir(final: Path) -> Path:
+    return final.with_name(f"{final.name}.parts")
+
+
+def _part_path(final: Path, name: str, rank: int, run: str) -> Path:
+    return _parts_dir(final) / f"run-{run}" / f"{name}.part-{rank:05d}.h5"
+
+
+def _remove_other_parts(final: Path, run: str) -> None:
+    """Rank 0, once ``final`` is published: remove the parts no published file refers to."""
+    keep = f"run-{run}"
+    parts = _parts_dir(final)
+    if not parts.is_dir():
+        return
+    for entry in parts.iterdir():
+        if entry.name == keep:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    fsync_directory(parts)
 
 
 def _write_per_rank(tmp: str, final: Path, name: str, rows: np.ndarray, attrs: dict[str, Any],
-                    provenance: dict[str, Any], world: World) -> None:
+                    provenance: dict[str, Any], world: World) -> str:
+    """Write this rank's part under a directory of this run, and rank 0 the virtual dataset;
+    returns the run's id."""
     from hpcpipe.io.atomic import atomic_path
 
-    part = _part_path(final, name, world.rank)
+    run = world.bcast(f"{time.time_ns()}-{os.getpid()}" if world.rank == 0 else None)
+    part = _part_path(final, name, world.rank, run)
     with atomic_path(part) as part_tmp, h5py.File(part_tmp, "w") as handle:
         handle.create_dataset(name, data=rows)
     counts = world.allgather(int(rows.shape[0]))
     world.barrier()
     if world.rank != 0:
-        return
+        return run
+    fsync_directory(part.parent)
     total = sum(counts)
     layout = h5py.VirtualLayout(shape=(total,), dtype=rows.dtype)
     start = 0
     for rank, count in enumerate(counts):
         if count:
-            source = h5py.VirtualSource(os.path.relpath(_part_path(final, name, rank),
+            source = h5py.VirtualSource(os.path.relpath(_part_path(final, name, rank, run),
                                                         final.parent), name, shape=(count,))
             layout[start:start + count] = source
         start += count
@@ -208,8 +262,9 @@ def _write_per_rank(tmp: str, final: Path, name: str, rows: np.ndarray, attrs: d
         for key, value in attrs.items():
             dataset.attrs[key] = value
         dataset.attrs["hpcpipe.parts"] = json.dumps(
-            [[os.path.relpath(_part_path(final, name, r), final.parent), c]
+            [[os.path.relpath(_part_path(final, name, r, run), final.parent), c]
              for r, c in enumerate(counts)])
+    return run
 
 
 def write_release_table(path: str | os.PathLike[str], name: str, catalog: Catalog,
@@ -258,14 +313,17 @@ def write_release_table(path: str | os.PathLike[str], name: str, catalog: Catalo
                           "writing uncompressed", stacklevel=2)
         compression = None
     tmp = _temp_name(world, final)
+    run = None
     if mode == "shared":
         _write_shared(tmp, name, catalog, attrs, provenance, world, compression)
     else:
-        _write_per_rank(tmp, final, name, catalog_rows(catalog), attrs, provenance, world)
-    world.barrier()
-    if world.rank == 0:
-        os.replace(tmp, final)
-    world.barrier()
+        run = _write_per_rank(tmp, final, name, catalog_rows(catalog), attrs, provenance,
+                              world)
+    _publish(world, tmp, final)
+    if world.rank == 0 and run is not None:
+        _remove_other_parts(final, run)
+    elif world.rank == 0 and _parts_dir(final).is_dir():  # a shared file: no parts any more
+        shutil.rmtree(_parts_dir(final), ignore_errors=True)
     return world.allreduce(len(catalog))
 
 
@@ -380,10 +438,7 @@ def write_release_coadds(path: str | os.PathLike[str], coadds: dict[tuple[str, s
             group = handle[_coadd_group_name(patch, band)]
             for plane, array in exposure_planes(exposure).items():
                 group[plane][...] = array
-    world.barrier()
-    if world.rank == 0:
-        os.replace(tmp, final)
-    world.barrier()
+    _publish(world, tmp, final)
     return sorted(everything)
 
 

@@ -17,21 +17,25 @@ import argparse
 import cProfile
 import logging
 import multiprocessing
-import os
 import shutil
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, ClassVar
 
+from hpcpipe.config import StoredConfig
+from hpcpipe.config.compare import ConfigDifference, format_differences
+from hpcpipe.io.atomic import atomic_path
 from hpcpipe.task.argparser import apply_camera_defaults, build_argument_parser
 from hpcpipe.task.struct import Struct
 from hpcpipe.task.task import Task
 
 __all__ = ["CmdLineTask", "run_cmdline_task", "MAX_EXIT_STATUS", "config_conflict",
-           "persist_config", "process_data_ref", "butler_for", "repository_keys",
-           "camera_defaults"]
+           "persist_config", "stored_config", "process_data_ref", "outputs_open", "OUTPUTS_KEY",
+           "butler_for", "repository_keys", "camera_defaults"]
 
 log = logging.getLogger("hpcpipe.task.cmdline")
 
@@ -147,54 +151,79 @@ def _data_refs(butler: Any, task_class: type[CmdLineTask], data_ids: list[dict[s
     return refs
 
 
+def _output_config(butler: Any, name: str) -> tuple[Any, str]:
+    """The ``<name>_config`` dataset type and its path in the *output* repository only."""
+    resolved = butler.mapper.dataset_type(f"{name}_config", {})
+    return resolved, resolved.template.format({})
+
+
+def stored_config(butler: Any, name: str) -> Any:
+    """The ``<name>_config`` of the output repository (never one found through its inputs).
+
+    Returns
+    -------
+    StoredConfig, other plain data, or None
+        None if the output repository holds no config of ``name``. The file is read as data
+        (:mod:`hpcpipe.config.stored`): nothing in it runs.
+    """
+    resolved, relpath = _output_config(butler, name)
+    storage = butler.output.storage
+    if not storage.exists(relpath):
+        return None
+    return storage.read(relpath, resolved.formatter.read)
+
+
 def config_conflict(butler: Any, name: str, config: Any) -> str | None:
     """Describe how ``config`` differs from the ``<name>_config`` in the output repository.
+
+    Only the output repository is looked at: a config in an input repository describes
+    another run, and belongs to whoever wrote it.
 
     Returns
     -------
     str or None
         The differences, one field a line; None if there is no saved config or it is equal.
     """
-    from hpcpipe.config.compare import format_differences
-
-    dataset = f"{name}_config"
-    if not butler.datasetExists(dataset):
+    stored = stored_config(butler, name)
+    if stored is None:
         return None
-    differences = config.compare(butler.get(dataset))
+    if not isinstance(stored, StoredConfig):
+        return format_differences([ConfigDifference("(stored config)", "a config",
+                                                    type(stored).__name__)])
+    differences = stored.differences(config)
     return format_differences(differences) if differences else None
 
 
 def persist_config(butler: Any, name: str, config: Any, clobber: bool) -> str | None:
     """Write a task's config to the output repository as ``<name>_config``.
 
-    On the first run the config is written; on later runs it is compared with the saved one.
-    A different config is refused unless ``clobber``, which replaces it and keeps the old
-    file as a backup (``<file>~1``, ``~2``...).
+    On the first run the config is written; on later runs it is compared (as data) with the
+    one the output repository holds. A different config is refused unless ``clobber``, which
+    replaces it and keeps the old file as a backup beside it (``<file>~1``, ``~2``...) in the
+    output repository.
 
     Returns
     -------
     str or None
         The error to report (the config differs and ``clobber`` is false), else None.
     """
-    dataset = f"{name}_config"
-    exists = butler.datasetExists(dataset)
-    if exists:
+    _, relpath = _output_config(butler, name)
+    if butler.output.storage.exists(relpath):
         differences = config_conflict(butler, name, config)
         if differences is None:
             return None
         if not clobber:
             return (f"the config of {name} differs from the one in the output repository "
                     f"(use --clobber-config to replace it):\n{differences}")
-        uri = str(butler.getUri(dataset))
-        path = uri[len("file://"):] if uri.startswith("file://") else uri
-        backup = f"{path}~1"
+        path = butler.output.storage.local_path(relpath)
         k = 1
-        while os.path.exists(backup):
+        while path.with_name(f"{path.name}~{k}").exists():
             k += 1
-            backup = f"{path}~{k}"
-        shutil.copy2(path, backup)
+        backup = path.with_name(f"{path.name}~{k}")
+        with atomic_path(backup) as tmp:
+            shutil.copy2(path, tmp)
         log.warning("replacing the config of %s; the old one is kept as %s", name, backup)
-    butler.put(config, dataset)
+    butler.put(config, f"{name}_config")
     return None
 
 
@@ -205,9 +234,41 @@ def process_data_ref(task: CmdLineTask, data_ref: Any) -> Any:
     existence marks the data id as done (what resumed runs look for).
     """
     task.reset_metadata()
+    written = getattr(data_ref, "written", None)
+    first = len(written) if written is not None else 0
     result = task.run_data_ref(data_ref)
-    data_ref.put(task.get_full_metadata(), f"{task.name}_metadata")
+    metadata = task.get_full_metadata()
+    if written is not None:  # what the unit wrote, for --verify-outputs on a resume
+        metadata[OUTPUTS_KEY] = [{"datasetType": t, "dataId": dict(i)}
+                                 for t, i in written[first:]]
+    data_ref.put(metadata, f"{task.name}_metadata")
     return result
+
+
+#: The ``<task>_metadata`` entry listing the datasets a unit wrote through its data reference.
+OUTPUTS_KEY = "hpcpipe_outputs"
+
+
+def outputs_open(butler: Any, task_name: str, data_id: dict[str, Any]) -> str | None:
+    """Check that a done unit's outputs open: its metadata, and every dataset it lists.
+
+    Returns
+    -------
+    str or None
+        Why the unit does not count as done (a truncated or unreadable file), else None.
+    """
+    try:
+        metadata = butler.get(f"{task_name}_metadata", data_id)
+    except Exception as exc:  # noqa: BLE001 - any failure to read means: not done
+        return f"{task_name}_metadata: {type(exc).__name__}: {exc}"
+    if not isinstance(metadata, dict):
+        return f"{task_name}_metadata: not a mapping"
+    for output in metadata.get(OUTPUTS_KEY, []):
+        try:
+            butler.get(output["datasetType"], output["dataId"])
+        except Exception as exc:  # noqa: BLE001
+            return f"{output.get('datasetType')}: {type(exc).__name__}: {exc}"
+    return None
 
 
 class _Runner:
@@ -230,6 +291,70 @@ class _Runner:
             text = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
             return dict(ref.dataId), text
         return dict(ref.dataId), None
+
+
+#: What a ``-j`` child inherits at fork: the runner, the references and each unit's state.
+_FORKED: dict[str, Any] = {}
+_PENDING, _STARTED, _FINISHED = 0, 1, 2
+
+
+def _run_forked(index: int) -> tuple[dict[str, Any], str | None]:
+    """Run reference ``index`` in a ``-j`` child, marking it started, then finished."""
+    states = _FORKED["states"]
+    states[index] = _STARTED
+    outcome = _FORKED["runner"](_FORKED["refs"][index])
+    states[index] = _FINISHED
+    return outcome
+
+
+def run_in_processes(runner: Any, refs: list[Any], processes: int
+                     ) -> list[tuple[dict[str, Any], str | None]]:
+    """Run ``runner(ref)`` for every reference in ``processes`` forked children.
+
+    A child that dies (SIGKILL, the OOM killer) breaks a ``ProcessPoolExecutor``
+    (``BrokenProcessPool``) instead of losing its task silently, as ``multiprocessing.Pool``
+    does: the units that were running then are failed (their child died under them, or was
+    stopped with the pool), the units not started yet go on in a new pool. It never hangs.
+
+    Returns
+    -------
+    list of (data id, error text or None)
+        In the order of ``refs``.
+    """
+    context = multiprocessing.get_context("fork")
+    states = context.RawArray("b", len(refs))  # shared with the children, no lock needed
+    _FORKED.update(runner=runner, refs=refs, states=states)
+    outcomes: dict[int, tuple[dict[str, Any], str | None]] = {}
+    todo = list(range(len(refs)))
+    try:
+        while todo:
+            broken: list[int] = []
+            with ProcessPoolExecutor(max_workers=min(processes, len(todo)),
+                                     mp_context=context) as pool:
+                futures = {pool.submit(_run_forked, i): i for i in todo}
+                for future in as_completed(futures):
+                    index = futures[future]
+                    try:
+                        outcomes[index] = future.result()
+                    except BrokenProcessPool:
+                        broken.append(index)
+                    except BaseException:  # --doraise: stop at the first failure
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        raise
+            todo = []
+            for index in sorted(broken):
+                if states[index] == _STARTED:
+                    outcomes[index] = (dict(refs[index].dataId),
+                                       "its -j worker process died while it ran (killed by a "
+                                       "signal, or by the out-of-memory killer)")
+                    log.error("a -j worker process died while it ran %s",
+                              dict(refs[index].dataId))
+                else:  # not started, or finished with its answer lost: run it again
+                    states[index] = _PENDING
+                    todo.append(index)
+    finally:
+        _FORKED.clear()
+    return [outcomes[i] for i in range(len(refs))]
 
 
 def run_cmdline_task(task_class: type[CmdLineTask], argv: Sequence[str] | None = None,
@@ -267,8 +392,7 @@ def run_cmdline_task(task_class: type[CmdLineTask], argv: Sequence[str] | None =
         profile.enable()
     try:
         if ns.processes > 1 and len(refs) > 1:
-            with multiprocessing.get_context("fork").Pool(ns.processes) as pool:
-                outcomes = pool.map(runner, refs, chunksize=1)
+            outcomes = run_in_processes(runner, refs, ns.processes)
         else:
             outcomes = [runner(ref) for ref in refs]
     except Exception as exc:  # noqa: BLE001 - --doraise: the first failure stops the run

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 from hpcpipe.butler.datasets import DatasetType, DatasetTypePattern, PathTemplate
 from hpcpipe.butler.formatters import (
     CatalogFormatter,
+    ConfigDataFormatter,
     ExposureFormatter,
     MetadataFormatter,
-    PythonConfigFormatter,
     ReleaseTableFormatter,
     SchemaFormatter,
     SkyMapFormatter,
@@ -30,7 +30,7 @@ HDF5_EXPOSURE = ExposureFormatter("hdf5")
 FITS_CATALOG = CatalogFormatter("fits")
 HDF5_CATALOG = CatalogFormatter("hdf5")
 SCHEMA = SchemaFormatter()
-CONFIG = PythonConfigFormatter()
+CONFIG = ConfigDataFormatter()
 METADATA = MetadataFormatter("yaml")
 SKYMAP = SkyMapFormatter()
 
@@ -187,7 +187,7 @@ def dataset_types() -> list[DatasetType]:
 def _config(mapper: Mapper, name: str, groups: dict[str, str], data_id: Mapping[str, Any]
             ) -> DatasetType:
     task = groups["task"]
-    return DatasetType(name, CONFIG, PathTemplate(f"config/{task}.py"),
+    return DatasetType(name, CONFIG, PathTemplate(f"config/{task}.yaml"),
                        f"The configuration task {task} ran with.", pattern="<task>_config")
 
 
@@ -207,10 +207,10 @@ def patterns() -> list[DatasetTypePattern]:
         DatasetTypePattern(
             "<task>_config", rf"(?P<task>{TASK_NAME})_config",
             "The configuration a task ran with, written once per output repository "
-            "(processCcd_config, isr_config...): an hpcpipe.config Config, saved as the Python "
-            "its save() writes and read back as an instance of its class; a dict of plain "
-            "values is stored as a Python literal. Any task name works.",
-            CONFIG, "config/<task>.py", _config),
+            "(processCcd_config, isr_config...): an hpcpipe.config Config, stored as data (YAML "
+            "of its flattened fields, read with a safe loader: nothing in it ever runs) and "
+            "read back as a StoredConfig; a dict or str is stored as YAML. Any task name works.",
+            CONFIG, "config/<task>.yaml", _config),
         DatasetTypePattern(
             "<task>_metadata", rf"(?P<task>{TASK_NAME})_metadata",
             "Metadata of one run of a task (processCcd_metadata...). Its keys are the task's "

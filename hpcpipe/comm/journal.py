@@ -1,0 +1,106 @@
+"""The run journal: one JSON line per unit end, appended by the master as it happens.
+
+A run killed before its end (the master killed, the node lost, the job out of walltime)
+leaves no report, but its journal holds every unit that ended until then, so that
+``hpcpipe report OUT`` rebuilds ``report.json``, ``timeline.png`` and ``report.html`` from
+it. Lines are strict JSON (a time that is not known is ``null``, never ``NaN``); each is
+written whole and flushed at once, so a kill loses at most the line being written, which the
+reader skips.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from hpcpipe.comm.records import UnitRecord
+
+__all__ = ["Journal", "read_journal", "strict"]
+
+log = logging.getLogger("hpcpipe.comm.journal")
+
+
+def strict(value: Any) -> Any:
+    """``value`` with NaN and infinite floats replaced by None, through lists and dicts."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict(v) for v in value]
+    return value
+
+
+class Journal:
+    """Appends unit ends to a JSON-lines file (the master only).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The journal file; a new run starts it afresh with a ``run`` line.
+    title : str
+        What the run is (the report's title).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], title: str = "hpcpipe run") -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle: IO[str] | None = open(self.path, "w", encoding="utf-8")  # noqa: SIM115
+        self.write({"event": "run", "title": title, "time": time.time(), "pid": os.getpid()})
+
+    def write(self, entry: dict[str, Any]) -> None:
+        """Append one entry as a line and flush it to the operating system."""
+        if self._handle is None:
+            return
+        try:
+            self._handle.write(json.dumps(strict(entry), allow_nan=False) + "\n")
+            self._handle.flush()
+        except OSError as exc:  # a full disk must not stop the run: the journal stops
+            log.warning("%s: cannot append to the journal (%s); it stops here", self.path, exc)
+            self._handle = None
+
+    def unit(self, record: UnitRecord) -> None:
+        """Append the end of one unit (its state, rank, host, times, error)."""
+        self.write({"event": "unit", **record.to_dict()})
+
+    def close(self) -> None:
+        """Flush the journal to stable storage and close it."""
+        if self._handle is not None:
+            try:
+                self._handle.flush()
+                os.fsync(self._handle.fileno())
+            except OSError as exc:
+                log.warning("%s: cannot flush the journal (%s)", self.path, exc)
+            finally:
+                self._handle.close()
+                self._handle = None
+
+
+def read_journal(path: str | os.PathLike[str]) -> tuple[str, list[UnitRecord]]:
+    """The title and the last record of each unit (by job and key) of a journal.
+
+    A line cut short by a kill is skipped.
+    """
+    title = "hpcpipe run"
+    latest: dict[tuple[str, str], UnitRecord] = {}
+    fields = set(UnitRecord.__dataclass_fields__) - {"excluded_ranks"}
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # the last line of a killed writer
+            if entry.get("event") == "run":
+                title = str(entry.get("title", title))
+            elif entry.get("event") == "unit":
+                values = {k: v for k, v in entry.items() if k in fields}
+                for name in ("start", "end"):
+                    values[name] = math.nan if values.get(name) is None else values[name]
+                record = UnitRecord(**values)
+                latest[(record.job, record.key)] = record
+    return title, list(latest.values())
