@@ -155,6 +155,12 @@ setup(
         "matplotlib>=3.8",
         "tqdm>=4.66",
         "fastavro>=1.9",
+        "lsst-alert-packet>=30.2026.2700,<31",
+        "lsst-sdm-schemas>=30.2026.4300,<31",
+        "sqlalchemy>=2.0",
+        "psycopg[binary]>=3.1",
+        "hpgeom>=1.3",
+        "confluent-kafka>=2.3",
     ],
     entry_points={
         "console_scripts": ["hpcpipe = hpcpipe.cli:main"],
