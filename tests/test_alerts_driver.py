@@ -10,6 +10,7 @@ the APDB and the simulation's truth.
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import fastavro
@@ -201,6 +202,43 @@ def test_rerun_does_nothing_again(run, capsys):
     assert [f.stat().st_mtime_ns for f in sorted((out / "alerts").rglob("*.alerts"))] == stamps
     after = Apdb(out / "apdb.sqlite").objects()
     assert before.tobytes() == after.tobytes()
+
+
+def test_kafka_bootstrap_sends_a_ccd_again(run, capsys):
+    """An alert file removed: the rerun writes it again and, with --kafka-bootstrap, produces
+    the same messages to the broker (librdkafka's mock cluster, on 127.0.0.1)."""
+    kafka = pytest.importorskip("confluent_kafka")
+    repo, out, _ = run
+    path = alert_path(out / "alerts", ALERT_VISITS[-1], 1)
+    frames = list(iter_frames(path))
+    path.unlink()
+    holder = kafka.Producer({"test.mock.num.brokers": 1})  # owns the mock cluster
+    broker = next(iter(holder.list_topics(timeout=10).brokers.values()))
+    bootstrap = f"{broker.host}:{broker.port}"
+    assert alerts(repo, out, "--visit", ALERT_VISITS[-1], "--kafka-bootstrap", bootstrap,
+                  "-c", "kafkaTopic=lsst-alerts-test") == 0
+    again = list(iter_frames(path))
+    assert len(again) == len(frames) > 0
+    consumer = kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "broker",
+                               "auto.offset.reset": "earliest"})
+    consumer.subscribe(["lsst-alerts-test"])
+    received = []
+    deadline = time.monotonic() + 60
+    while len(received) < len(again) and time.monotonic() < deadline:
+        message = consumer.poll(0.5)
+        if message is not None and not message.error():
+            received.append(message.value())
+    consumer.close()
+    assert sorted(received) == sorted(again)
+    parsed = fastavro.schema.load_schema(str(alert_schema_path("11.1")))
+    ids = sorted(fastavro.schemaless_reader(io.BytesIO(m[5:]), parsed)["diaSourceId"]
+                 for m in received)
+    stored = Apdb(out / "apdb.sqlite").sources_of_visit(ALERT_VISITS[-1], 1)
+    assert ids == stored["diaSourceId"].tolist()
+    assert main(["alerts", str(repo), "--output", str(out), "--visit", "1005",
+                 "--kafka-bootstrap", "nohost"]) == 2
+    assert "--kafka-bootstrap" in capsys.readouterr().err
+    del holder
 
 
 def test_usage_errors_exit_2(run, capsys):
