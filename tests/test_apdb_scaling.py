@@ -177,3 +177,10 @@ def test_postgresql_apdb(postgres_url):
         assert again.bands == ("g", "r") and again.visits() == [1, 2, 3, 4]
     with pytest.raises(ApdbError, match="records bands"):
         Apdb(postgres_url, bands=("r",))
+
+
+def test_an_unreachable_database_is_named(tmp_path):
+    pytest.importorskip("psycopg")
+    url = f"postgresql+psycopg://apdb@/postgres?host={tmp_path / 'no-server'}"
+    with pytest.raises(ApdbError, match="no-server.*not reachable"):
+        Apdb(url)

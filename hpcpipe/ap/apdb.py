@@ -37,7 +37,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -221,7 +221,8 @@ class Apdb:
             self.bands = self._open_or_create(bands, create)
         except sa.exc.DBAPIError as exc:
             self.engine.dispose()
-            raise ApdbError(f"{self.name}: not an APDB ({exc.orig})") from exc
+            raise ApdbError(f"{self.name}: not an APDB, or not reachable ({exc.orig})") \
+                from exc
         except ApdbError:
             self.engine.dispose()
             raise
@@ -521,7 +522,3 @@ def _sqlite_on_begin(conn: Any) -> None:
 def _chunks(ids: list[int], size: int = 500) -> list[list[int]]:
     return [ids[i:i + size] for i in range(0, len(ids), size)]
 
-
-def iter_tables() -> Iterable[str]:
-    """The names of the APDB's Rubin tables."""
-    return tuple(_KEYS)
