@@ -30,6 +30,7 @@ from hpcpipe.ap.alerts import (
     write_alert_packets,
     write_alert_stream,
 )
+from hpcpipe.ap.apdb import new_rows
 from hpcpipe.ap.association import with_forced_stats
 from hpcpipe.ap.forced import forced_photometry
 from hpcpipe.ap.sdm import alert_schema, available_alert_schemas, parse_version
@@ -106,7 +107,7 @@ def season(tmp_path):
         rows["pixelFlags_saturatedCenter"] = visit == 3
         associate_visit(apdb, visit, rows)
         if visit < 3:
-            forced = np.zeros(1, DIA_FORCED_SOURCE_DTYPE)
+            forced = new_rows(DIA_FORCED_SOURCE_DTYPE, 1)
             forced["diaForcedSourceId"] = 10 + visit
             forced["diaObjectId"] = 1  # the first object's id
             forced["ra"], forced["dec"] = RA0, DEC0
@@ -143,6 +144,7 @@ def test_packets_are_rubin_alerts_read_by_fastavro_alone(tmp_path):
     # visit 1 is 400 days earlier: outside the year of history
     assert [s["visit"] for s in got["prvDiaSources"]] == [2]
     assert [(f["visit"], f["psfFlux"]) for f in got["prvDiaForcedSources"]] == [(2, 180.0)]
+    assert got["prvDiaForcedSources"][0]["timeWithdrawnMjdTai"] is None
     obj = got["diaObject"]
     assert obj["diaObjectId"] == oid and obj["nDiaSources"] == 3
     assert obj["r_psfFluxNdata"] == 3 and obj["u_psfFluxNdata"] == 0
@@ -225,6 +227,7 @@ def test_forced_photometry_measures_the_injected_flux():
     assert np.all(rows["psfFluxErr"] > 0)
     assert rows["visit"].tolist() == [5, 5] and rows["band"].tolist() == ["r", "r"]
     assert len(set(rows["diaForcedSourceId"].tolist())) == 2
+    assert np.isnan(rows["timeWithdrawnMjdTai"]).all()  # not withdrawn: NULL
 
 
 def test_kafka_round_trip_through_a_mock_broker(tmp_path):

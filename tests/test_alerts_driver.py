@@ -84,6 +84,8 @@ def check_alerts_match_the_apdb(out: Path) -> None:
                 assert frame[0] == 0 and int.from_bytes(frame[1:5], "big") == 1101
                 packet = fastavro.schemaless_reader(io.BytesIO(frame[5:]), parsed)
                 forced_history += len(packet["prvDiaForcedSources"] or [])
+                assert all(f["timeWithdrawnMjdTai"] is None
+                           for f in packet["prvDiaForcedSources"] or [])
             for packet in packets[:5]:
                 source = packet["diaSource"]
                 assert (source["visit"], source["detector"]) == (visit, ccd)

@@ -50,7 +50,7 @@ from hpcpipe.errors import HpcpipeError
 
 __all__ = ["Apdb", "ApdbError", "BANDS", "DIA_FORCED_SOURCE_DTYPE", "DIA_OBJECT_DTYPE",
            "DIA_SOURCE_COLUMNS", "DIA_SOURCE_DTYPE", "INDEX_ORDER", "SCHEMA_VERSION",
-           "STAT_NAMES", "pixel_ranges_circle", "pixel_ranges_polygon"]
+           "STAT_NAMES", "new_rows", "pixel_ranges_circle", "pixel_ranges_polygon"]
 
 #: Version of hpcpipe's APDB layout (stored in the database; another version is refused).
 SCHEMA_VERSION = 2
@@ -93,6 +93,16 @@ _KEYS = {"DiaObject": ("diaObjectId",), "DiaSource": ("diaSourceId",),
          "DiaForcedSource": ("diaObjectId", "visit", "detector")}
 _DTYPES = {"DiaObject": DIA_OBJECT_DTYPE, "DiaSource": DIA_SOURCE_DTYPE,
            "DiaForcedSource": DIA_FORCED_SOURCE_DTYPE}
+
+
+def new_rows(dtype: np.dtype, n: int) -> np.ndarray:
+    """``n`` empty rows of ``dtype``: floating-point columns NaN (NULL: not measured), the
+    others zero."""
+    rows = np.zeros(n, dtype)
+    for name in dtype.names or ():
+        if dtype[name].kind == "f":
+            rows[name] = np.nan
+    return rows
 
 
 class ApdbError(HpcpipeError):

@@ -16,7 +16,14 @@ import numpy as np
 from astropy.time import Time
 from scipy.spatial import cKDTree
 
-from hpcpipe.ap.apdb import BANDS, DIA_OBJECT_DTYPE, DIA_SOURCE_DTYPE, STAT_NAMES, Apdb
+from hpcpipe.ap.apdb import (
+    BANDS,
+    DIA_OBJECT_DTYPE,
+    DIA_SOURCE_DTYPE,
+    STAT_NAMES,
+    Apdb,
+    new_rows,
+)
 
 __all__ = ["AssociationResult", "PSF_STAT_NAMES", "associate", "associate_visit",
            "light_curve_stats", "now_mjd_tai", "object_row", "unit_vectors",
@@ -123,7 +130,7 @@ def object_row(object_id: int, sources: np.ndarray, forced: np.ndarray | None = 
     of the science fluxes (``scienceFluxMean``) and of the forced difference-image fluxes
     (``fpFluxMean``, from ``forced``).
     """
-    row = np.zeros(1, DIA_OBJECT_DTYPE)[0]
+    row = new_rows(DIA_OBJECT_DTYPE, 1)[0]
     row["diaObjectId"] = object_id
     row["validityStartMjdTai"] = now_mjd_tai() if validity_start is None else validity_start
     mean = unit_vectors(sources["ra"], sources["dec"]).mean(axis=0)

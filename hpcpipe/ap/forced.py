@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from hpcpipe.ap.apdb import DIA_FORCED_SOURCE_DTYPE
+from hpcpipe.ap.apdb import DIA_FORCED_SOURCE_DTYPE, new_rows
 from hpcpipe.image import Exposure
 from hpcpipe.pipe.measurement import MeasurementTask
 from hpcpipe.pipe.sources import ID_BITS, source_id_base
@@ -72,7 +72,7 @@ def forced_photometry(objects: np.ndarray, difference: Exposure, science: Exposu
         return out
     objects, x, y = objects[on], x[on], y[on]
     task = measurement or MeasurementTask()
-    rows = np.zeros(len(objects), DIA_FORCED_SOURCE_DTYPE)
+    rows = new_rows(DIA_FORCED_SOURCE_DTYPE, len(objects))  # timeWithdrawnMjdTai: NULL
     rows["diaForcedSourceId"] = forced_source_id_base(visit, detector) + 1 + np.arange(
         len(objects))
     rows["diaObjectId"] = objects["diaObjectId"]

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from hpcpipe.ap.apdb import DIA_SOURCE_DTYPE
+from hpcpipe.ap.apdb import DIA_SOURCE_DTYPE, new_rows
 from hpcpipe.image import Exposure
 
 __all__ = ["PIXEL_FLAG_PLANES", "dia_source_rows", "local_jacobian"]
@@ -103,7 +103,7 @@ def dia_source_rows(catalog: Any, band: str, difference: Exposure, time_processe
         The visit's exposure time (s).
     """
     n = len(catalog)
-    rows = np.zeros(n, DIA_SOURCE_DTYPE)
+    rows = new_rows(DIA_SOURCE_DTYPE, n)
     if n == 0:
         return rows
     rows["diaSourceId"] = catalog["id"]
