@@ -268,3 +268,20 @@ def test_kafka_failure_names_the_broker():
     with pytest.raises(AlertTransportError, match="127.0.0.1:9 topic t"):
         produce_alerts([(1, b"\x00\x00\x00\x04\x4d")], "127.0.0.1:9", "t",
                        config={"message.timeout.ms": 1500}, timeout=5)
+
+
+def test_cutout_wcs_keeps_the_sip_distortion():
+    from astropy.wcs import Sip
+
+    exp = exposure_with_wcs()
+    a = np.zeros((3, 3))
+    b = np.zeros((3, 3))
+    a[2, 0], b[0, 2], a[1, 1] = 2e-5, -3e-5, 1e-5
+    exp.wcs.wcs.ctype = ["RA---TAN-SIP", "DEC--TAN-SIP"]
+    exp.wcs.sip = Sip(a, b, None, None, exp.wcs.wcs.crpix)
+    for x, y in ((1030.0, 2050.0), (1090.0, 2010.0)):
+        ccd = CCDData.read(io.BytesIO(cutout_fits(exp, x, y, 30)))
+        assert ccd.wcs.sip is not None
+        ra, dec = ccd.wcs.all_pix2world([[15, 15]], 0)[0]
+        ra_p, dec_p = exp.wcs.all_pix2world([[x, y]], 0)[0]
+        assert (ra, dec) == pytest.approx((ra_p, dec_p), abs=1e-10)

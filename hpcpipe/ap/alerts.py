@@ -166,16 +166,45 @@ def make_alert(source: np.void, history: np.ndarray, dia_object: np.void | None,
 
 
 # --- cutouts ---------------------------------------------------------------------------------
+#: The per-exposure cutout headers (``CCDData.to_hdu``'s, made once per image): a few entries,
+#: the images of the CCD being alerted; identity-checked.
+_HEADER_CACHE: list[tuple[Exposure, Exposure | None, int, list[fits.Header]]] = []
+
+
+def _cutout_headers(exposure: Exposure, calib_from: Exposure | None, size: int
+                    ) -> list[fits.Header]:
+    """The headers of a cutout of ``exposure`` at (x0, y0) = (0, 0), as ``CCDData.to_hdu``
+    writes them (image: BUNIT and WCS; UNCERT; MASK) and the MASKBITS header: made once per
+    exposure, only the WCS reference pixel changes from one cutout to the next."""
+    for exp, cal, n, headers in _HEADER_CACHE:
+        if exp is exposure and cal is calib_from and n == size:
+            return headers
+    calib = (calib_from.photo_calib if calib_from is not None else None) or exposure.photo_calib
+    zeros = np.zeros((size, size), np.float32)
+    data = CCDData(zeros, unit=u.nJy if calib is not None else u.count, wcs=exposure.wcs,
+                   uncertainty=VarianceUncertainty(zeros), mask=np.zeros((size, size), bool))
+    hdus = data.to_hdu(hdu_mask="MASK", hdu_uncertainty="UNCERT", wcs_relax=True)
+    bits = fits.Header()
+    for key, (bit, doc) in exposure.mask.header_cards().items():
+        bits[f"HIERARCH {key}" if len(key) > 8 else key] = (bit, doc[:40])
+    headers = [hdus[0].header, hdus["UNCERT"].header, hdus["MASK"].header, bits]
+    _HEADER_CACHE.insert(0, (exposure, calib_from, size, headers))
+    del _HEADER_CACHE[6:]
+    return headers
+
+
 def cutout_fits(exposure: Exposure, x: float, y: float, size: int = 30,
                 calib_from: Exposure | None = None) -> bytes:
     """A ``size`` x ``size`` cutout of ``exposure`` centred on parent pixel (x, y), as FITS
-    written by astropy's ``CCDData`` (Rubin's cutouts).
+    laid out by astropy's ``CCDData`` (Rubin's cutouts; ``CCDData.read`` reads it).
 
     The image is in nJy (the PhotoCalib of ``calib_from``, else of ``exposure``; in counts
-    with ``BUNIT = 'count'`` when neither has one), the variance in the ``UNCERT`` HDU, the
-    boolean mask of :data:`CUTOUT_MASK_PLANES` in ``MASK`` and the full bit mask in
-    ``MASKBITS`` (header ``MP_<plane>`` = bit). Pixels beyond the exposure's edge are NaN
-    with the ``NO_DATA`` bit.
+    with ``BUNIT = 'count'`` when neither has one) with the cutout's WCS, the variance in the
+    ``UNCERT`` HDU (``UTYPE = 'VarianceUncertainty'``), the boolean mask of
+    :data:`CUTOUT_MASK_PLANES` in ``MASK`` and the full bit mask in ``MASKBITS`` (header
+    ``MP_<plane>`` = bit). Pixels beyond the exposure's edge are NaN with the ``NO_DATA``
+    bit. The headers are ``CCDData.to_hdu``'s, made once per exposure
+    (:func:`_cutout_headers`), with the reference pixel moved to the cutout.
     """
     if size < 1:
         raise ValueError(f"cutout_fits: size must be >= 1; got {size}")
@@ -196,31 +225,26 @@ def cutout_fits(exposure: Exposure, x: float, y: float, size: int = 30,
         variance[dst] = exposure.variance.array[src]
         mask[dst] = exposure.mask.array[src]
     calib = (calib_from.photo_calib if calib_from is not None else None) or exposure.photo_calib
-    unit = u.count
     if calib is not None:
         scale = float(calib.calibration_mean)
-        image, variance, unit = image * scale, variance * scale**2, u.nJy
-    wcs = None
-    if exposure.wcs is not None:
-        wcs = exposure.wcs.deepcopy()
-        wcs.wcs.crpix = wcs.wcs.crpix - np.array([x0, y0], float)
-        if wcs.sip is not None:
-            # astropy's optional class, imported where a SIP distortion needs it
-            from astropy.wcs import Sip
-
-            wcs.sip = Sip(wcs.sip.a, wcs.sip.b, wcs.sip.ap, wcs.sip.bp, wcs.wcs.crpix)
+        image, variance = image * scale, variance * scale**2
     present = [p for p in CUTOUT_MASK_PLANES if p in exposure.mask.planes]
-    bad = (mask & exposure.mask.get_plane_bitmask(present)) != 0 if present else None
-    data = CCDData(image, unit=unit, wcs=wcs, uncertainty=VarianceUncertainty(variance),
-                   mask=bad, meta={"CUTX0": (x0, "parent column of the cutout's pixel 0"),
-                                   "CUTY0": (y0, "parent row of the cutout's pixel 0")})
-    hdus = data.to_hdu(hdu_mask="MASK", hdu_uncertainty="UNCERT", wcs_relax=True)
-    bits = fits.ImageHDU(mask, name="MASKBITS")
-    for key, (bit, doc) in exposure.mask.header_cards().items():
-        bits.header[f"HIERARCH {key}" if len(key) > 8 else key] = (bit, doc[:40])
-    hdus.append(bits)
+    bad = ((mask & exposure.mask.get_plane_bitmask(present)) != 0 if present
+           else np.zeros(mask.shape, bool))
+    primary, uncert, masked, bits = (hd.copy() for hd in _cutout_headers(exposure, calib_from,
+                                                                           size))
+    if "CRPIX1" in primary:
+        # the exposure's WCS is in parent pixels: the cutout's pixel 0 is parent x0, y0
+        primary["CRPIX1"] = primary["CRPIX1"] - x0
+        primary["CRPIX2"] = primary["CRPIX2"] - y0
+    primary["CUTX0"] = (x0, "parent column of the cutout's pixel 0")
+    primary["CUTY0"] = (y0, "parent row of the cutout's pixel 0")
+    hdus = fits.HDUList([fits.PrimaryHDU(image, header=primary),
+                         fits.ImageHDU(variance, header=uncert),
+                         fits.ImageHDU(bad.astype(np.uint8), header=masked),
+                         fits.ImageHDU(mask, header=bits, name="MASKBITS")])
     buffer = io.BytesIO()
-    hdus.writeto(buffer)
+    hdus.writeto(buffer, output_verify="ignore")
     return buffer.getvalue()
 
 
