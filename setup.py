@@ -141,7 +141,7 @@ setup(
     description="Survey image processing from raw pixels to a sky catalog on HPC clusters",
     python_requires=">=3.10",
     packages=find_packages(include=["hpcpipe", "hpcpipe.*"]),
-    package_data={"hpcpipe": ["py.typed"], "hpcpipe.ap": ["schema/*.avsc"]},
+    package_data={"hpcpipe": ["py.typed"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
     install_requires=[
