@@ -86,6 +86,7 @@ def check_alerts_match_the_apdb(out: Path) -> None:
                 forced_history += len(packet["prvDiaForcedSources"] or [])
                 assert all(f["timeWithdrawnMjdTai"] is None
                            for f in packet["prvDiaForcedSources"] or [])
+                assert CCDData.read(io.BytesIO(packet["cutoutDifference"])).unit == u.nJy
             for packet in packets[:5]:
                 source = packet["diaSource"]
                 assert (source["visit"], source["detector"]) == (visit, ccd)
