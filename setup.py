@@ -141,7 +141,7 @@ setup(
     description="Survey image processing from raw pixels to a sky catalog on HPC clusters",
     python_requires=">=3.10",
     packages=find_packages(include=["hpcpipe", "hpcpipe.*"]),
-    package_data={"hpcpipe": ["py.typed"], "hpcpipe.ap": ["schema/*.avsc"]},
+    package_data={"hpcpipe": ["py.typed"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
     install_requires=[
@@ -155,6 +155,12 @@ setup(
         "matplotlib>=3.8",
         "tqdm>=4.66",
         "fastavro>=1.9",
+        "lsst-alert-packet>=30.2026.2700,<31",
+        "lsst-sdm-schemas>=30.2026.4300,<31",
+        "sqlalchemy>=2.0",
+        "psycopg[binary]>=3.1",
+        "hpgeom>=1.3",
+        "confluent-kafka>=2.3",
     ],
     entry_points={
         "console_scripts": ["hpcpipe = hpcpipe.cli:main"],

@@ -48,6 +48,19 @@ if [ -z "${HDF5_DIR:-}" ] && [ -z "${HDF5_PKGCONFIG_NAME:-}" ]; then
     export HDF5_PKGCONFIG_NAME=hdf5-openmpi
 fi
 
+# A PostgreSQL server for the shared-APDB test (tests/test_apdb_scaling.py starts its own on
+# a Unix socket; without the binaries that test is skipped): only when missing, as root
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v initdb >/dev/null 2>&1; then
+    if [ "${HPCPIPE_NO_APT:-0}" != 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        log "installing the PostgreSQL server with apt-get (for the APDB tests)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >&2
+        apt-get install -y -qq postgresql >&2
+    else
+        log "no PostgreSQL server (initdb): the PostgreSQL APDB test will be skipped"
+    fi
+fi
+
 # --- 2. The virtual environment -----------------------------------------------------------
 python="${HPCPIPE_PYTHON:-python3}"
 command -v "$python" >/dev/null 2>&1 || die "no Python interpreter '$python' (set HPCPIPE_PYTHON)"

@@ -9,15 +9,22 @@ the APDB and the simulation's truth.
 
 from __future__ import annotations
 
+import io
+import time
 from pathlib import Path
 
+import fastavro
 import numpy as np
 import pytest
+from astropy import units as u
+from astropy.nddata import CCDData
 from diffim_truth import injected_on
+from lsst.alert.packet import Schema
 from mpi_helpers import on_root, shared_dir
 
 from hpcpipe.ap import Apdb
-from hpcpipe.ap.alerts import cutout_planes, read_alerts
+from hpcpipe.ap.alerts import cutout_planes, iter_frames, read_alerts
+from hpcpipe.ap.sdm import alert_schema_path
 from hpcpipe.butler import Butler
 from hpcpipe.cli import main
 from hpcpipe.comm.world import World
@@ -56,26 +63,72 @@ def run(tmp_path_factory):
 
 
 def check_alerts_match_the_apdb(out: Path) -> None:
+    """Every packet validates against Rubin's schema (lsst-alert-packet), and a reader that
+    knows only the schema file and fastavro finds the light curves and the cutouts."""
     apdb = Apdb(out / "apdb.sqlite")
     assert apdb.ccd_visits() == [(v, c) for v in ALERT_VISITS for c in (0, 1)]
-    total = 0
+    assert apdb.forced_ccd_visits() == apdb.ccd_visits()
+    rubin = Schema.from_file(str(alert_schema_path("11.1")))
+    parsed = fastavro.schema.load_schema(str(alert_schema_path("11.1")))
+    total = forced_history = 0
     for visit in ALERT_VISITS:
         for ccd in (0, 1):
-            packets = read_alerts(alert_path(out / "alerts", visit, ccd))
+            path = alert_path(out / "alerts", visit, ccd)
+            packets = read_alerts(path)
             stored = apdb.sources_of_visit(visit, ccd)
-            assert sorted(a["alertId"] for a in packets) == stored["diaSourceId"].tolist()
+            assert sorted(a["diaSourceId"] for a in packets) == stored["diaSourceId"].tolist()
+            assert all(rubin.validate(a) for a in packets)
             total += len(packets)
+            # the broker's view: Confluent frames, the schema file, fastavro
+            for frame in iter_frames(path):
+                assert frame[0] == 0 and int.from_bytes(frame[1:5], "big") == 1101
+                packet = fastavro.schemaless_reader(io.BytesIO(frame[5:]), parsed)
+                forced_history += len(packet["prvDiaForcedSources"] or [])
+                assert all(f["timeWithdrawnMjdTai"] is None
+                           for f in packet["prvDiaForcedSources"] or [])
+                assert CCDData.read(io.BytesIO(packet["cutoutDifference"])).unit == u.nJy
             for packet in packets[:5]:
                 source = packet["diaSource"]
-                assert (source["visit"], source["ccd"]) == (visit, ccd)
+                assert (source["visit"], source["detector"]) == (visit, ccd)
+                assert source["psfNdata"] > 0 and source["bboxSize"] >= 3
                 obj = packet["diaObject"]
                 assert obj["diaObjectId"] == source["diaObjectId"]
                 assert obj["nDiaSources"] >= 1 + len(packet["prvDiaSources"] or [])
                 for name in ("cutoutDifference", "cutoutScience", "cutoutTemplate"):
+                    ccd_data = CCDData.read(io.BytesIO(packet[name]))
+                    assert ccd_data.unit == u.nJy and ccd_data.wcs is not None
                     image, variance, mask, header = cutout_planes(packet[name])
                     assert image.shape == (30, 30) and variance.shape == (30, 30)
                     assert "CTYPE1" in header
     assert total > 20
+    assert forced_history > 0
+    apdb.close()
+
+
+def check_forced_photometry(repo: Path, out: Path) -> None:
+    """Every diaObject whose position falls on a CCD has its forced photometry there (the
+    last visit's, after which no object moved), and where the object was also detected the
+    forced difference flux agrees with the detection's."""
+    butler = Butler(repo, outputs=out)
+    apdb = Apdb(out / "apdb.sqlite")
+    objects = apdb.objects()
+    visit = ALERT_VISITS[-1]
+    for ccd in (0, 1):
+        calexp = butler.get("calexp", visit=visit, ccd=ccd)
+        x, y = calexp.wcs.all_world2pix(objects["ra"], objects["dec"], 0)
+        x0, y0 = calexp.xy0
+        on = ((x >= x0 - 0.5) & (x < x0 + calexp.width - 0.5)
+              & (y >= y0 - 0.5) & (y < y0 + calexp.height - 0.5))
+        forced = apdb.forced_sources_of_visit(visit, ccd)
+        assert sorted(forced["diaObjectId"].tolist()) == sorted(
+            objects["diaObjectId"][on].tolist())
+        detected = apdb.sources_of_visit(visit, ccd)
+        detected = detected[~detected["isDipole"]]
+        by_object = {int(f["diaObjectId"]): f for f in forced}
+        pulls = np.array([abs(by_object[int(d["diaObjectId"])]["psfFlux"] - d["psfFlux"])
+                          / d["psfFluxErr"] for d in detected])
+        assert len(pulls) > 5 and np.isfinite(pulls).mean() >= 0.9
+        assert np.nanmedian(pulls) < 1.0
     apdb.close()
 
 
@@ -98,6 +151,9 @@ def check_transients_have_histories(repo: Path, out: Path) -> None:
         earlier = [s["visit"] for s in packet["prvDiaSources"] or []]
         with_history += ALERT_VISITS[-2] in earlier
         assert packet["diaObject"]["nDiaSources"] == 1 + len(earlier)
+        # the forced light curve: the object on the visits before this one, detected or not
+        forced = [f["visit"] for f in packet["prvDiaForcedSources"] or []]
+        assert set(earlier) <= set(forced) and ALERT_VISITS[-1] not in forced
     assert with_history >= 0.8 * len(m.source_index)
     assert len(lc) > 0
 
@@ -130,15 +186,25 @@ def test_alerts_serial(run):
     check_alerts_match_the_apdb(out)
     check_transients_have_histories(repo, out)
     check_transients_above_5_sigma_give_alerts(repo, out)
+    check_forced_photometry(repo, out)
+
+
+def test_validate_reads_the_stream_as_a_broker(run, capsys):
+    _repo, out, _ = run
+    capsys.readouterr()
+    assert main(["alerts", "--validate", str(out / "alerts")]) == 0
+    printed = capsys.readouterr().out
+    n = sum(len(Apdb(out / "apdb.sqlite").sources_of_visit(v)) for v in ALERT_VISITS)
+    assert f"alerts: {n}\n" in printed and "invalid: 0" in printed and "files: 6" in printed
 
 
 def test_rerun_does_nothing_again(run, capsys):
     repo, out, _ = run
-    files = sorted((out / "alerts").rglob("*.avro"))
+    files = sorted((out / "alerts").rglob("*.alerts"))
     stamps = [f.stat().st_mtime_ns for f in files]
     before = Apdb(out / "apdb.sqlite").objects()
     assert alerts(repo, out, "--visit", *ALERT_VISITS) == 0
-    assert [f.stat().st_mtime_ns for f in sorted((out / "alerts").rglob("*.avro"))] == stamps
+    assert [f.stat().st_mtime_ns for f in sorted((out / "alerts").rglob("*.alerts"))] == stamps
     after = Apdb(out / "apdb.sqlite").objects()
     assert before.tobytes() == after.tobytes()
 
@@ -157,6 +223,43 @@ def test_calexp_without_its_metadata_is_processed_again(run, tmp_path):
     butler = Butler(repo, outputs=out)
     assert butler.datasetExists("processCcd_metadata", visit=1003, ccd=0)
     assert len(butler.get("src", visit=1003, ccd=0)) > 0
+
+
+def test_kafka_bootstrap_sends_a_ccd_again(run, capsys):
+    """An alert file removed: the rerun writes it again and, with --kafka-bootstrap, produces
+    the same messages to the broker (librdkafka's mock cluster, on 127.0.0.1)."""
+    kafka = pytest.importorskip("confluent_kafka")
+    repo, out, _ = run
+    path = alert_path(out / "alerts", ALERT_VISITS[-1], 1)
+    frames = list(iter_frames(path))
+    path.unlink()
+    holder = kafka.Producer({"test.mock.num.brokers": 1})  # owns the mock cluster
+    broker = next(iter(holder.list_topics(timeout=10).brokers.values()))
+    bootstrap = f"{broker.host}:{broker.port}"
+    assert alerts(repo, out, "--visit", ALERT_VISITS[-1], "--kafka-bootstrap", bootstrap,
+                  "-c", "kafkaTopic=lsst-alerts-test") == 0
+    again = list(iter_frames(path))
+    assert len(again) == len(frames) > 0
+    consumer = kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "broker",
+                               "auto.offset.reset": "earliest"})
+    consumer.subscribe(["lsst-alerts-test"])
+    received = []
+    deadline = time.monotonic() + 60
+    while len(received) < len(again) and time.monotonic() < deadline:
+        message = consumer.poll(0.5)
+        if message is not None and not message.error():
+            received.append(message.value())
+    consumer.close()
+    assert sorted(received) == sorted(again)
+    parsed = fastavro.schema.load_schema(str(alert_schema_path("11.1")))
+    ids = sorted(fastavro.schemaless_reader(io.BytesIO(m[5:]), parsed)["diaSourceId"]
+                 for m in received)
+    stored = Apdb(out / "apdb.sqlite").sources_of_visit(ALERT_VISITS[-1], 1)
+    assert ids == stored["diaSourceId"].tolist()
+    assert main(["alerts", str(repo), "--output", str(out), "--visit", "1005",
+                 "--kafka-bootstrap", "nohost"]) == 2
+    assert "--kafka-bootstrap" in capsys.readouterr().err
+    del holder
 
 
 def test_usage_errors_exit_2(run, capsys):
@@ -203,5 +306,6 @@ def test_alerts_under_mpi(tmp_path_factory):
         check_alerts_match_the_apdb(out)
         check_transients_have_histories(repo, out)
         check_transients_above_5_sigma_give_alerts(repo, out)
+        check_forced_photometry(repo, out)
 
     on_root(world, check)

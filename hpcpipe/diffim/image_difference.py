@@ -73,6 +73,11 @@ def dia_source_schema(radii: list[float] | tuple[float, ...]) -> Schema:
     s.add_field("ccd", "I", doc="the CCD")
     s.add_field("midPointTai", "D", doc="middle of the exposure (MJD, TAI)", units="d")
     s.add_flag("is_negative", doc="detected below the template (a negative source)")
+    for corner, doc in (("x0", "first column"), ("y0", "first row"), ("x1", "last column"),
+                        ("y1", "last row")):
+        s.add_field(f"ip_diffim_footprint_{corner}", "I",
+                    doc=f"{doc} of the detection footprint's bounding box (parent pixels)",
+                    units="pixel")
     s.add_field("base_PsfFlux_flux", "D", doc="PSF flux on the difference image",
                 units="nJy")
     s.add_field("base_PsfFlux_fluxErr", "D", doc="its error", units="nJy")
@@ -99,6 +104,7 @@ def dia_source_schema(radii: list[float] | tuple[float, ...]) -> Schema:
     s.add_field(f"{d}_orientation", "D", doc="angle from +x of the negative-to-positive "
                 "vector", units="deg")
     s.add_field(f"{d}_chi2dof", "D", doc="reduced chi-square of the dipole fit")
+    s.add_field(f"{d}_nData", "I", doc="pixels used by the dipole fit (0: not fitted)")
     s.add_flag(f"{d}_flag", doc="the dipole fit failed")
     s.add_flag(f"{d}_flag_classification", doc="a dipole: both lobes significant")
     return s
@@ -304,6 +310,8 @@ class ImageDifferenceTask(CmdLineTask):
         peaks = detections.peaks
         x0, y0 = difference.xy0
         fp_npix = {int(f["id"]): int(f["npix"]) for f in detections.footprints}
+        fp_box = {int(f["id"]): (int(f["x0"]) + x0, int(f["y0"]) + y0, int(f["x1"]) + x0,
+                                 int(f["y1"]) + y0) for f in detections.footprints}
         pairs = self._pairs(peaks, c.dipoleMaxSeparation * psf_sigma)
         paired = {k for pair in pairs for k in pair}
         single_pos = [k for k in np.nonzero(peaks["sign"] > 0)[0] if k not in paired]
@@ -311,7 +319,11 @@ class ImageDifferenceTask(CmdLineTask):
         parts: list[Catalog] = []
 
         def extra(rows: list[int]) -> dict[str, np.ndarray]:
-            return {"parent": np.zeros(len(rows), np.int64),
+            boxes = np.array([fp_box.get(int(peaks["footprint"][k]), (-1, -1, -2, -2))
+                              for k in rows], np.int32).reshape(-1, 4)
+            return {**{f"ip_diffim_footprint_{corner}": boxes[:, i]
+                       for i, corner in enumerate(("x0", "y0", "x1", "y1"))},
+                    "parent": np.zeros(len(rows), np.int64),
                     "deblend_nChild": np.zeros(len(rows), np.int32),
                     "footprint_npix": np.array([fp_npix.get(int(peaks["footprint"][k]), 0)
                                                 for k in rows], np.int32),
@@ -399,6 +411,7 @@ class ImageDifferenceTask(CmdLineTask):
             f"{d}_separation": [f.separation for f in fits],
             f"{d}_orientation": [f.orientation for f in fits],
             f"{d}_chi2dof": [f.chi2 / max(f.dof, 1.0) for f in fits],
+            f"{d}_nData": [int(f.dof) + 6 if np.isfinite(f.dof) else 0 for f in fits],
             f"{d}_flag": [not f.success for f in fits],
         }
         for name, values in columns.items():

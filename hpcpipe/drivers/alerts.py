@@ -9,9 +9,16 @@ For each visit, in time order (``--visit V``, ``--night YYYY-MM-DD`` or ``--id``
 2. on the master: association of the visit's diaSources with the diaObjects of the APDB
    (:func:`hpcpipe.ap.association.associate_visit`), stored in one transaction;
 3. every CCD again, on the rank that holds its images in memory (the pool's
-   ``mode="previous"``): one alert per diaSource, with its object's history and cutouts,
-   written to ``ALERT_DIR/v<visit>/alerts_v<visit>_c<ccd>.avro`` (Avro, see
-   :mod:`hpcpipe.ap.alerts`).
+   ``mode="previous"``): forced photometry of the APDB's diaObjects on the CCD
+   (:mod:`hpcpipe.ap.forced`), then one alert per diaSource in Rubin's alert schema, with
+   its object's history, forced photometry and cutouts, written to
+   ``ALERT_DIR/v<visit>/alerts_v<visit>_c<ccd>.alerts`` (Rubin's wire format, see
+   :mod:`hpcpipe.ap.alerts`; or one file per alert) and, with ``--kafka-bootstrap``,
+   produced to a Kafka topic;
+4. on the master: the forced photometry stored, with the objects' forced-flux statistics.
+
+``hpcpipe alerts --validate DIR`` reads every alert under DIR back with the Rubin schema file
+and fastavro alone, as a broker would, and prints the counts.
 
 A CCD that fails (no template, a bad raw file...) is reported with its reason and the others
 go on. Running the same command again resumes: (visit, ccd) pairs already in the APDB are not
@@ -33,35 +40,32 @@ from typing import Any
 
 import numpy as np
 
-from hpcpipe.ap.alerts import make_alert, write_alerts
-from hpcpipe.ap.apdb import DIA_SOURCE_DTYPE, Apdb
-from hpcpipe.ap.association import associate_visit
+from hpcpipe.ap.alerts import (
+    STREAM_SUFFIX,
+    frame_alert,
+    make_alert,
+    produce_alerts,
+    validate_alert_dir,
+    write_alert_packets,
+    write_alert_stream,
+)
+from hpcpipe.ap.apdb import DIA_FORCED_SOURCE_DTYPE, DIA_SOURCE_DTYPE, Apdb, ApdbError
+from hpcpipe.ap.association import associate_visit, now_mjd_tai, with_forced_stats
+from hpcpipe.ap.forced import forced_photometry
+from hpcpipe.ap.rows import dia_source_rows
+from hpcpipe.ap.sdm import DEFAULT_ALERT_SCHEMA, available_alert_schemas
 from hpcpipe.comm.journal import Journal
-from hpcpipe.config import Config, ConfigField, Field
+from hpcpipe.config import ChoiceField, Config, ConfigField, Field
 from hpcpipe.diffim.image_difference import ImageDifferenceTask
 from hpcpipe.drivers.report import JOURNAL_NAME
 from hpcpipe.pipe.process_ccd import ProcessCcdTask
-from hpcpipe.table import Catalog
 from hpcpipe.task.cmdline import process_data_ref
 
-__all__ = ["AlertsConfig", "AlertRequest", "FLAG_BITS", "add_alerts_command",
-           "alert_path", "dia_source_rows", "run_alerts", "run_alerts_command"]
+__all__ = ["AlertsConfig", "AlertRequest", "add_alerts_command", "alert_path",
+           "run_alerts", "run_alerts_command"]
 
 PROG = "hpcpipe alerts"
 log = logging.getLogger("hpcpipe.alerts")
-
-#: The diaSource flag bits of the APDB and the alerts, and the diaSrc fields they come from.
-FLAG_BITS = (
-    (1 << 0, "base_PixelFlags_flag_edge"),
-    (1 << 1, "base_PixelFlags_flag_saturated"),
-    (1 << 2, "base_PixelFlags_flag_interpolated"),
-    (1 << 3, "base_PixelFlags_flag_bad"),
-    (1 << 4, "is_negative"),
-    (1 << 5, "base_PsfFlux_flag"),
-    (1 << 6, "ip_diffim_forced_PsfFlux_flag"),
-    (1 << 7, "ip_diffim_DipoleFit_flag"),
-)
-
 
 class AlertsConfig(Config):
     """The alert production's config: its two tasks' configs and its own settings."""
@@ -72,6 +76,16 @@ class AlertsConfig(Config):
                                   ImageDifferenceTask.ConfigClass)
     matchRadius = Field("association radius (arcsec)", float, 1.0, check=lambda v: v > 0)
     cutoutSize = Field("side of the alerts' cutouts (pixels)", int, 30, check=lambda v: v >= 5)
+    alertSchemaVersion = Field(
+        "Rubin alert schema version (MAJOR.MINOR, shipped by lsst-alert-packet; major 11)",
+        str, DEFAULT_ALERT_SCHEMA, check=lambda v: v in available_alert_schemas()
+        and v.startswith("11."))
+    alertFiles = ChoiceField("how the alert stream is written to files", str, {
+        "ccd": "one file per CCD: length-prefixed Confluent frames (concatenate to replay)",
+        "packet": "one file per alert (the exact Kafka message), a directory per CCD"},
+        default="ccd")
+    kafkaTopic = Field("Kafka topic the alerts go to (with --kafka-bootstrap)", str,
+                       "hpcpipe-alerts", check=lambda v: bool(v))
 
 
 @dataclass
@@ -89,6 +103,7 @@ class AlertRequest:
     retries: int = 0
     timeout: float | None = None
     doraise: bool = False
+    kafka_bootstrap: str | None = None
 
 
 @dataclass
@@ -102,40 +117,17 @@ class VisitSummary:
     dia_sources: int = 0
     new_objects: int = 0
     alerts: int = 0
+    forced: int = 0
     seconds: float = 0.0
 
 
-def alert_path(alert_dir: Path, visit: int, ccd: int) -> Path:
-    """Where the alerts of (visit, ccd) go."""
-    return Path(alert_dir) / f"v{visit:07d}" / f"alerts_v{visit:07d}_c{ccd:03d}.avro"
-
-
-def dia_source_rows(catalog: Catalog, band: str) -> np.ndarray:
-    """A ``deepDiff_diaSrc`` catalog as APDB diaSource rows (:data:`DIA_SOURCE_DTYPE`)."""
-    n = len(catalog)
-    rows = np.zeros(n, DIA_SOURCE_DTYPE)
-    if n == 0:
-        return rows
-    rows["diaSourceId"] = catalog["id"]
-    rows["visit"], rows["ccd"], rows["band"] = catalog["visit"], catalog["ccd"], band
-    rows["midpointMjdTai"] = catalog["midPointTai"]
-    rows["ra"] = np.degrees(catalog["coord_ra"])
-    rows["dec"] = np.degrees(catalog["coord_dec"])
-    rows["x"], rows["y"] = catalog["base_SdssCentroid_x"], catalog["base_SdssCentroid_y"]
-    rows["psfFlux"] = catalog["base_PsfFlux_flux"]
-    rows["psfFluxErr"] = catalog["base_PsfFlux_fluxErr"]
-    rows["scienceFlux"] = catalog["ip_diffim_forced_PsfFlux_flux"]
-    rows["scienceFluxErr"] = catalog["ip_diffim_forced_PsfFlux_fluxErr"]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rows["snr"] = rows["psfFlux"] / rows["psfFluxErr"]
-    rows["isDipole"] = catalog["ip_diffim_DipoleFit_flag_classification"]
-    names = set(catalog.schema.names)
-    flags = np.zeros(n, np.int64)
-    for bit, name in FLAG_BITS:
-        if name in names:
-            flags |= np.where(np.asarray(catalog[name], bool), bit, 0)
-    rows["flags"] = flags
-    return rows
+def alert_path(alert_dir: Path, visit: int, ccd: int, files: str = "ccd") -> Path:
+    """Where the alerts of (visit, ccd) go: a stream file, or (``files="packet"``) the
+    directory of its one-alert files."""
+    base = Path(alert_dir) / f"v{visit:07d}"
+    if files == "packet":
+        return base / f"c{ccd:03d}"
+    return base / f"alerts_v{visit:07d}_c{ccd:03d}{STREAM_SUFFIX}"
 
 
 # --- the units (run on the workers) ---------------------------------------------------------
@@ -162,13 +154,20 @@ def _difference_unit(cache: Any, unit: tuple[int, int, str]) -> np.ndarray:
     calexp = butler.get("calexp", visit=visit, ccd=ccd)
     cache.alert_images[(visit, ccd)] = (result.subtractedExposure, calexp,
                                         result.warpedTemplate)
-    return dia_source_rows(result.diaSources, band)
+    info = calexp.visit_info
+    return dia_source_rows(result.diaSources, band, result.subtractedExposure, now_mjd_tai(),
+                           exposure_time=info.exposure_time if info is not None else np.nan)
 
 
-def _alert_unit(cache: Any, unit: tuple[int, int, str]) -> int:
-    """Write the alerts of one CCD from the APDB and the CCD's images."""
+def _alert_unit(cache: Any, unit: tuple[int, int, str]) -> tuple[int, np.ndarray]:
+    """Forced photometry and the alerts of one CCD, from the APDB and the CCD's images.
+
+    Returns the number of alerts and the forced photometry (stored by the master). Alerts
+    already written (a resumed run) are not written or sent again.
+    """
     visit, ccd, band = unit
     butler = _butler(cache)
+    config = cache.alert_config
     images = cache.alert_images.pop((visit, ccd), None)
     if images is None:  # another rank made them (a retry, or a resumed run): read them
         from hpcpipe.diffim.template import GetCoaddAsTemplateTask
@@ -184,17 +183,62 @@ def _alert_unit(cache: Any, unit: tuple[int, int, str]) -> int:
     with Apdb(cache.alert_apdb) as apdb:
         sources = apdb.sources_of_visit(visit, ccd)
         ids = np.unique(sources["diaObjectId"])
-        history = apdb.sources_of(ids)
+        since = float(sources["midpointMjdTai"].min()) - 365.0 if len(sources) else 0.0
+        history = apdb.sources_of(ids, since)
+        forced_history = apdb.forced_sources_of(ids, since)
         objects = apdb.objects(ids)
+        corners = _corners(difference)
+        on_ccd = apdb.objects_in_polygon(*corners) if corners is not None else objects
+    info = science.visit_info
+    midpoint = float(info.date.tai.mjd) if info is not None and info.date is not None else (
+        float(sources["midpointMjdTai"][0]) if len(sources) else np.nan)
+    forced = forced_photometry(on_ccd, difference, science, visit=visit, detector=ccd,
+                               band=band, midpoint_mjd_tai=midpoint,
+                               time_processed=now_mjd_tai())
+    target = alert_path(cache.alert_dir, visit, ccd, config.alertFiles)
+    if target.exists():
+        return 0, forced
     by_id = {int(o["diaObjectId"]): o for o in objects}
-    alerts = []
-    size = int(cache.alert_config.cutoutSize)
+    size = int(config.cutoutSize)
+    packets = []
     for source in sources:
         oid = int(source["diaObjectId"])
-        mine = history[history["diaObjectId"] == oid]
-        alerts.append(make_alert(source, mine, by_id.get(oid), difference, science, template,
-                                 cutout_size=size))
-    return write_alerts(alert_path(cache.alert_dir, visit, ccd), alerts)
+        alert = make_alert(source, history[history["diaObjectId"] == oid], by_id.get(oid),
+                           difference, science, template, cutout_size=size,
+                           forced_history=forced_history[forced_history["diaObjectId"] == oid],
+                           schema_version=config.alertSchemaVersion)
+        packets.append((int(source["diaSourceId"]),
+                        frame_alert(alert, config.alertSchemaVersion)))
+    if cache.alert_kafka:
+        produce_alerts(packets, cache.alert_kafka, config.kafkaTopic)
+    if config.alertFiles == "packet":
+        count = write_alert_packets(target, packets)
+    else:
+        count = write_alert_stream(target, (frame for _, frame in packets))
+    return count, forced
+
+
+def _corners(exposure: Any) -> tuple[list[float], list[float]] | None:
+    """The sky positions of an exposure's corners (degrees), or None without a WCS."""
+    if exposure.wcs is None:
+        return None
+    x0, y0 = exposure.xy0
+    xs = [x0 - 0.5, x0 + exposure.width - 0.5, x0 + exposure.width - 0.5, x0 - 0.5]
+    ys = [y0 - 0.5, y0 - 0.5, y0 + exposure.height - 0.5, y0 + exposure.height - 0.5]
+    ra, dec = exposure.wcs.all_pix2world(xs, ys, 0)
+    return [float(r) for r in ra], [float(d) for d in dec]
+
+
+def _store_forced(apdb_path: Path, visit: int, ccd: int, forced: np.ndarray) -> None:
+    """Store one CCD's forced photometry, with its objects' forced-flux statistics."""
+    with Apdb(apdb_path) as apdb:
+        if (visit, ccd) in set(apdb.forced_ccd_visits()):
+            return
+        forced = np.asarray(forced, DIA_FORCED_SOURCE_DTYPE)
+        ids = np.unique(forced["diaObjectId"])
+        every = np.concatenate([apdb.forced_sources_of(ids), forced])
+        objects = with_forced_stats(apdb.objects(ids), every)
+        apdb.store_forced(visit, ccd, forced, objects)
 
 
 # --- the master -----------------------------------------------------------------------------
@@ -226,14 +270,18 @@ def run_alerts(pool: Any, request: AlertRequest) -> tuple[list[VisitSummary], li
                            "imageDifference": request.config.imageDifference},
                   request.clobber_config)
     bands = tuple(sorted({str(b) for b in butler.queryMetadata("raw", "filter")}))
-    Apdb(request.apdb, bands=None if request.apdb.exists() else bands, create=True).close()
+    try:
+        Apdb(request.apdb).close()
+    except ApdbError:  # none yet (another problem is reported again, by the creation)
+        Apdb(request.apdb, bands=bands, create=True).close()
     # every unit's end goes to the journal as it happens (hpcpipe report rebuilds the report
     # from it after a run that was killed)
     pool.journal = Journal(request.report_dir / JOURNAL_NAME,
                            f"hpcpipe alerts: {request.inputs}")
     pool.store(alert_inputs=str(request.inputs), alert_output=str(request.output),
                alert_config=request.config, alert_apdb=str(request.apdb),
-               alert_dir=str(request.alert_dir), alert_butler=None)
+               alert_dir=str(request.alert_dir), alert_butler=None,
+               alert_kafka=request.kafka_bootstrap)
     summaries = []
     for visit, band, _date, ccds in visits:
         start = time.perf_counter()
@@ -254,21 +302,30 @@ def run_alerts(pool: Any, request: AlertRequest) -> tuple[list[VisitSummary], li
                                          radius_arcsec=request.config.matchRadius,
                                          ccds=[c for _, c, _ in done])
             summary.new_objects = result.n_new
+        with Apdb(request.apdb) as apdb:
+            forced_done = {c for v, c in apdb.forced_ccd_visits() if v == visit}
+        files = request.config.alertFiles
         alert_units = [(visit, c, band) for c in ccds if c in stored or (visit, c, band) in done]
         alert_units = [u for u in alert_units
-                       if not alert_path(request.alert_dir, u[0], u[1]).exists()]
+                       if not (alert_path(request.alert_dir, u[0], u[1], files).exists()
+                               and u[1] in forced_done)]
         alert_keys = [f"alerts visit={v} ccd={c}" for v, c, _ in alert_units]
-        counts = pool.map(_alert_unit, alert_units, keys=alert_keys, mode="previous",
-                          name="alerts")
-        summary.failed += [f"{k}: {r.error}" for k, r in zip(alert_keys, counts, strict=True)
+        results = pool.map(_alert_unit, alert_units, keys=alert_keys, mode="previous",
+                           name="alerts")
+        summary.failed += [f"{k}: {r.error}" for k, r in zip(alert_keys, results, strict=True)
                            if _failed(r)]
-        summary.alerts = sum(int(c) for c in counts if not _failed(c))
+        for (_, c, _), r in zip(alert_units, results, strict=True):
+            if not _failed(r):
+                _store_forced(request.apdb, visit, c, r[1])
+                summary.alerts += int(r[0])
+                summary.forced += len(r[1])
         with Apdb(request.apdb) as apdb:
             summary.dia_sources = len(apdb.sources_of_visit(visit))
         summary.seconds = time.perf_counter() - start
         log.info("visit %d (%s): %d CCDs, %d diaSources, %d new diaObjects, %d alerts, "
-                 "%d failed, %.1f s", visit, band, summary.ccds, summary.dia_sources,
-                 summary.new_objects, summary.alerts, len(summary.failed), summary.seconds)
+                 "%d forced sources, %d failed, %.1f s", visit, band, summary.ccds,
+                 summary.dia_sources, summary.new_objects, summary.alerts, summary.forced,
+                 len(summary.failed), summary.seconds)
         summaries.append(summary)
     pool.journal.close()
     pool.journal = None
@@ -291,10 +348,11 @@ class AlertUsageError(Exception):
 def format_alert_summary(summaries: Sequence[VisitSummary], seconds: float, ranks: int) -> str:
     """The table printed at the end of a run."""
     lines = [f"{'visit':>8} {'band':>4} {'ccds':>5} {'failed':>6} {'diaSources':>10} "
-             f"{'new objects':>11} {'alerts':>7} {'seconds':>8}"]
+             f"{'new objects':>11} {'alerts':>7} {'forced':>7} {'seconds':>8}"]
     for s in summaries:
         lines.append(f"{s.visit:>8} {s.band:>4} {s.ccds:>5} {len(s.failed):>6} "
-                     f"{s.dia_sources:>10} {s.new_objects:>11} {s.alerts:>7} {s.seconds:>8.1f}")
+                     f"{s.dia_sources:>10} {s.new_objects:>11} {s.alerts:>7} {s.forced:>7} "
+                     f"{s.seconds:>8.1f}")
     for s in summaries:
         for key in s.failed:
             lines.append(f"FAILED {key}")
@@ -316,8 +374,11 @@ def parse_alerts_args(argv: Sequence[str]) -> AlertRequest:
                         help="the visits to process (or --id visit=..., or --night)")
     parser.add_argument("--night", metavar="YYYY-MM-DD",
                         help="every visit of the night (the registry's date key)")
-    parser.add_argument("--apdb", type=Path, metavar="PATH",
-                        help="the APDB file (default OUT/apdb.sqlite)")
+    parser.add_argument("--apdb", metavar="PATH|URL",
+                        help="the APDB: an SQLite file (default OUT/apdb.sqlite) or an "
+                        "SQLAlchemy URL (postgresql+psycopg://user@/db?host=/socket/dir)")
+    parser.add_argument("--kafka-bootstrap", metavar="HOST:PORT",
+                        help="also produce the alerts to Kafka (topic: config kafkaTopic)")
     parser.add_argument("--alert-dir", type=Path, metavar="DIR",
                         help="the alert stream directory (default OUT/alerts)")
     parser.add_argument("--retries", type=non_negative_int, default=0, metavar="N",
@@ -349,10 +410,57 @@ def parse_alerts_args(argv: Sequence[str]) -> AlertRequest:
         parser.error("argument --output: give the output repository (--output or --rerun)")
     config = ns.config.copy()
     config.freeze()
-    return AlertRequest(inputs, output, data_ids, config, ns.apdb or output / "apdb.sqlite",
+    if ns.kafka_bootstrap is not None and not _host_port(ns.kafka_bootstrap):
+        parser.error(f"argument --kafka-bootstrap: expected HOST:PORT[,HOST:PORT...], got "
+                     f"{ns.kafka_bootstrap!r}")
+    apdb: Any = ns.apdb if ns.apdb and "://" in ns.apdb else (
+        Path(ns.apdb) if ns.apdb else output / "apdb.sqlite")
+    return AlertRequest(inputs, output, data_ids, config, apdb,
                         ns.alert_dir or output / "alerts", ns.report or output / "report-alerts",
                         clobber_config=ns.clobber_config, retries=ns.retries,
-                        timeout=ns.timeout, doraise=ns.doraise)
+                        timeout=ns.timeout, doraise=ns.doraise,
+                        kafka_bootstrap=ns.kafka_bootstrap)
+
+
+def _host_port(text: str) -> bool:
+    for part in text.split(","):
+        host, _, port = part.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            return False
+    return True
+
+
+def run_validate_command(argv: Sequence[str]) -> int:
+    """``hpcpipe alerts --validate DIR [--schema MAJOR.MINOR]``: read every alert under DIR
+    with the Rubin schema file and fastavro alone; print the counts. Exit status: 0 when
+    every alert decodes and validates, 1 otherwise, 2 for a usage error."""
+    parser = argparse.ArgumentParser(prog=f"{PROG} --validate",
+                                     description="Read an alert stream back as a broker "
+                                     "would: the Rubin schema and fastavro alone.")
+    parser.add_argument("--validate", type=Path, required=True, metavar="DIR")
+    parser.add_argument("--schema", default=DEFAULT_ALERT_SCHEMA, metavar="MAJOR.MINOR",
+                        help=f"the Rubin alert schema version (default {DEFAULT_ALERT_SCHEMA})")
+    try:
+        ns = parser.parse_args(list(argv))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    if not ns.validate.is_dir():
+        print(f"{PROG}: error: argument --validate: {ns.validate} is not a directory",
+              file=sys.stderr)
+        return 2
+    if ns.schema not in available_alert_schemas():
+        print(f"{PROG}: error: argument --schema: {ns.schema} is not shipped by "
+              f"lsst-alert-packet ({', '.join(available_alert_schemas())})", file=sys.stderr)
+        return 2
+    counts = validate_alert_dir(ns.validate, ns.schema)
+    print(f"schema {ns.schema} ({counts['schemaFile']})")
+    for key in ("files", "alerts", "invalid", "withDiaObject", "prvDiaSources",
+                "prvDiaForcedSources", "cutouts"):
+        print(f"{key:>20}: {counts[key]}")
+    print(f"{'schemaIds':>20}: {counts['schemaIds']}")
+    for error in counts["errors"]:
+        print(f"INVALID {error}")
+    return 1 if counts["invalid"] or not counts["alerts"] and counts["files"] else 0
 
 
 def run_alerts_command(argv: Sequence[str], world: Any = None) -> int:
@@ -364,6 +472,8 @@ def run_alerts_command(argv: Sequence[str], world: Any = None) -> int:
     from hpcpipe.drivers.report import write_report
     from hpcpipe.errors import HpcpipeError
 
+    if any(a == "--validate" or a.startswith("--validate=") for a in argv):
+        return run_validate_command(argv)
     try:
         request = parse_alerts_args(argv)
     except SystemExit as exc:
@@ -396,6 +506,18 @@ def add_alerts_command(subparsers: Any) -> None:
         "alerts", help="Level 1: difference imaging, association and alerts for visits",
         description="hpcpipe alerts REPO --output OUT (--visit V ... | --night DATE | --id ...) "
         "[options]; `hpcpipe alerts REPO --help` lists the options.")
+    cmd.add_argument("--validate", metavar="DIR",
+                     help="instead: read every alert under DIR with the Rubin schema and "
+                     "fastavro alone, and print the counts")
+    cmd.add_argument("--schema", metavar="MAJOR.MINOR",
+                     help="with --validate: the Rubin alert schema version")
     cmd.add_argument("alerts_args", nargs=argparse.REMAINDER, metavar="...",
                      help="REPO and the options")
-    cmd.set_defaults(handler=lambda args: run_alerts_command(args.alerts_args))
+    cmd.set_defaults(handler=_handle_alerts)
+
+
+def _handle_alerts(args: Any) -> int:
+    if args.validate is not None:
+        extra = ["--schema", args.schema] if args.schema else []
+        return run_validate_command(["--validate", args.validate, *extra, *args.alerts_args])
+    return run_alerts_command(args.alerts_args)
