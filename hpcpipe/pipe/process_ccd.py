@@ -1,7 +1,9 @@
 """Single-frame processing of one CCD (LSST's ``ProcessCcdTask``): isr, characterize, calibrate.
 
 ``hpcpipe run processCcd REPO --id visit=... ccd=...`` (or the production driver) reads the
-raw and its calibrations and the reference catalog through the butler and writes
+raw and its calibrations through the butler, the reference stars of the CCD from the
+repository's reference catalogs (``calibrate.astromRefObjLoader.ref_dataset_name``, see
+:mod:`hpcpipe.refcat`), and writes
 ``postISRCCD`` (if ``isr.doWrite``), ``icSrc``, ``calexp``, ``calexpBackground``, ``src`` and
 ``srcMatch``, and the catalogs' ``*_schema``.
 """
@@ -16,6 +18,7 @@ from hpcpipe.pipe.calibrate import CalibrateTask
 from hpcpipe.pipe.characterize import CharacterizeImageTask
 from hpcpipe.pipe.isr import IsrTask
 from hpcpipe.pipe.sources import source_id_base
+from hpcpipe.refcat.loader import ReferenceLoaders
 from hpcpipe.table import Catalog
 from hpcpipe.task import Struct, timed_method
 from hpcpipe.task.cmdline import CmdLineTask
@@ -50,8 +53,10 @@ class ProcessCcdTask(CmdLineTask):
 
     @timed_method
     def run(self, raw: Exposure, bias: Exposure | None, dark: Exposure | None,
-            flat: Exposure | None, ref_cat: Catalog | None, id_base: int = 0) -> Struct:
-        """Process one CCD from objects (no butler).
+            flat: Exposure | None, ref_cat: Catalog | ReferenceLoaders | None,
+            id_base: int = 0) -> Struct:
+        """Process one CCD from objects (no butler); ``ref_cat`` as for
+        :meth:`CalibrateTask.run` (a catalog, or loaders).
 
         Returns
         -------
@@ -74,7 +79,9 @@ class ProcessCcdTask(CmdLineTask):
                   for name, flag in (("bias", c.doBias), ("dark", c.doDark),
                                      ("flat", c.doFlat))}
         cal = self.config.calibrate
-        ref_cat = data_ref.get("ref_cat") if (cal.doAstrometry or cal.doPhotoCal) else None
+        # the reference stars are read for the CCD once its WCS and date are known
+        ref_cat = (self.calibrate.make_reference_loaders(data_ref.butler)
+                   if (cal.doAstrometry or cal.doPhotoCal) else None)
         data_id = data_ref.dataId
         result = self.run(raw, calibs["bias"], calibs["dark"], calibs["flat"], ref_cat,
                           id_base=source_id_base(int(data_id["visit"]), int(data_id["ccd"])))
