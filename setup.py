@@ -124,6 +124,8 @@ setup(
         "matplotlib>=3.8",
         "tqdm>=4.66",
         "fastavro>=1.9",
+        "pyarrow>=14.0",
+        "hpgeom>=1.2",
     ],
     entry_points={
         "console_scripts": ["hpcpipe = hpcpipe.cli:main"],
