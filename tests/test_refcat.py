@@ -158,6 +158,15 @@ def test_ids_flux_units_and_pm_without_cos_dec(repo, tmp_path):
     np.testing.assert_allclose(got["pm_ra"], table["pmra"][order] * MAS, rtol=1e-10)
 
 
+def test_rows_through_part_files_give_the_same_shards(repo, tmp_path):
+    """Rows spilled to part files between the passes (a tiny memory budget) or kept in
+    memory: the same shards."""
+    path = write(make_table(4000, seed=6, half=5.0), tmp_path / "cat.parquet")
+    ingest_reference_catalog(repo, "mem", path, gaia_spec(), order=5)
+    ingest_reference_catalog(repo, "disk", path, gaia_spec(), order=5, spill_bytes=1)
+    _same_shards(repo / REFCAT_ROOT / "mem", repo / REFCAT_ROOT / "disk")
+
+
 def test_several_catalogs_and_list(repo, tmp_path, capsys):
     path = write(make_table(300), tmp_path / "cat.fits")
     assert main(["refcat", "ingest", str(repo), "one", str(path), *GAIA_ARGS]) == 0

@@ -5,13 +5,16 @@ when there are several (``mpirun -n N hpcpipe refcat ingest ...``):
 
 1. Each rank reads its share of the input (a range of rows of a Parquet or FITS table, a range
    of lines of a CSV file), converts the columns to the LSST reference-catalog columns and
-   units, computes each star's HEALPix pixel and appends the rows to one part file per
-   order-2 HEALPix *bucket* (192 of them). A histogram of the stars per order-8 pixel is
+   units, computes each star's HEALPix pixel and sorts the rows into order-2 HEALPix
+   *buckets* (192 of them), kept in memory up to ``spill_bytes`` (1 GiB) and appended to one
+   part file per bucket beyond that; at the end of the pass, the rows of the buckets that
+   another rank will write go to part files too. A histogram of the stars per order-8 pixel is
    summed over the ranks, and the shard order is the smallest order whose fullest shard holds
    at most ``max_shard_rows`` stars (unless ``order`` is given).
 2. The buckets are shared out between the ranks (the largest first, each to the least loaded
-   rank); a rank reads the parts of its buckets, orders their rows by shard and by their row
-   number in the input, and writes one Parquet file per shard.
+   rank); a rank gathers the rows of its buckets (from memory and the part files), orders
+   them by shard and by their row number in the input, and writes one Parquet file per
+   shard.
 
 Everything is written into a temporary directory beside ``ref_cats/NAME``, which is renamed
 into place by rank 0 after it wrote the manifest: the catalog appears complete or not at all.
@@ -71,6 +74,9 @@ MAX_ORDER = 8
 DEFAULT_MAX_SHARD_ROWS = 20000
 #: Rows converted at a time by one rank.
 CHUNK_ROWS = 1 << 20
+#: Converted rows a rank keeps in memory between the two passes before writing them to part
+#: files (about 100 bytes a star: 10 million stars).
+SPILL_BYTES = 1 << 30
 _RAD_PER_MAS = math.pi / 180.0 / 3.6e6
 _POS_ERR_UNITS = {"mas": _RAD_PER_MAS, "arcsec": _RAD_PER_MAS * 1e3,
                   "deg": math.pi / 180.0, "rad": 1.0}
@@ -488,59 +494,78 @@ def _agree(world: Any, error: BaseException | None, cleanup: Any = None) -> None
     raise (RefcatInputError if usage else RefcatError)(f"rank {rank}: {text}")
 
 
-def _pass_one(reader: _Reader, spec: IngestSpec, parts: Path, rank: int, size: int
+class _Buckets:
+    """The converted rows of one rank by bucket: kept in memory up to ``limit`` bytes, then
+    appended to the part files ``parts/b<bucket>-r<rank>.bin`` (raw records)."""
+
+    def __init__(self, parts: Path, rank: int, limit: int) -> None:
+        self.parts = parts
+        self.rank = rank
+        self.limit = limit
+        self.pending: dict[int, list[np.ndarray]] = {}
+        self.bytes = 0
+
+    def add(self, key: int, records: np.ndarray) -> None:
+        self.pending.setdefault(key, []).append(records)
+        self.bytes += records.nbytes
+        if self.bytes > self.limit:
+            self.spill()
+
+    def spill(self, keys: Any = None) -> None:
+        """Append the pending rows of ``keys`` (default: all) to their part files."""
+        for key in list(self.pending) if keys is None else list(keys):
+            pieces = self.pending.pop(key, [])
+            if not pieces:
+                continue
+            with open(self.parts / f"b{key:03d}-r{self.rank:05d}.bin", "ab") as handle:
+                for piece in pieces:
+                    piece.tofile(handle)
+                    self.bytes -= piece.nbytes
+
+
+def _pass_one(reader: _Reader, spec: IngestSpec, buckets: _Buckets, rank: int, size: int
               ) -> dict[str, Any]:
-    """Convert this rank's share of the input into bucket part files."""
+    """Convert this rank's share of the input into rows by bucket."""
     from astropy import units as u  # for the flux unit only
 
     names = sorted({col for _, col in spec.named_columns()})
     flux_scale = float(u.Unit(spec.flux_unit).to(u.nJy)) if spec.fluxes else 1.0
     nside = hpgeom.order_to_nside(PIXEL_ORDER)
     counts = np.zeros(12 * 4 ** MAX_ORDER, dtype=np.int64)
-    handles: dict[int, Any] = {}
     dtype: np.dtype | None = None
-    parts.mkdir(parents=True, exist_ok=True)
     rows = 0
     epoch_min, epoch_max, pm_max = math.inf, -math.inf, 0.0
-    try:
-        for chunk in reader.chunks(names, rank, size):
-            cols = _convert(chunk, spec, reader.path, flux_scale)
-            n = len(cols["coord_ra"])
-            pix = hpgeom.angle_to_pixel(nside, cols["coord_ra"], cols["coord_dec"],
-                                        lonlat=True, degrees=False)
-            counts += np.bincount(pix >> (2 * (PIXEL_ORDER - MAX_ORDER)),
-                                  minlength=counts.size)
-            cols["_pix"] = pix
-            cols["_row"] = np.arange(rows, rows + n, dtype=np.int64)
-            epochs = cols["epoch"][np.isfinite(cols["epoch"])]
-            if epochs.size:
-                epoch_min = min(epoch_min, float(epochs.min()))
-                epoch_max = max(epoch_max, float(epochs.max()))
-            if "pm_ra" in cols:
-                total = np.hypot(cols["pm_ra"], cols["pm_dec"])
-                total = total[np.isfinite(total)]
-                if total.size:
-                    pm_max = max(pm_max, float(total.max()))
-            bucket = pix >> (2 * (PIXEL_ORDER - BUCKET_ORDER))
-            order = np.argsort(bucket, kind="stable")
-            bucket = bucket[order]
-            if dtype is None:
-                dtype = np.dtype([(k, v.dtype) for k, v in cols.items()])
-            records = np.empty(n, dtype=dtype)
-            for k, v in cols.items():
-                records[k] = v[order]
-            edges = np.flatnonzero(np.diff(bucket)) + 1
-            for a, b in zip(np.r_[0, edges], np.r_[edges, n], strict=True):
-                if a == b:
-                    continue
-                key = int(bucket[a])
-                if key not in handles:
-                    handles[key] = open(parts / f"b{key:03d}-r{rank:05d}.bin", "wb")  # noqa: SIM115
-                records[a:b].tofile(handles[key])
-            rows += n
-    finally:
-        for handle in handles.values():
-            handle.close()
+    for chunk in reader.chunks(names, rank, size):
+        cols = _convert(chunk, spec, reader.path, flux_scale)
+        n = len(cols["coord_ra"])
+        pix = hpgeom.angle_to_pixel(nside, cols["coord_ra"], cols["coord_dec"],
+                                    lonlat=True, degrees=False)
+        counts += np.bincount(pix >> (2 * (PIXEL_ORDER - MAX_ORDER)),
+                              minlength=counts.size)
+        cols["_pix"] = pix
+        cols["_row"] = np.arange(rows, rows + n, dtype=np.int64)
+        epochs = cols["epoch"][np.isfinite(cols["epoch"])]
+        if epochs.size:
+            epoch_min = min(epoch_min, float(epochs.min()))
+            epoch_max = max(epoch_max, float(epochs.max()))
+        if "pm_ra" in cols:
+            total = np.hypot(cols["pm_ra"], cols["pm_dec"])
+            total = total[np.isfinite(total)]
+            if total.size:
+                pm_max = max(pm_max, float(total.max()))
+        bucket = pix >> (2 * (PIXEL_ORDER - BUCKET_ORDER))
+        order = np.argsort(bucket, kind="stable")
+        bucket = bucket[order]
+        if dtype is None:
+            dtype = np.dtype([(k, v.dtype) for k, v in cols.items()])
+        records = np.empty(n, dtype=dtype)
+        for k, v in cols.items():
+            records[k] = v[order]
+        edges = np.flatnonzero(np.diff(bucket)) + 1
+        for a, b in zip(np.r_[0, edges], np.r_[edges, n], strict=True):
+            if a < b:
+                buckets.add(int(bucket[a]), records[a:b])
+        rows += n
     return {"rows": rows, "counts": counts, "epoch_min": epoch_min, "epoch_max": epoch_max,
             "pm_max": pm_max, "dtype": None if dtype is None else dtype.descr}
 
@@ -556,18 +581,23 @@ def _assign_buckets(bucket_rows: np.ndarray, size: int) -> list[list[int]]:
     return out
 
 
-def _pass_two(buckets: list[int], parts: Path, out_dir: Path, order: int, offsets: list[int],
-              columns: list[str], dtype: np.dtype) -> int:
-    """Write the shards of this rank's buckets; return how many were written."""
+def _pass_two(buckets: list[int], local: _Buckets, out_dir: Path, order: int,
+              offsets: list[int], columns: list[str], dtype: np.dtype) -> int:
+    """Write the shards of this rank's buckets (from the part files and the rows this rank
+    kept in memory); return how many were written."""
     shards = 0
     shift = 2 * (PIXEL_ORDER - order)
     for bucket in buckets:
         pieces = []
-        for part in sorted(parts.glob(f"b{bucket:03d}-r*.bin")):
+        for part in sorted(local.parts.glob(f"b{bucket:03d}-r*.bin")):
             records = np.fromfile(part, dtype=dtype)
             records["_row"] += offsets[int(part.stem.split("-r")[1])]
             pieces.append(records)
             part.unlink()
+        for piece in local.pending.pop(bucket, []):
+            piece = piece.copy()
+            piece["_row"] += offsets[local.rank]
+            pieces.append(piece)
         if not pieces:
             continue
         records = np.concatenate(pieces)
@@ -592,8 +622,8 @@ def ingest_reference_catalog(repo: str | Path, name: str, catalog: str | Path,
                              spec: IngestSpec, *, clobber: bool = False,
                              order: int | None = None,
                              max_shard_rows: int = DEFAULT_MAX_SHARD_ROWS,
-                             hdu: int | str | None = None, world: Any = None
-                             ) -> RefcatManifest:
+                             hdu: int | str | None = None, world: Any = None,
+                             spill_bytes: int = SPILL_BYTES) -> RefcatManifest:
     """Write ``catalog`` into repository ``repo`` as the sharded reference catalog ``name``.
 
     Parameters
@@ -615,6 +645,9 @@ def ingest_reference_catalog(repo: str | Path, name: str, catalog: str | Path,
         The FITS table's HDU (default: the first table).
     world : hpcpipe.comm.world.World, optional
         The ranks sharing the work (all must call this); default: this process alone.
+    spill_bytes : int
+        Converted rows a rank keeps in memory between the passes; beyond, they go through
+        part files on disk.
 
     Returns
     -------
@@ -665,8 +698,10 @@ def ingest_reference_catalog(repo: str | Path, name: str, catalog: str | Path,
         shutil.rmtree(out_dir, ignore_errors=True)
 
     stats: dict[str, Any] = {}
+    local = _Buckets(parts, world.rank, spill_bytes)
     try:
-        stats = _pass_one(reader, spec, parts, world.rank, world.size)
+        parts.mkdir(parents=True, exist_ok=True)
+        stats = _pass_one(reader, spec, local, world.rank, world.size)
     except (RefcatError, OSError, ValueError, pa.ArrowException) as exc:
         error = exc if isinstance(exc, RefcatError) else RefcatInputError(
             f"{reader.path}: cannot be read: {exc}")
@@ -685,7 +720,12 @@ def ingest_reference_catalog(repo: str | Path, name: str, catalog: str | Path,
     dtype = np.dtype([tuple(x) for x in descrs[0]]) if descrs else None
     written = 0
     try:
-        written = _pass_two(mine, parts, out_dir, shard_order, offsets,
+        local.spill(set(local.pending) - set(mine))  # the other ranks' buckets
+    except OSError as exc:
+        error = RefcatError(f"{parts}: cannot write: {exc}")
+    _agree(world, error, cleanup)
+    try:
+        written = _pass_two(mine, local, out_dir, shard_order, offsets,
                             [c.name for c in columns], dtype)
     except (OSError, ValueError, pa.ArrowException) as exc:
         error = RefcatError(f"{out_dir}: writing the shards failed: {exc}\n"
