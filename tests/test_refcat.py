@@ -313,7 +313,8 @@ def test_loader_returns_exactly_the_region(dense):
         assert len(expect) > 150
         assert sorted(got["id"].tolist()) == sorted(expect.tolist())
         radius = rng.uniform(0.1, 0.9)
-        circle = load_reference_catalog(repo, "dense", center=(ra0, dec0), radius=radius)
+        chained = Butler(repo, outputs=repo.parent / "rerun")  # found in the parent
+        circle = load_reference_catalog(chained, "dense", center=(ra0, dec0), radius=radius)
         sep = SkyCoord(table["ra"], table["dec"], unit="deg").separation(
             SkyCoord(ra0, dec0, unit="deg")).deg
         assert sorted(circle["id"].tolist()) == sorted(

@@ -594,10 +594,11 @@ def _pass_two(buckets: list[int], local: _Buckets, out_dir: Path, order: int,
             records["_row"] += offsets[int(part.stem.split("-r")[1])]
             pieces.append(records)
             part.unlink()
-        for piece in local.pending.pop(bucket, []):
-            piece = piece.copy()
-            piece["_row"] += offsets[local.rank]
-            pieces.append(piece)
+        mine = local.pending.pop(bucket, [])
+        if mine:
+            records = np.concatenate(mine)
+            records["_row"] += offsets[local.rank]
+            pieces.append(records)
         if not pieces:
             continue
         records = np.concatenate(pieces)

@@ -212,9 +212,10 @@ def load_reference_catalog(source: Any, name: str, *, center: tuple[float, float
         the proper-motion errors) at ``epoch``. Metadata ``REFCAT`` (name), ``EPOCH`` (MJD
         TAI applied, or NaN).
     """
-    directory = Path(source) / MANIFEST
-    directory = (Path(source) if isinstance(source, str | Path) and directory.exists()
-                 else find_reference_catalog(source, name))
+    if isinstance(source, str | Path) and (Path(source) / MANIFEST).exists():
+        directory = Path(source)  # the catalog's own directory
+    else:
+        directory = find_reference_catalog(source, name)
     manifest = read_manifest(directory)
     region = SkyRegion(center=center, radius=radius, polygons=polygons or ())
     target = _epoch_mjd(epoch)
