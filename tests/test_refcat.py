@@ -517,3 +517,39 @@ def test_mpi_missing_column_writes_nothing(tmp_path_factory):
     world.barrier()
     on_root(world, lambda: (_ for _ in ()).throw(AssertionError("written"))
             if list((base / "repo" / REFCAT_ROOT).iterdir()) else None)
+
+
+def test_process_ccd_reads_the_configured_catalogs(tmp_path, caplog):
+    """processCcd's calibration reads the catalogs its config names: the simulated survey's
+    sharded ``sim_ref`` by default; another catalog for the photometry with a band map; a
+    missing name fails naming it."""
+    repo = tmp_path / "sim"
+    assert main(["simulate", str(repo), "--visits", "1", "--ccds", "1", "--filters", "g",
+                 "--size", "768", "--star-density", "200000", "--seed", "3"]) == 0
+    butler = Butler(repo)
+    legacy = butler.get("ref_cat")
+    # the same stars, their g flux under another band name, as a second catalog
+    pq.write_table(pa.table({"ra": np.degrees(legacy["coord_ra"]),
+                             "dec": np.degrees(legacy["coord_dec"]),
+                             "G": legacy["g_flux"], "G_err": legacy["g_fluxErr"]}),
+                   tmp_path / "photo.parquet")
+    assert main(["refcat", "ingest", str(repo), "photo", str(tmp_path / "photo.parquet"),
+                 "--ra", "ra", "--dec", "dec", "--flux", "G=G", "--flux-err", "G=G_err"]) == 0
+    visit = butler.queryMetadata("raw", "visit")[0]
+    data_id = ["--id", f"visit={visit}", "ccd=0"]
+    assert main(["run", "processCcd", str(repo), "--output", str(tmp_path / "a"),
+                 *data_id]) == 0
+    assert main(["run", "processCcd", str(repo), "--output", str(tmp_path / "b"), *data_id,
+                 "-c", "calibrate.photoRefObjLoader.ref_dataset_name=photo",
+                 "calibrate.photoRefObjLoader.filterMap={'g': 'G'}"]) == 0
+    a = Butler(tmp_path / "a").get("calexp", visit=visit, ccd=0)
+    b = Butler(tmp_path / "b").get("calexp", visit=visit, ccd=0)
+    assert abs(a.photo_calib.zero_point - b.photo_calib.zero_point) < 0.01
+    meta = Butler(tmp_path / "a").get("processCcd_metadata", visit=visit, ccd=0)
+    assert meta["processCcd.calibrate"]["nRefAstrom"] > 10
+    matches = Butler(tmp_path / "b").get("srcMatch", visit=visit, ccd=0)
+    assert len(matches) > 10 and np.isfinite(matches["ref_flux"]).mean() > 0.9
+    status = main(["run", "processCcd", str(repo), "--output", str(tmp_path / "c"), *data_id,
+                   "-c", "calibrate.astromRefObjLoader.ref_dataset_name=nothere"])
+    assert status != 0
+    assert "no reference catalog 'nothere'" in caplog.text

@@ -238,10 +238,10 @@ def load_reference_catalog(source: Any, name: str, *, center: tuple[float, float
     tables = []
     for pixel in region.pixels(manifest.order, pad):
         path = shard_path(directory, int(pixel))
-        try:
-            tables.append(pq.read_table(path, columns=read, use_threads=False))
-        except FileNotFoundError:
+        if not path.exists():  # no star in that pixel
             continue
+        # ParquetFile.read: a third of read_table's time on a shard (no dataset machinery)
+        tables.append(pq.ParquetFile(path).read(columns=read, use_threads=False))
     data: dict[str, np.ndarray]
     if tables:
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
