@@ -49,6 +49,7 @@ from hpcpipe.refcat.layout import (
     RefcatError,
     RefcatInputError,
     RefcatManifest,
+    arrow_to_numpy,
     check_refcat_name,
     refcat_directory,
     shard_path,
@@ -239,10 +240,6 @@ class _Reader:
         raise NotImplementedError
 
 
-def _numpy(column: Any) -> np.ndarray:
-    return column.to_numpy(zero_copy_only=False)
-
-
 class _ParquetReader(_Reader):
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -261,7 +258,7 @@ class _ParquetReader(_Reader):
                 table = table.slice(a - start, b - a)
                 for offset in range(0, b - a, CHUNK_ROWS):
                     part = table.slice(offset, CHUNK_ROWS)
-                    yield {name: _numpy(part.column(name)) for name in names}
+                    yield {name: arrow_to_numpy(part.column(name)) for name in names}
             start += rows
 
 
@@ -345,7 +342,7 @@ class _CsvReader(_Reader):
                     io.BytesIO(self.header + block),
                     read_options=pacsv.ReadOptions(use_threads=False),
                     convert_options=pacsv.ConvertOptions(include_columns=names))
-                yield {name: _numpy(table.column(name)) for name in names}
+                yield {name: arrow_to_numpy(table.column(name)) for name in names}
 
 
 def open_input(path: str | Path, hdu: int | str | None = None) -> _Reader:

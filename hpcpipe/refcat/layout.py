@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 import yaml
 
 from hpcpipe.errors import HpcpipeError
@@ -23,7 +25,7 @@ from hpcpipe.io.atomic import TEMP_PREFIX, atomic_path
 __all__ = ["FORMAT_VERSION", "MANIFEST", "REFCAT_ROOT", "DEFAULT_REFCAT_NAME", "RefcatError",
            "RefcatInputError", "RefcatNotFoundError", "ColumnInfo", "RefcatManifest",
            "check_refcat_name", "refcat_directory", "shard_path", "read_manifest",
-           "write_manifest", "list_reference_catalogs"]
+           "write_manifest", "list_reference_catalogs", "arrow_to_numpy"]
 
 #: Version of the layout written by this code; a reader refuses a newer one.
 FORMAT_VERSION = 1
@@ -118,6 +120,17 @@ class RefcatManifest:
     @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
+
+
+def arrow_to_numpy(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A NumPy copy (or view) of an Arrow column, chunk by chunk; nulls become NaN in
+    floating-point columns."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    if not chunks:
+        return pa.array([], type=column.type).to_numpy(zero_copy_only=False)
+    if len(chunks) == 1:
+        return chunks[0].to_numpy(zero_copy_only=False)
+    return np.concatenate([c.to_numpy(zero_copy_only=False) for c in chunks])
 
 
 def check_refcat_name(name: str) -> str:

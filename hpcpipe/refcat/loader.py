@@ -31,6 +31,7 @@ from hpcpipe.refcat.layout import (
     RefcatError,
     RefcatManifest,
     RefcatNotFoundError,
+    arrow_to_numpy,
     list_reference_catalogs,
     read_manifest,
     shard_path,
@@ -245,7 +246,7 @@ def load_reference_catalog(source: Any, name: str, *, center: tuple[float, float
     data: dict[str, np.ndarray]
     if tables:
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-        data = {n: table.column(n).to_numpy() for n in read}
+        data = {n: arrow_to_numpy(table.column(n)) for n in read}
     else:
         data = {n: np.zeros(0, dtype=np.int64 if n == "id" else np.float64) for n in read}
     if move:
