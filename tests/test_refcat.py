@@ -165,6 +165,10 @@ def test_rows_through_part_files_give_the_same_shards(repo, tmp_path):
     ingest_reference_catalog(repo, "mem", path, gaia_spec(), order=5)
     ingest_reference_catalog(repo, "disk", path, gaia_spec(), order=5, spill_bytes=1)
     _same_shards(repo / REFCAT_ROOT / "mem", repo / REFCAT_ROOT / "disk")
+    ingest_reference_catalog(repo, "fine", path, gaia_spec(), order=12, spill_bytes=1)
+    got = read_all(repo, "fine")
+    assert len(got["id"]) == 4000
+    assert read_manifest(repo / REFCAT_ROOT / "fine").shard_count > 3900  # ~1 star each
 
 
 def test_several_catalogs_and_list(repo, tmp_path, capsys):

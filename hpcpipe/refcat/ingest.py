@@ -592,22 +592,29 @@ def _pass_two(buckets: list[int], local: _Buckets, out_dir: Path, order: int,
             files.setdefault(int(bucket_text), []).append((int(rank_text),
                                                            local.parts / entry))
     for bucket in buckets:
+        # the pieces in rank order (a rank's file before the rows it kept): rows in input order
         pieces = []
-        for rank, part in files.get(bucket, []):
-            records = np.fromfile(part, dtype=dtype)
-            records["_row"] += offsets[rank]
-            pieces.append(records)
-            part.unlink()
-        mine = local.pending.pop(bucket, [])
-        if mine:
-            records = np.concatenate(mine)
-            records["_row"] += offsets[local.rank]
-            pieces.append(records)
+        for rank in range(len(offsets)):
+            for source, part in files.get(bucket, []):
+                if source == rank:
+                    records = np.fromfile(part, dtype=dtype)
+                    records["_row"] += offsets[rank]
+                    pieces.append(records)
+                    part.unlink()
+            if rank == local.rank and local.pending.get(bucket):
+                records = np.concatenate(local.pending.pop(bucket))
+                records["_row"] += offsets[rank]
+                pieces.append(records)
         if not pieces:
             continue
-        records = np.concatenate(pieces)
+        records = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
         shard = records["_pix"] >> shift
-        order_ = np.lexsort((records["_row"], shard))
+        # a stable sort by shard keeps the input order within a shard; the shard's rank
+        # within the bucket fits 16 bits up to order 10, which numpy sorts by radix
+        within = shard - (bucket << (2 * (order - BUCKET_ORDER)))
+        if order <= BUCKET_ORDER + 8:
+            within = within.astype(np.uint16)
+        order_ = np.argsort(within, kind="stable")
         records, shard = records[order_], shard[order_]
         data = {name: records[name] for name in records.dtype.names}
         if "id" not in data:
