@@ -78,7 +78,7 @@ def write_simulated_refcat(repo: str | Path, path: str | Path, config: SurveyCon
                            name: str = DEFAULT_REFCAT_NAME) -> None:
     """Ingest the survey's reference catalog file ``path`` (LSST columns, no proper motions,
     positions at the survey's start) as the sharded reference catalog ``name``."""
-    from astropy.time import Time  # for the survey's start date only
+    from astropy.time import Time  # start-up cost: the `hpcpipe` parser imports this module
 
     spec = IngestSpec(ra="coord_ra", dec="coord_dec", coord_unit="rad", ra_err="coord_raErr",
                       dec_err="coord_decErr", pos_err_unit="rad",

@@ -43,6 +43,7 @@ def _hdu(text: str) -> int | str:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
+    # imported when the command runs (start-up cost): building the parser stays light
     from hpcpipe.butler.errors import ButlerError
     from hpcpipe.comm.world import World
     from hpcpipe.refcat.ingest import IngestSpec, ingest_reference_catalog, jyear_to_mjd
@@ -83,6 +84,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    # imported when the command runs (start-up cost): building the parser stays light
     from hpcpipe.butler.errors import ButlerError
     from hpcpipe.butler.repository import Repository
     from hpcpipe.refcat.layout import list_reference_catalogs, read_manifest, refcat_directory
@@ -100,6 +102,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
+    # imported when the command runs (start-up cost): building the parser stays light
     from hpcpipe.butler.errors import ButlerError
     from hpcpipe.butler.repository import Repository
     from hpcpipe.refcat.layout import RefcatError, read_manifest, refcat_directory

@@ -40,7 +40,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from astropy import units as u
 
+from hpcpipe.butler.repository import Repository
 from hpcpipe.io.atomic import TEMP_PREFIX
 from hpcpipe.refcat.layout import (
     MANIFEST,
@@ -186,7 +188,6 @@ class IngestSpec:
             raise RefcatInputError("proper motions need the epoch of the positions: give "
                                    "--epoch (e.g. 2016.0 for Gaia DR3) or --epoch-col")
         if self.fluxes:
-            from astropy import units as u  # the flux unit is checked only when fluxes given
             try:
                 u.Unit(self.flux_unit).to(u.nJy)
             except (ValueError, TypeError, u.UnitConversionError) as exc:
@@ -523,8 +524,6 @@ class _Buckets:
 def _pass_one(reader: _Reader, spec: IngestSpec, buckets: _Buckets, rank: int, size: int
               ) -> dict[str, Any]:
     """Convert this rank's share of the input into rows by bucket."""
-    from astropy import units as u  # for the flux unit only
-
     names = sorted({col for _, col in spec.named_columns()})
     flux_scale = float(u.Unit(spec.flux_unit).to(u.nJy)) if spec.fluxes else 1.0
     nside = hpgeom.order_to_nside(PIXEL_ORDER)
@@ -675,8 +674,6 @@ def ingest_reference_catalog(repo: str | Path, name: str, catalog: str | Path,
         A missing file or column, a bad option, an existing catalog without ``clobber``, bad
         values: on every rank, with nothing written.
     """
-    from hpcpipe.butler.repository import Repository  # the repository check only
-
     world = world if world is not None else _SerialWorld()
     check_refcat_name(name)
     spec.check()

@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from hpcpipe.butler.errors import ButlerError
 from hpcpipe.config import Config, DictField, Field, RangeField
 from hpcpipe.refcat.layout import (
     DEFAULT_REFCAT_NAME,
@@ -278,6 +279,17 @@ class LoadReferenceObjectsConfig(Config):
                           "differ", str, str, default={})
 
 
+def _has_legacy(source: Any) -> bool:
+    """Whether ``source`` is a butler with the single-file ``ref_cat`` dataset."""
+    exists = getattr(source, "datasetExists", None)
+    if exists is None:
+        return False
+    try:
+        return bool(exists(LEGACY_DATASET))
+    except ButlerError:  # a mapper without that dataset type
+        return False
+
+
 class ReferenceObjectLoader:
     """Loads the reference stars of an exposure from one reference catalog.
 
@@ -304,9 +316,8 @@ class ReferenceObjectLoader:
         try:
             self._directory = find_reference_catalog(source, self.name)
         except RefcatNotFoundError:
-            exists = getattr(source, "datasetExists", None)
-            if (self.name not in (DEFAULT_REFCAT_NAME, LEGACY_DATASET) or exists is None
-                    or not exists(LEGACY_DATASET)):
+            if (self.name not in (DEFAULT_REFCAT_NAME, LEGACY_DATASET)
+                    or not _has_legacy(source)):
                 raise
             log.info("no sharded reference catalog %r: reading the single-file %r dataset",
                      self.name, LEGACY_DATASET)
