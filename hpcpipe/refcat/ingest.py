@@ -493,19 +493,21 @@ def _agree(world: Any, error: BaseException | None, cleanup: Any = None) -> None
 
 
 class _Buckets:
-    """The converted rows of one rank by bucket: kept in memory up to ``limit`` bytes, then
-    appended to the part files ``parts/b<bucket>-r<rank>.bin`` (raw records)."""
+    """The converted rows of one rank by bucket, as pieces (dicts of equal-length columns in
+    the order of the rows' dtype): kept in memory up to ``limit`` bytes, then appended to the
+    part files ``parts/b<bucket>-r<rank>.bin`` (per piece: its row count as int64, then each
+    column's raw values)."""
 
     def __init__(self, parts: Path, rank: int, limit: int) -> None:
         self.parts = parts
         self.rank = rank
         self.limit = limit
-        self.pending: dict[int, list[np.ndarray]] = {}
+        self.pending: dict[int, list[dict[str, np.ndarray]]] = {}
         self.bytes = 0
 
-    def add(self, key: int, records: np.ndarray) -> None:
-        self.pending.setdefault(key, []).append(records)
-        self.bytes += records.nbytes
+    def add(self, key: int, piece: dict[str, np.ndarray]) -> None:
+        self.pending.setdefault(key, []).append(piece)
+        self.bytes += sum(v.nbytes for v in piece.values())
         if self.bytes > self.limit:
             self.spill()
 
@@ -517,8 +519,27 @@ class _Buckets:
                 continue
             with open(self.parts / f"b{key:03d}-r{self.rank:05d}.bin", "ab") as handle:
                 for piece in pieces:
-                    piece.tofile(handle)
-                    self.bytes -= piece.nbytes
+                    handle.write(np.int64(len(next(iter(piece.values())))).tobytes())
+                    for column in piece.values():
+                        np.ascontiguousarray(column).tofile(handle)
+                        self.bytes -= column.nbytes
+
+
+def _read_pieces(path: Path, dtype: np.dtype) -> list[dict[str, np.ndarray]]:
+    """The pieces of a part file (see :class:`_Buckets`)."""
+    raw = np.fromfile(path, dtype=np.uint8)
+    pieces, pos = [], 0
+    while pos < raw.size:
+        n = int(raw[pos:pos + 8].view(np.int64)[0])
+        pos += 8
+        piece = {}
+        for name in dtype.names:
+            column_type = dtype.fields[name][0]
+            size = n * column_type.itemsize
+            piece[name] = raw[pos:pos + size].view(column_type)
+            pos += size
+        pieces.append(piece)
+    return pieces
 
 
 def _pass_one(reader: _Reader, spec: IngestSpec, buckets: _Buckets, rank: int, size: int
@@ -555,13 +576,11 @@ def _pass_one(reader: _Reader, spec: IngestSpec, buckets: _Buckets, rank: int, s
         bucket = bucket[order]
         if dtype is None:
             dtype = np.dtype([(k, v.dtype) for k, v in cols.items()])
-        records = np.empty(n, dtype=dtype)
-        for k, v in cols.items():
-            records[k] = v[order]
+        ordered = {k: cols[k][order] for k in dtype.names}
         edges = np.flatnonzero(np.diff(bucket)) + 1
         for a, b in zip(np.r_[0, edges], np.r_[edges, n], strict=True):
             if a < b:
-                buckets.add(int(bucket[a]), records[a:b])
+                buckets.add(int(bucket[a]), {k: v[a:b] for k, v in ordered.items()})
         rows += n
     return {"rows": rows, "counts": counts, "epoch_min": epoch_min, "epoch_max": epoch_max,
             "pm_max": pm_max, "dtype": None if dtype is None else dtype.descr}
@@ -594,30 +613,32 @@ def _pass_two(buckets: list[int], local: _Buckets, out_dir: Path, order: int,
         # the pieces in rank order (a rank's file before the rows it kept): rows in input order
         pieces = []
         for rank in range(len(offsets)):
+            mine = []
             for source, part in files.get(bucket, []):
                 if source == rank:
-                    records = np.fromfile(part, dtype=dtype)
-                    records["_row"] += offsets[rank]
-                    pieces.append(records)
+                    mine += _read_pieces(part, dtype)
                     part.unlink()
-            if rank == local.rank and local.pending.get(bucket):
-                records = np.concatenate(local.pending.pop(bucket))
-                records["_row"] += offsets[rank]
-                pieces.append(records)
+            if rank == local.rank:
+                mine += local.pending.pop(bucket, [])
+            for piece in mine:
+                piece = dict(piece)
+                piece["_row"] = piece["_row"] + offsets[rank]
+                pieces.append(piece)
         if not pieces:
             continue
-        records = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
-        shard = records["_pix"] >> shift
+        merged = {name: np.concatenate([p[name] for p in pieces]) if len(pieces) > 1
+                  else pieces[0][name] for name in dtype.names}
+        shard = merged["_pix"] >> shift
         # a stable sort by shard keeps the input order within a shard; the shard's rank
         # within the bucket fits 16 bits up to order 10, which numpy sorts by radix
         within = shard - (bucket << (2 * (order - BUCKET_ORDER)))
         if order <= BUCKET_ORDER + 8:
             within = within.astype(np.uint16)
         order_ = np.argsort(within, kind="stable")
-        records, shard = records[order_], shard[order_]
-        data = {name: records[name] for name in records.dtype.names}
+        shard = shard[order_]
+        data = {name: merged[name][order_] for name in columns if name in merged}
         if "id" not in data:
-            data["id"] = records["_row"] + 1
+            data["id"] = merged["_row"][order_] + 1
         table = pa.table({name: data[name] for name in columns})
         edges = np.flatnonzero(np.diff(shard)) + 1
         for a, b in zip(np.r_[0, edges], np.r_[edges, len(shard)], strict=True):
