@@ -161,6 +161,7 @@ setup(
         "psycopg[binary]>=3.1",
         "hpgeom>=1.3",
         "confluent-kafka>=2.3",
+        "pyarrow>=14.0",
     ],
     entry_points={
         "console_scripts": ["hpcpipe = hpcpipe.cli:main"],

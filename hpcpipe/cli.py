@@ -11,6 +11,8 @@ Subcommands:
   (:mod:`hpcpipe.drivers.drp_cli`).
 * ``hpcpipe butler create|describe`` and ``hpcpipe ingest``: data repositories
   (:mod:`hpcpipe.butler.cli`).
+* ``hpcpipe refcat ingest|list|describe``: external reference catalogs
+  (:mod:`hpcpipe.refcat.cli`).
 
 Usage errors exit with status 2 and a message naming the option at fault.
 """
@@ -68,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hpcpipe.drivers.alerts import add_alerts_command
 
     add_alerts_command(sub)
+    from hpcpipe.refcat.cli import add_refcat_command
+
+    add_refcat_command(sub)
     run = sub.add_parser("run", help="run a command-line task over data ids of a repository",
                          description="hpcpipe run TASK REPO --id ... [options]: TASK is a "
                          "registered task name or an import path (package.module:Class); "

@@ -2,9 +2,10 @@
 
 The raw frames and master calibrations are simulated by the pool's workers into a staging
 directory inside the repository, then ingested (moved into the SimCam layout and registered);
-the reference catalog (``ref_cat``) and the truth (``truth_cat``; with injected transients,
-variables or movers also ``transient_truth`` and ``transient_lightcurves``) are put through
-the butler.
+the reference catalog (the sharded reference catalog ``sim_ref`` that the calibration reads,
+see :mod:`hpcpipe.refcat`, and the single-file ``ref_cat`` dataset) and the truth
+(``truth_cat``; with injected transients, variables or movers also ``transient_truth`` and
+``transient_lightcurves``) are put through the butler.
 The same seed gives the same survey, whatever the number of ranks.
 """
 
@@ -18,10 +19,14 @@ from typing import Any
 
 from hpcpipe.comm.pool import Pool
 from hpcpipe.comm.world import World
+from hpcpipe.refcat.ingest import IngestSpec, ingest_reference_catalog
+from hpcpipe.refcat.layout import DEFAULT_REFCAT_NAME
 from hpcpipe.sim.camera import CameraConfig
+from hpcpipe.sim.sky import BANDS
 from hpcpipe.sim.survey import SurveyConfig, survey_transients, write_survey_files
 
-__all__ = ["add_simulate_command", "simulate_repository", "survey_config_for"]
+__all__ = ["add_simulate_command", "simulate_repository", "survey_config_for",
+           "write_simulated_refcat"]
 
 
 def survey_config_for(visits: int, ccds: int, bands: tuple[str, ...], seed: int,
@@ -59,6 +64,7 @@ def simulate_repository(pool: Pool, repo: str | Path, config: SurveyConfig) -> d
     report = ingest(repo, [*files["raw"], *files["calib"]], mode="move")
     butler = Butler(repo)
     butler.put(Catalog.read_fits(files["refcat"]), "ref_cat")
+    write_simulated_refcat(repo, files["refcat"], config)
     butler.put(Catalog.read_fits(files["truth"]), "truth_cat")
     for name in ("transient_truth", "transient_lightcurves"):
         if name in files:
@@ -66,6 +72,20 @@ def simulate_repository(pool: Pool, repo: str | Path, config: SurveyConfig) -> d
     shutil.rmtree(staging, ignore_errors=True)
     return {"ingested": len(report.ingested) + len(report.already), "failed": report.failed,
             "simulation_failures": files["failed"], "visits": len(files["plans"])}
+
+
+def write_simulated_refcat(repo: str | Path, path: str | Path, config: SurveyConfig,
+                           name: str = DEFAULT_REFCAT_NAME) -> None:
+    """Ingest the survey's reference catalog file ``path`` (LSST columns, no proper motions,
+    positions at the survey's start) as the sharded reference catalog ``name``."""
+    from astropy.time import Time  # start-up cost: the `hpcpipe` parser imports this module
+
+    spec = IngestSpec(ra="coord_ra", dec="coord_dec", coord_unit="rad", ra_err="coord_raErr",
+                      dec_err="coord_decErr", pos_err_unit="rad",
+                      fluxes={b: f"{b}_flux" for b in BANDS},
+                      flux_errs={b: f"{b}_fluxErr" for b in BANDS}, id="id",
+                      epoch=float(Time(config.start, format="isot", scale="tai").mjd))
+    ingest_reference_catalog(repo, name, path, spec, clobber=True)
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:

@@ -8,8 +8,12 @@ stars (:mod:`hpcpipe.meas.photometry`). The exposure gets the new WCS and its Ph
 every source gets its sky position from the new WCS.
 
 ``hpcpipe run calibrate REPO --id visit=... ccd=...`` reads ``icExp``, ``icExpBackground`` and
-``icSrc`` (written by ``hpcpipe run characterizeImage``) and the reference catalog, and writes
-``calexp``, ``calexpBackground``, ``src`` and ``srcMatch``.
+``icSrc`` (written by ``hpcpipe run characterizeImage``) and the reference stars, and writes
+``calexp``, ``calexpBackground``, ``src`` and ``srcMatch``. The reference stars come from the sharded reference catalogs of the repository
+(:mod:`hpcpipe.refcat`) named by ``astromRefObjLoader.ref_dataset_name`` and
+``photoRefObjLoader.ref_dataset_name`` (default ``sim_ref``), read for the CCD with their
+proper motions applied to the exposure's date; ``photoRefObjLoader.filterMap`` maps the
+exposure's band to the catalog's.
 """
 
 from __future__ import annotations
@@ -18,13 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from hpcpipe.config import Config, ConfigurableField, Field, RangeField
+from hpcpipe.config import Config, ConfigField, ConfigurableField, Field, RangeField
 from hpcpipe.meas.astrometry import fit_tan_sip, match_to_reference
 from hpcpipe.meas.photometry import fit_zero_point
 from hpcpipe.pipe.dataset_io import read_input, write_schemas
 from hpcpipe.pipe.detection import SourceDetectionTask
 from hpcpipe.pipe.measurement import MeasurementTask
 from hpcpipe.pipe.sources import measure_detections, source_id_base
+from hpcpipe.refcat.loader import LoadReferenceObjectsConfig, ReferenceLoaders
 from hpcpipe.table import Catalog, Schema
 from hpcpipe.task import Struct, timed_method
 from hpcpipe.task.cmdline import CmdLineTask
@@ -69,6 +74,11 @@ class CalibrateConfig(Config):
     measurement = ConfigurableField("measure them", MeasurementTask)
     doAstrometry = Field("fit the WCS to the reference catalog", bool, default=True)
     doPhotoCal = Field("fit the zero point to the reference catalog", bool, default=True)
+    astromRefObjLoader = ConfigField("the astrometric reference catalog (ref_dataset_name), "
+                                     "margin and band map", LoadReferenceObjectsConfig)
+    photoRefObjLoader = ConfigField("the photometric reference catalog (ref_dataset_name), "
+                                    "margin and band map (filterMap)",
+                                    LoadReferenceObjectsConfig)
     matchSearchRadius = RangeField("largest pointing error looked for, arcsec", float,
                                    default=10.0, min=0.0, inclusive_min=False)
     matchRadius = RangeField("largest separation of a match after the offset, arcsec", float,
@@ -107,16 +117,25 @@ class CalibrateTask(CmdLineTask):
         base = icSrc_schema or characterize_schema(list(self.config.measurement.apertureRadii))
         self.schema = calibrate_schema(base)
 
+    def make_reference_loaders(self, butler: Any) -> ReferenceLoaders:
+        """The loaders of the reference catalogs named by ``astromRefObjLoader`` and
+        ``photoRefObjLoader``, from ``butler``'s repositories (pass them to :meth:`run`)."""
+        return ReferenceLoaders(butler, self.config.astromRefObjLoader,
+                                self.config.photoRefObjLoader)
+
     @timed_method
-    def run(self, exposure: Any, ref_cat: Catalog | None, id_base: int = 0) -> Struct:
+    def run(self, exposure: Any, ref_cat: Catalog | ReferenceLoaders | None,
+            id_base: int = 0) -> Struct:
         """Calibrate ``exposure`` in place.
 
         Parameters
         ----------
         exposure : Exposure
             Characterized (background-subtracted, with a PSF and an initial WCS).
-        ref_cat : Catalog or None
-            Reference catalog (``coord_ra``, ``coord_dec`` in radians, ``<band>_flux`` in nJy).
+        ref_cat : Catalog, ReferenceLoaders or None
+            Reference loaders (:meth:`make_reference_loaders`: the stars of this exposure
+            from the configured catalogs, at its date), or one reference catalog used for both
+            (``coord_ra``, ``coord_dec`` in radians, ``<band>_flux`` in nJy).
         id_base : int
             First source id (see :func:`hpcpipe.pipe.sources.source_id_base`).
 
@@ -136,7 +155,12 @@ class CalibrateTask(CmdLineTask):
             raise ValueError("calibrate needs a reference catalog (or doAstrometry and "
                              "doPhotoCal off)")
         if c.doAstrometry or c.doPhotoCal:
-            matches, astrom_rms = self._calibrate(exposure, cat, ref_cat)
+            if isinstance(ref_cat, ReferenceLoaders):
+                astrom_ref, photo_ref = ref_cat.load(exposure)
+            else:
+                astrom_ref = photo_ref = ref_cat
+            self.metadata["nRefAstrom"] = len(astrom_ref)
+            matches, astrom_rms = self._calibrate(exposure, cat, astrom_ref, photo_ref)
         self.metadata["nSrc"] = len(cat)
         self.metadata["nMatches"] = len(matches)
         zp = exposure.photo_calib.zero_point if exposure.photo_calib is not None else float("nan")
@@ -159,7 +183,8 @@ class CalibrateTask(CmdLineTask):
             raise ValueError(f"the icSrc of {dict(data_ref.dataId)} has fields that src would "
                              f"not carry ({', '.join(missing[:5])}): characterizeImage and "
                              "calibrate were run with different measurement configs")
-        ref_cat = data_ref.get("ref_cat") if (c.doAstrometry or c.doPhotoCal) else None
+        ref_cat = (self.make_reference_loaders(data_ref.butler)
+                   if (c.doAstrometry or c.doPhotoCal) else None)
         data_id = data_ref.dataId
         result = self.run(exposure, ref_cat,
                           id_base=source_id_base(int(data_id["visit"]), int(data_id["ccd"])))
@@ -180,7 +205,8 @@ class CalibrateTask(CmdLineTask):
             ok &= ~cat[name]
         return ok & (cat["parent"] == 0)
 
-    def _calibrate(self, exposure: Any, cat: Catalog, ref_cat: Catalog) -> tuple[Catalog, float]:
+    def _calibrate(self, exposure: Any, cat: Catalog, ref_cat: Catalog, photo_ref: Catalog
+                   ) -> tuple[Catalog, float]:
         c = self.config
         usable = np.nonzero(self._usable(cat))[0]
         x = cat["base_SdssCentroid_x"][usable]
@@ -215,20 +241,40 @@ class CalibrateTask(CmdLineTask):
             cat["coord_ra"] = np.radians(ra)
             cat["coord_dec"] = np.radians(dec)
         band = exposure.filter.band if exposure.filter is not None else None
+        band = c.photoRefObjLoader.filterMap.get(band, band) if band is not None else None
         ref_flux = np.full(len(ref_rows), np.nan)
         ref_err = np.full(len(ref_rows), np.nan)
-        if band is not None and f"{band}_flux" in ref_cat.schema:
-            ref_flux = ref_cat[f"{band}_flux"][ref_rows]
-            ref_err = ref_cat[f"{band}_fluxErr"][ref_rows]
+        photo_src, photo_rows = src_rows, ref_rows
+        if photo_ref is not ref_cat:
+            # another catalog for the photometry: its stars matched through the fitted WCS
+            px, py = exposure.wcs.all_world2pix(np.degrees(photo_ref["coord_ra"]),
+                                                np.degrees(photo_ref["coord_dec"]), 0)
+            pm = match_to_reference(cat["base_SdssCentroid_x"][usable],
+                                    cat["base_SdssCentroid_y"][usable], px, py,
+                                    search_radius=c.matchRadius / scale,
+                                    match_radius=c.matchRadius / scale)
+            photo_src, photo_rows = usable[pm.source_index], pm.ref_index
+        has_band = band is not None and f"{band}_flux" in photo_ref.schema
+        if has_band:
+            by_src = dict(zip(photo_src.tolist(), photo_rows.tolist(), strict=True))
+            rows = np.array([by_src.get(s, -1) for s in src_rows.tolist()], dtype=np.int64)
+            found = rows >= 0
+            ref_flux[found] = photo_ref[f"{band}_flux"][rows[found]]
+            ref_err[found] = photo_ref[f"{band}_fluxErr"][rows[found]]
         if c.doPhotoCal:
-            if band is None or f"{band}_flux" not in ref_cat.schema:
-                raise ValueError(f"the reference catalog has no flux in band {band!r}")
-            zp = fit_zero_point(cat["base_PsfFlux_instFlux"][src_rows],
-                                cat["base_PsfFlux_instFluxErr"][src_rows], ref_flux, ref_err,
+            if not has_band:
+                raise ValueError(f"the reference catalog {photo_ref.metadata.get('REFCAT', '')!r}"
+                                 f" has no flux in band {band!r} (photoRefObjLoader.filterMap "
+                                 "maps the exposure's band to the catalog's)")
+            phot_flux = photo_ref[f"{band}_flux"][photo_rows]
+            # an unknown reference error (NaN) counts as none: the measurement's error remains
+            phot_err = np.nan_to_num(photo_ref[f"{band}_fluxErr"][photo_rows], nan=0.0)
+            zp = fit_zero_point(cat["base_PsfFlux_instFlux"][photo_src],
+                                cat["base_PsfFlux_instFluxErr"][photo_src], phot_flux, phot_err,
                                 nsigma=c.photoRejectNSigma)
             exposure.photo_calib = zp.photo_calib
             used = np.zeros(len(cat), bool)
-            used[src_rows[zp.used]] = True
+            used[photo_src[zp.used]] = True
             cat["calib_photometry_used"] = used
         sra, sdec = np.degrees(cat["coord_ra"][src_rows]), np.degrees(cat["coord_dec"][src_rows])
         dist = np.hypot((sra - ref_ra[ref_rows]) * np.cos(np.radians(sdec)),

@@ -1,11 +1,12 @@
 """Single-frame processing of one CCD (LSST's ``ProcessCcdTask``): isr, characterize, calibrate.
 
 ``hpcpipe run processCcd REPO --id visit=... ccd=...`` (or the production driver) reads the
-raw and its calibrations and the reference catalog through the butler and writes
-``postISRCCD`` (if ``isr.doWrite``), ``icExp`` and ``icExpBackground`` (if
-``charImage.doWriteExposure``), ``icSrc`` (if ``charImage.doWrite``), ``calexp``,
-``calexpBackground``, ``src`` and ``srcMatch`` (if ``calibrate.doWrite``), and the catalogs'
-``*_schema``. The three steps are also command-line tasks of their own (``isr``,
+raw and its calibrations through the butler, the reference stars of the CCD from the
+repository's reference catalogs (``calibrate.astromRefObjLoader.ref_dataset_name``, see
+:mod:`hpcpipe.refcat`), and writes ``postISRCCD`` (if ``isr.doWrite``), ``icExp`` and
+``icExpBackground`` (if ``charImage.doWriteExposure``), ``icSrc`` (if ``charImage.doWrite``),
+``calexp``, ``calexpBackground``, ``src`` and ``srcMatch`` (if ``calibrate.doWrite``), and the
+catalogs' ``*_schema``. The three steps are also command-line tasks of their own (``isr``,
 ``characterizeImage``, ``calibrate``), which pass these datasets from one to the next.
 """
 
@@ -20,6 +21,7 @@ from hpcpipe.pipe.characterize import CharacterizeImageTask
 from hpcpipe.pipe.dataset_io import background_exposure, write_schemas
 from hpcpipe.pipe.isr import IsrTask
 from hpcpipe.pipe.sources import source_id_base
+from hpcpipe.refcat.loader import ReferenceLoaders
 from hpcpipe.table import Catalog
 from hpcpipe.task import Struct, timed_method
 from hpcpipe.task.cmdline import CmdLineTask
@@ -55,8 +57,10 @@ class ProcessCcdTask(CmdLineTask):
 
     @timed_method
     def run(self, raw: Exposure, bias: Exposure | None, dark: Exposure | None,
-            flat: Exposure | None, ref_cat: Catalog | None, id_base: int = 0) -> Struct:
-        """Process one CCD from objects (no butler).
+            flat: Exposure | None, ref_cat: Catalog | ReferenceLoaders | None,
+            id_base: int = 0) -> Struct:
+        """Process one CCD from objects (no butler); ``ref_cat`` as for
+        :meth:`CalibrateTask.run` (a catalog, or loaders).
 
         Returns
         -------
@@ -80,7 +84,9 @@ class ProcessCcdTask(CmdLineTask):
         raw = data_ref.get("raw")
         calibs = self.isr.read_calibrations(data_ref)
         cal = self.config.calibrate
-        ref_cat = data_ref.get("ref_cat") if (cal.doAstrometry or cal.doPhotoCal) else None
+        # the reference stars are read for the CCD once its WCS and date are known
+        ref_cat = (self.calibrate.make_reference_loaders(data_ref.butler)
+                   if (cal.doAstrometry or cal.doPhotoCal) else None)
         data_id = data_ref.dataId
         result = self.run(raw, calibs["bias"], calibs["dark"], calibs["flat"], ref_cat,
                           id_base=source_id_base(int(data_id["visit"]), int(data_id["ccd"])))
