@@ -10,10 +10,10 @@ every source gets its sky position from the new WCS.
 ``hpcpipe run calibrate REPO --id visit=... ccd=...`` reads ``icExp``, ``icExpBackground`` and
 ``icSrc`` (written by ``hpcpipe run characterizeImage``) and the reference stars, and writes
 ``calexp``, ``calexpBackground``, ``src`` and ``srcMatch``. The reference stars come from the
-sharded reference catalogs of the repository (:mod:`hpcpipe.refcat`) named by ``astromRefObjLoader.ref_dataset_name`` and
-``photoRefObjLoader.ref_dataset_name`` (default ``sim_ref``), read for the CCD with their
-proper motions applied to the exposure's date; ``photoRefObjLoader.filterMap`` maps the
-exposure's band to the catalog's.
+sharded reference catalogs of the repository (:mod:`hpcpipe.refcat`) named by
+``astromRefObjLoader.ref_dataset_name`` and ``photoRefObjLoader.ref_dataset_name`` (default
+``sim_ref``), read for the CCD with their proper motions applied to the exposure's date;
+``photoRefObjLoader.filterMap`` maps the exposure's band to the catalog's.
 """
 
 from __future__ import annotations
