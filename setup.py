@@ -155,6 +155,11 @@ setup(
         "matplotlib>=3.8",
         "tqdm>=4.66",
         "fastavro>=1.9",
+        "pyarrow>=14",
+        "hats>=0.11",
+        "hats-import>=0.11",
+        "lsdb>=0.11",
+        "duckdb>=1.3",
     ],
     entry_points={
         "console_scripts": ["hpcpipe = hpcpipe.cli:main"],

@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_drp_command(sub)
     add_release_command(sub)
+    from hpcpipe.drivers.release_hats import add_release_convert_command, extend_release_command
+
+    extend_release_command(sub)
+    add_release_convert_command(sub)
     from hpcpipe.drivers.alerts import add_alerts_command
 
     add_alerts_command(sub)
