@@ -160,6 +160,7 @@ setup(
         "hats-import>=0.11",
         "lsdb>=0.11",
         "duckdb>=1.3",
+        "queryparser-python3>=0.7",
     ],
     entry_points={
         "console_scripts": ["hpcpipe = hpcpipe.cli:main"],

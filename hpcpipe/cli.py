@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     extend_release_command(sub)
     add_release_convert_command(sub)
+    from hpcpipe.drivers.query import add_query_command
+
+    add_query_command(sub)
     from hpcpipe.drivers.alerts import add_alerts_command
 
     add_alerts_command(sub)
