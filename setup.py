@@ -161,6 +161,9 @@ setup(
         "lsdb>=0.11",
         "duckdb>=1.3",
         "queryparser-python3>=0.7",
+        "starlette>=0.37",
+        "uvicorn>=0.30",
+        "python-multipart>=0.0.9",
     ],
     entry_points={
         "console_scripts": ["hpcpipe = hpcpipe.cli:main"],

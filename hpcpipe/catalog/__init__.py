@@ -11,3 +11,6 @@
 
 The HATS layout is ``docs/release_database.md``.
 """
+
+#: Width of the margin caches written with every HATS catalog (arcsec).
+DEFAULT_MARGIN_ARCSEC = 10.0

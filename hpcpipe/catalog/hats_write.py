@@ -60,6 +60,7 @@ from hats.pixel_math.spatial_index import (
     compute_spatial_index,
 )
 
+from hpcpipe.catalog import DEFAULT_MARGIN_ARCSEC
 from hpcpipe.catalog.columns import column_info, field_metadata
 from hpcpipe.comm.world import World
 from hpcpipe.errors import HpcpipeError
@@ -68,8 +69,6 @@ from hpcpipe.io.atomic import TEMP_PREFIX
 __all__ = ["HatsWriteError", "write_hats_catalog", "votable_header", "margin_name",
            "DEFAULT_MARGIN_ARCSEC"]
 
-#: Margin cache width (arcsec) written with every catalog.
-DEFAULT_MARGIN_ARCSEC = 10.0
 _DEST = "_hpcpipe_dest"
 
 

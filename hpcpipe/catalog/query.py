@@ -258,6 +258,7 @@ class ReleaseDatabase:
                          "ang_sep(ra, dec, ra0, dec0) <= radius")
         for name, catalog in self.catalogs.items():
             self.con.execute(f"CREATE VIEW {name} AS SELECT * FROM {self._scan(catalog.files)}")
+        self._create_tap_schema()
         self.con.execute("SET parquet_metadata_cache = true")
         self.con.execute(f"SET allowed_directories = ['{self._quote(str(self.root))}/']")
         self.con.execute("SET enable_external_access = false")
@@ -328,6 +329,16 @@ class ReleaseDatabase:
         """Run a read-only query; the result as an Arrow table (at most ``max_rows`` rows,
         default the database's; :class:`QueryError` beyond)."""
         limit = self.max_rows if max_rows == -1 else max_rows
+        result, overflow = self.run(sql, max_rows=limit)
+        if overflow:
+            raise QueryError(f"the result has more than {limit} rows: add a LIMIT (or TOP), "
+                             "a narrower condition, or raise the row limit")
+        return result
+
+    def run(self, sql: str, *, max_rows: int | None) -> tuple[pa.Table, bool]:
+        """Run a read-only query; the first ``max_rows`` rows (all if None) as an Arrow
+        table, and whether there were more."""
+        limit = max_rows
         rewritten, _ = self.rewrite(sql)
         if limit is not None:
             rewritten = f"SELECT * FROM ({rewritten}) LIMIT {int(limit) + 1}"
@@ -345,9 +356,8 @@ class ReleaseDatabase:
                 timer.cancel()
                 cursor.close()
         if limit is not None and len(result) > limit:
-            raise QueryError(f"the result has more than {limit} rows: add a LIMIT (or TOP), "
-                             "a narrower condition, or raise the row limit")
-        return result
+            return result.slice(0, limit), True
+        return result, False
 
     def query(self, sql: str, *, max_rows: int | None = -1) -> Table:
         """Run a read-only query; the result as an astropy Table with units, UCDs and
@@ -370,8 +380,8 @@ class ReleaseDatabase:
                 else:
                     values = np.array(column.to_pylist(), dtype=object)
             elif pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-                values = np.array(column.to_pylist(), dtype=str) if len(column) else \
-                    np.zeros(0, "U1")
+                values = np.array(["" if v is None else v for v in column.to_pylist()],
+                                  dtype=str) if len(column) else np.zeros(0, "U1")
             else:
                 values = column.to_numpy(zero_copy_only=False)
             table[name] = values
@@ -383,12 +393,76 @@ class ReleaseDatabase:
                 table[name].meta["ucd"] = info["ucd"]
         return table
 
+    def _create_tap_schema(self) -> None:
+        """The IVOA ``TAP_SCHEMA`` (TAP 1.1): schemas, tables, columns, keys, key_columns."""
+        con = self.con
+        con.execute('CREATE SCHEMA "TAP_SCHEMA"')
+        con.execute('CREATE TABLE "TAP_SCHEMA".schemas (schema_name VARCHAR, utype VARCHAR, '
+                    'description VARCHAR, schema_index INTEGER)')
+        con.execute('CREATE TABLE "TAP_SCHEMA".tables (schema_name VARCHAR, table_name VARCHAR, '
+                    'table_type VARCHAR, utype VARCHAR, description VARCHAR, table_index INTEGER)')
+        con.execute('CREATE TABLE "TAP_SCHEMA".columns (table_name VARCHAR, column_name VARCHAR, '
+                    'datatype VARCHAR, arraysize VARCHAR, xtype VARCHAR, "size" INTEGER, '
+                    'description VARCHAR, utype VARCHAR, unit VARCHAR, ucd VARCHAR, '
+                    'indexed INTEGER, principal INTEGER, std INTEGER, column_index INTEGER)')
+        con.execute('CREATE TABLE "TAP_SCHEMA".keys (key_id VARCHAR, from_table VARCHAR, '
+                    'target_table VARCHAR, description VARCHAR, utype VARCHAR)')
+        con.execute('CREATE TABLE "TAP_SCHEMA".key_columns (key_id VARCHAR, from_column VARCHAR, '
+                    'target_column VARCHAR)')
+        con.execute("INSERT INTO \"TAP_SCHEMA\".schemas VALUES ('main', NULL, 'the hpcpipe data "
+                    "release (HATS catalogs)', 0), ('TAP_SCHEMA', NULL, 'this service', 1)")
+        descriptions = {"objects": "objects measured on the coadds (deepCoadd_ref), all tracts",
+                        "sources": "single-frame sources (src) of every visit and CCD",
+                        "forced": "forced photometry on the coadds, every tract and filter"}
+        for k, name in enumerate(self.catalogs):
+            con.execute('INSERT INTO "TAP_SCHEMA".tables VALUES (?, ?, ?, NULL, ?, ?)',
+                        ["main", name, "table", descriptions.get(name, name), k])
+            schema = pq.read_schema(self.catalogs[name].files[0])
+            rows = []
+            for j, fld in enumerate(schema):
+                datatype, arraysize = _adql_type(fld.type)
+                meta = self.catalogs[name].columns.get(fld.name, {})
+                rows.append([name, fld.name, datatype, arraysize, None, None,
+                             meta.get("description") or None, None, meta.get("unit") or None,
+                             meta.get("ucd") or None, int(fld.name == "_healpix_29"),
+                             int(fld.name in ("id", "ra", "dec")), 0, j])
+            con.executemany('INSERT INTO "TAP_SCHEMA".columns VALUES '
+                            '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)', rows)
+
+    def tap_tables(self) -> dict[str, list[dict[str, Any]]]:
+        """``{table: [column rows of TAP_SCHEMA.columns as dicts]}`` for the catalogs."""
+        with self._lock:
+            rows = self.con.execute('SELECT * FROM "TAP_SCHEMA".columns ORDER BY table_name, '
+                                    'column_index').fetchall()
+            names = [d[0] for d in self.con.description]
+        out: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            item = dict(zip(names, row))
+            out.setdefault(item["table_name"], []).append(item)
+        return out
+
     def column(self, name: str) -> dict[str, str] | None:
         """The unit, UCD and description of a catalog column (first catalog that has it)."""
         for catalog in self.catalogs.values():
             if name in catalog.columns:
                 return catalog.columns[name]
         return None
+
+
+def _adql_type(kind: pa.DataType) -> tuple[str, str | None]:
+    """TAP_SCHEMA datatype and arraysize of an Arrow type."""
+    size = None
+    if pa.types.is_fixed_size_list(kind):
+        size, kind = str(kind.list_size), kind.value_type
+    elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        size, kind = "*", kind.value_type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return "VARCHAR", "*"
+    names = {pa.int64(): "BIGINT", pa.int32(): "INTEGER", pa.int16(): "SMALLINT",
+             pa.int8(): "SMALLINT", pa.uint8(): "SMALLINT", pa.uint16(): "INTEGER",
+             pa.uint32(): "BIGINT", pa.float64(): "DOUBLE", pa.float32(): "REAL",
+             pa.bool_(): "BOOLEAN"}
+    return names.get(kind, "VARCHAR"), size
 
 
 def _meets(pixel: Any, ranges: np.ndarray) -> bool:

@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hpcpipe.catalog.adql import adql_to_duckdb
-from hpcpipe.catalog.query import QueryError, ReleaseDatabase, write_result
+from hpcpipe.errors import HpcpipeError
+from hpcpipe.task.argparser import positive_int
 
-__all__ = ["find_hats_directory", "add_query_command"]
+__all__ = ["find_hats_directory", "positive_float", "add_query_command"]
 
 
 def find_hats_directory(repo: str | Path) -> Path:
@@ -26,12 +26,12 @@ def find_hats_directory(repo: str | Path) -> Path:
         if any((candidate / name / "collection.properties").exists()
                for name in ("objects", "sources", "forced")):
             return candidate
-    raise QueryError(f"{repo}: no HATS catalogs in REPO/release/hats, REPO/hats or REPO; write "
+    raise HpcpipeError(f"{repo}: no HATS catalogs in REPO/release/hats, REPO/hats or REPO; write "
                      "them with `hpcpipe release REPO --format hats` or `hpcpipe "
                      "release-convert RELEASE`")
 
 
-def _positive(text: str) -> float:
+def positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -42,10 +42,14 @@ def _positive(text: str) -> float:
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
+    # DuckDB, hats and the ADQL parser are imported when the command runs: start-up cost
+    from hpcpipe.catalog.adql import adql_to_duckdb
+    from hpcpipe.catalog.query import QueryError, ReleaseDatabase, write_result
+
     try:
         database = ReleaseDatabase(find_hats_directory(args.repo), threads=args.threads,
                                    max_rows=int(args.max_rows), timeout=args.timeout)
-    except QueryError as exc:
+    except HpcpipeError as exc:
         print(f"hpcpipe query: error: argument REPO: {exc}", file=sys.stderr)
         return 2
     try:
@@ -82,9 +86,9 @@ def add_query_command(subparsers: Any) -> None:
                         help="the query is ADQL (TOP, CONTAINS(POINT, CIRCLE), DISTANCE)")
     parser.add_argument("--output", metavar="FILE",
                         help="write the result to FILE (.fits, .parquet, .vot/.xml)")
-    parser.add_argument("--max-rows", type=_positive, default=1_000_000, metavar="N",
+    parser.add_argument("--max-rows", type=positive_int, default=1_000_000, metavar="N",
                         help="refuse results of more than N rows (default 1000000)")
-    parser.add_argument("--timeout", type=_positive, default=300.0, metavar="SECONDS",
+    parser.add_argument("--timeout", type=positive_float, default=300.0, metavar="SECONDS",
                         help="interrupt the query after SECONDS (default 300)")
     parser.add_argument("--threads", type=int, default=None, help="DuckDB threads")
     parser.add_argument("--lines", type=int, default=40, help="rows to print (default 40)")
