@@ -164,6 +164,9 @@ setup(
         "starlette>=0.37",
         "uvicorn>=0.30",
         "python-multipart>=0.0.9",
+        "dask>=2024.1",
+        "distributed>=2024.1",
+        "dask-mpi>=2022.4",
     ],
     entry_points={
         "console_scripts": ["hpcpipe = hpcpipe.cli:main"],

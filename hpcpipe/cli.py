@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hpcpipe.drivers.serve import add_serve_command
 
     add_serve_command(sub)
+    from hpcpipe.drivers.crossmatch import add_crossmatch_command
+
+    add_crossmatch_command(sub)
     from hpcpipe.drivers.alerts import add_alerts_command
 
     add_alerts_command(sub)

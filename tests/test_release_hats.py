@@ -174,3 +174,26 @@ def test_mpi_ranks_write_their_pixels(tmp_path_factory):
         assert result["rows"] == len(ids) and len(result["pixels"]) > 3
 
     on_root(world, check)
+
+
+def test_release_command_format_both(tmp_path, monkeypatch, capsys):
+    from release_db_data import CCDS, VISITS, make_production
+
+    from hpcpipe.butler import Butler
+
+    _, counts = make_production(tmp_path)
+    rows = [(v, c) for v in VISITS for c in CCDS]
+
+    def query(self, dataset_type, keys, data_id=None, **kw):  # noqa: ANN001
+        return rows if keys == ["visit", "ccd"] else sorted(set(VISITS.values()))
+
+    monkeypatch.setattr(Butler, "queryMetadata", query)
+    repo = tmp_path / "repo"
+    assert main(["release", str(repo), "--format", "both", "--pixel-threshold", "1000"]) == 0
+    out = capsys.readouterr().out
+    assert f"objects: {counts['objects']} rows" in out and "visit-1000.h5" in out
+    assert (repo / "release" / "objects" / "tract-0.h5").exists()
+    frame = lsdb.read_hats(repo / "release" / "hats" / "sources").compute()
+    assert len(frame) == counts["sources"]
+    assert main(["release", str(repo), "--format", "hats", "--margin-arcsec", "0"]) == 2
+    assert "--margin-arcsec" in capsys.readouterr().err
