@@ -267,6 +267,11 @@ function show(data) {
       p.setAttribute("cx", 340 - 320 * (ra[k] - r0) / span);  // east to the left
       p.setAttribute("cy", 340 - 320 * (dec[k] - d0) / span);
       p.setAttribute("r", 3); p.setAttribute("fill", "#2255aa"); sky.appendChild(p); });
+    const label = (x, y, text) => { const t = document.createElementNS(ns, "text");
+      t.setAttribute("x", x); t.setAttribute("y", y); t.setAttribute("font-size", 10);
+      t.textContent = text; sky.appendChild(t); };
+    label(4, 356, "RA " + r1.toFixed(4) + " (left) to " + r0.toFixed(4) + " deg");
+    label(4, 12, "Dec " + d0.toFixed(4) + " (bottom) to " + d1.toFixed(4) + " deg");
   }
   document.getElementById("status").textContent = data.rows.length + " rows" +
     (data.overflow ? " (truncated at the row limit)" : "");
