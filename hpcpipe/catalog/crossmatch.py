@@ -25,6 +25,7 @@ from typing import Any
 
 import hats_import
 import lsdb
+import pyarrow.parquet as pq
 from astropy.table import Table
 from hats_import.catalog.arguments import ImportArguments
 
@@ -62,8 +63,6 @@ def import_user_catalog(path: str | Path, output: str | Path, client: Any, *,
         if reader == "fits":
             names = Table.read(path).colnames
         elif reader == "parquet":
-            import pyarrow.parquet as pq  # only for the column check of Parquet input
-
             names = pq.read_schema(path).names
         else:
             names = path.open().readline().strip().split(",")

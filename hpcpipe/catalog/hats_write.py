@@ -60,6 +60,7 @@ from hats.pixel_math.spatial_index import (
     compute_spatial_index,
 )
 
+import hpcpipe
 from hpcpipe.catalog import DEFAULT_MARGIN_ARCSEC
 from hpcpipe.catalog.columns import column_info, field_metadata
 from hpcpipe.comm.world import World
@@ -183,14 +184,8 @@ def _finish_catalog(directory: Path, pixels: list[HealpixPixel], counts: list[in
     props.update(total_rows=int(sum(counts)), hats_max_rows=int(max(counts)),
                  hats_order=max(p.order for p in pixels))
     props.update(TableProperties.new_provenance_dict(
-        directory, builder=f"hpcpipe {_version()}"))
+        directory, builder=f"hpcpipe {hpcpipe.__version__}"))
     TableProperties(**props).to_properties_file(directory)
-
-
-def _version() -> str:
-    import hpcpipe
-
-    return hpcpipe.__version__
 
 
 def write_hats_catalog(table: pa.Table, directory: str | os.PathLike[str], name: str,
