@@ -153,7 +153,11 @@ def test_bad_positions_are_refused(tmp_path):
 
 
 @pytest.mark.mpi(min_size=2)
-def test_mpi_ranks_write_their_pixels(tmp_path_factory):
+@pytest.mark.parametrize("exchange_bytes", [1 << 28, 1000])  # 1000: many exchange rounds
+def test_mpi_ranks_write_their_pixels(tmp_path_factory, monkeypatch, exchange_bytes):
+    from hpcpipe.catalog import hats_write
+
+    monkeypatch.setattr(hats_write, "EXCHANGE_BYTES", exchange_bytes)
     world = World()
     root = Path(shared_dir(world, tmp_path_factory, "hatsmpi"))
     rng = np.random.default_rng(world.rank)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -130,10 +131,29 @@ def _with_index(table: pa.Table, ra_column: str, dec_column: str) -> pa.Table:
     return table.add_column(0, field, pa.array(index, pa.int64()))
 
 
+#: Bytes sent to each rank per round of the all-to-all exchange (MPI counts are 32-bit).
+EXCHANGE_BYTES = 1 << 28
+
+
 def _alltoall(world: World, items: list[Any]) -> list[Any]:
-    if world.comm is None:
+    """``items[r]`` to rank ``r``; what every rank sent here, in rank order.
+
+    The items are pickled (Arrow tables pickle as their buffers) and sent in rounds of at
+    most :data:`EXCHANGE_BYTES` per destination, so that no MPI message or displacement
+    reaches 2 GiB however large the catalog.
+    """
+    if world.comm is None or world.size == 1:
         return items
-    return world.comm.alltoall(items)
+    blobs = [pickle.dumps(item, protocol=5) for item in items]
+    step = max(1, min(EXCHANGE_BYTES, (1 << 30) // world.size))
+    rounds = world.allreduce(max(1, -(-max(len(b) for b in blobs) // step)), op="max")
+    received = [bytearray() for _ in range(world.size)]
+    for k in range(rounds):
+        parts = world.comm.alltoall([b[k * step:(k + 1) * step] for b in blobs])
+        for rank, part in enumerate(parts):
+            received[rank] += part
+    del blobs
+    return [pickle.loads(bytes(blob)) for blob in received]
 
 
 def _deal(counts: np.ndarray, ranks: int) -> np.ndarray:
