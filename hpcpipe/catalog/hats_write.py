@@ -182,7 +182,8 @@ def _margin_pairs(pixels: list[HealpixPixel], margin_order: int) -> tuple[np.nda
     return m[order], d[order]
 
 
-def _write_parquet(table: pa.Table, path: Path, row_group_rows: int, header: str) -> None:
+def _write_parquet(table: pa.Table, path: Path, row_group_rows: int, header: str,
+                   compression_level: int | None) -> None:
     table = table.sort_by(SPATIAL_INDEX_COLUMN)
     meta = dict(table.schema.metadata or {})
     meta[b"IVOA.VOTable-Parquet.version"] = b"1.0"
@@ -190,6 +191,8 @@ def _write_parquet(table: pa.Table, path: Path, row_group_rows: int, header: str
     table = table.replace_schema_metadata(meta)
     kwargs = get_parquet_write_table_kwargs(table.schema)
     kwargs["row_group_size"] = row_group_rows
+    if compression_level is not None:
+        kwargs["compression_level"] = compression_level
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, str(path), **kwargs)
 
@@ -213,7 +216,7 @@ def write_hats_catalog(table: pa.Table, directory: str | os.PathLike[str], name:
                        ra_column: str = "ra", dec_column: str = "dec",
                        pixel_threshold: int = 1_000_000, highest_order: int = 7,
                        margin_arcsec: float = DEFAULT_MARGIN_ARCSEC,
-                       row_group_rows: int = 65536,
+                       row_group_rows: int = 65536, compression_level: int | None = 3,
                        properties: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Write every rank's rows as one HATS catalog collection (catalog + margin cache).
 
@@ -243,6 +246,10 @@ def write_hats_catalog(table: pa.Table, directory: str | os.PathLike[str], name:
         Width of the margin cache.
     row_group_rows : int
         Rows per Parquet row group.
+    compression_level : int, optional
+        zstd level of the Parquet files (None: hats' default, 15). Level 3 is the default
+        here: on catalog columns level 15 took 18 times the CPU of level 3 for files 6%
+        smaller (``docs/release_database.md``).
     properties : mapping, optional
         Extra ``hats.properties`` entries (provenance: ``hpcpipe_command``...).
 
@@ -342,11 +349,11 @@ def write_hats_catalog(table: pa.Table, directory: str | os.PathLike[str], name:
             raise HatsWriteError(f"{final}: pixel {pixel} got {len(rows_k)} rows, "
                                  f"expected {counts[k]}")
         _write_parquet(rows_k, Path(paths.pixel_catalog_file(catalog_dir, pixel).path),
-                       row_group_rows, header)
+                       row_group_rows, header, compression_level)
         edge = margins.filter(pa.array(margin_dest_in == k)).drop_columns([_DEST])
         if len(edge):
             _write_parquet(edge, Path(paths.pixel_catalog_file(margin_dir, pixel).path),
-                           row_group_rows, header)
+                           row_group_rows, header, compression_level)
             margin_pixels.append((pixel.order, pixel.pixel, len(edge)))
             margin_rows += len(edge)
     margin_pixels = sorted(p for part in world.allgather(margin_pixels) for p in part)
