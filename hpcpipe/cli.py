@@ -67,6 +67,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_drp_command(sub)
     add_release_command(sub)
+    from hpcpipe.drivers.release_hats_cli import (
+        add_release_convert_command,
+        extend_release_command,
+    )
+
+    extend_release_command(sub)
+    add_release_convert_command(sub)
+    from hpcpipe.drivers.query import add_query_command
+
+    add_query_command(sub)
+    from hpcpipe.drivers.serve import add_serve_command
+
+    add_serve_command(sub)
+    from hpcpipe.drivers.crossmatch import add_crossmatch_command
+
+    add_crossmatch_command(sub)
     from hpcpipe.drivers.alerts import add_alerts_command
 
     add_alerts_command(sub)

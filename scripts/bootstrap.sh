@@ -44,6 +44,15 @@ if ! command -v mpicc >/dev/null 2>&1 || ! command -v mpirun >/dev/null 2>&1 || 
   on Debian/Ubuntu run as root: apt-get install openmpi-bin libopenmpi-dev libhdf5-openmpi-dev pkg-config"
     fi
 fi
+# headless Chromium for the browser test of `hpcpipe serve`'s page (optional: the test skips
+# without it)
+if ! command -v chromium >/dev/null 2>&1 && [ "${HPCPIPE_NO_APT:-0}" != 1 ] && [ "$(id -u)" = 0 ] \
+        && command -v apt-get >/dev/null 2>&1; then
+    log "installing chromium with apt-get (browser test of the TAP service's page)"
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get update -qq && apt-get install -y -qq chromium; } >&2 \
+        || log "chromium could not be installed; the browser test will be skipped"
+fi
 if [ -z "${HDF5_DIR:-}" ] && [ -z "${HDF5_PKGCONFIG_NAME:-}" ]; then
     export HDF5_PKGCONFIG_NAME=hdf5-openmpi
 fi

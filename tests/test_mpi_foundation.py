@@ -66,5 +66,8 @@ def test_demo_production_under_mpi(tmp_path_factory):
         assert all(not counts.get("failed") for counts in summary["steps"].values())
         assert summary["quality"]["n_objects"] > 0
         assert summary["quality"]["astrom_mas"] < 30.0
+        # the release's objects are also a HATS catalog, with the same rows
+        objects = sum(n for path, n in summary["release_rows"].items() if "/objects/" in path)
+        assert summary["release_hats"]["objects"] == objects > 0
 
     on_root(world, check)

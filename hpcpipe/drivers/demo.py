@@ -259,10 +259,18 @@ def run_production_demo(output: Path, settings: DemoSettings | None = None,
     started = time.perf_counter()
     release = write_release(Butler(output / "repo", outputs=output / "rerun"),
                             output / "rerun" / "release", world, command="hpcpipe demo")
+    # and the same rows as HATS catalogs, for `hpcpipe query` and `hpcpipe serve` (the HATS
+    # libraries are imported here: start-up cost)
+    from hpcpipe.drivers.release_hats import write_release_hats
+
+    hats = write_release_hats(Butler(output / "repo", outputs=output / "rerun"),
+                              output / "rerun" / "release" / "hats", world,
+                              command="hpcpipe demo")
     if summary is None:
         return None
     summary["release"] = release["files"]
     summary["release_rows"] = release["rows"]
+    summary["release_hats"] = {name: r["rows"] for name, r in hats.items()}
     summary["release_seconds"] = time.perf_counter() - started
     summary["wall_seconds"] += summary["release_seconds"]
     return summary
@@ -295,6 +303,9 @@ def format_demo_summary(summary: dict[str, Any]) -> str:
                      f"written by {summary['ranks']} rank(s) in "
                      f"{summary['release_seconds']:.1f} s, under "
                      f"{Path(summary['release'][0]).parent.parent}")
+    if summary.get("release_hats"):
+        lines.append("HATS catalogs (hpcpipe query / serve): " + ", ".join(
+            f"{name} {rows} rows" for name, rows in summary["release_hats"].items()))
     lines.append(f"report {summary['report']}")
     if summary.get("png"):
         lines.append(f"coadd picture {summary['png']}")

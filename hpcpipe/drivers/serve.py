@@ -1,0 +1,60 @@
+"""``hpcpipe serve REPO``: the release's HATS catalogs as an IVOA TAP service, with a web page.
+
+Binds to 127.0.0.1 (this machine only) unless ``--host`` says otherwise; the TAP base URL is
+``http://HOST:PORT/tap`` (for pyvo, TOPCAT, astroquery) and the page is ``http://HOST:PORT/``.
+See :mod:`hpcpipe.catalog.tap`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from hpcpipe.drivers.query import find_hats_directory, positive_float
+from hpcpipe.errors import HpcpipeError
+from hpcpipe.task.argparser import positive_int
+
+__all__ = ["add_serve_command"]
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    # the server, DuckDB and hats are imported when the command runs: start-up cost
+    import uvicorn
+
+    from hpcpipe.catalog.query import ReleaseDatabase
+    from hpcpipe.catalog.tap import make_app
+
+    if not 0 <= args.port <= 65535:
+        print(f"hpcpipe serve: error: argument --port: {args.port} is not a port",
+              file=sys.stderr)
+        return 2
+    try:
+        database = ReleaseDatabase(find_hats_directory(args.repo), threads=args.threads,
+                                   max_rows=int(args.max_rows), timeout=args.timeout)
+    except HpcpipeError as exc:
+        print(f"hpcpipe serve: error: argument REPO: {exc}", file=sys.stderr)
+        return 2
+    print(f"TAP service: http://{args.host}:{args.port}/tap  (page: "
+          f"http://{args.host}:{args.port}/)", flush=True)
+    uvicorn.run(make_app(database), host=args.host, port=args.port, log_level="info")
+    database.close()
+    return 0
+
+
+def add_serve_command(subparsers: Any) -> None:
+    """Add ``hpcpipe serve REPO [--host H] [--port P]`` to the command line."""
+    parser = subparsers.add_parser(
+        "serve", help="serve the release's HATS catalogs as an IVOA TAP service and a web page",
+        description="A TAP service (synchronous ADQL queries, TAP_SCHEMA, VOTable results, "
+        "read-only) and a query page over the release's HATS catalogs.")
+    parser.add_argument("repo", metavar="REPO", help="repository, release or HATS directory")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--max-rows", type=positive_int, default=100_000, metavar="N",
+                        help="most rows in one result (default 100000)")
+    parser.add_argument("--timeout", type=positive_float, default=60.0, metavar="SECONDS",
+                        help="interrupt a query after SECONDS (default 60)")
+    parser.add_argument("--threads", type=int, default=None, help="DuckDB threads")
+    parser.set_defaults(handler=_cmd_serve)
