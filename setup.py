@@ -110,7 +110,9 @@ setup(
     description="Survey image processing from raw pixels to a sky catalog on HPC clusters",
     python_requires=">=3.10",
     packages=find_packages(include=["hpcpipe", "hpcpipe.*"]),
-    package_data={"hpcpipe": ["py.typed"], "hpcpipe.ap": ["schema/*.avsc"]},
+    package_data={"hpcpipe": ["py.typed"], "hpcpipe.ap": ["schema/*.avsc"],
+                  # the shipped camera files (simcam, generic, mosaic4)
+                  "hpcpipe.obs": ["cameras/*.yaml"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
     install_requires=[

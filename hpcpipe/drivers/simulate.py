@@ -18,7 +18,7 @@ from typing import Any
 
 from hpcpipe.comm.pool import Pool
 from hpcpipe.comm.world import World
-from hpcpipe.sim.camera import CameraConfig
+from hpcpipe.sim.camera import CameraConfig, SimCamera
 from hpcpipe.sim.survey import SurveyConfig, survey_transients, write_survey_files
 
 __all__ = ["add_simulate_command", "simulate_repository", "survey_config_for"]
@@ -52,8 +52,8 @@ def simulate_repository(pool: Pool, repo: str | Path, config: SurveyConfig) -> d
     from hpcpipe.table import Catalog
 
     repo = Path(repo)
-    if not (repo / "_mapper").exists():
-        create_repository(repo, "simcam")
+    if not (repo / "_mapper").exists():  # the camera file of the simulated geometry
+        create_repository(repo, description=SimCamera(config.camera).description_text())
     staging = repo / "_staging"
     files = write_survey_files(staging, config, pool)
     report = ingest(repo, [*files["raw"], *files["calib"]], mode="move")

@@ -130,10 +130,12 @@ def format_section(box: Box2I) -> str:
 
 @dataclass(frozen=True)
 class Section:
-    """A data or overscan section: a fixed box, or read from a header keyword."""
+    """A data or overscan section: a fixed box, read from a header keyword, or (``whole``)
+    the whole HDU."""
 
     box: Box2I | None = None
     keyword: str = ""
+    whole: bool = False
 
     def resolve(self, header: Mapping[str, Any]) -> Box2I:
         """The box (0-based); from ``header`` for a keyword section.
@@ -147,6 +149,8 @@ class Section:
         """
         if self.box is not None:
             return self.box
+        if self.whole:
+            return Box2I(0, 0, int(header.get("NAXIS1", 0)), int(header.get("NAXIS2", 0)))
         value = header.get(self.keyword)
         if value is None or value == "":
             raise MissingKeywordError(self.keyword)
@@ -156,6 +160,8 @@ class Section:
             raise ValueError(f"header {self.keyword}={value!r}: {exc}") from None
 
     def describe(self) -> str:
+        if self.whole:
+            return "the whole HDU"
         return format_section(self.box) if self.box is not None else f"header {self.keyword}"
 
 
@@ -176,7 +182,8 @@ class AmplifierSpec:
 
 @dataclass(frozen=True)
 class DetectorSpec:
-    """One detector: ``width`` by ``height`` is its assembled, trimmed image."""
+    """One detector: ``width`` by ``height`` is its assembled, trimmed image (0 by 0: the
+    size of each file's image, for ``size: any``)."""
 
     id: int
     name: str
@@ -425,6 +432,8 @@ def _section(node: _Node) -> Section:
         keyword = node.mapping(("keyword",), ("keyword",))["keyword"].string()
         return Section(keyword=keyword.strip().upper())
     text = node.string()
+    if text.strip() == "all":
+        return Section(whole=True)
     try:
         return Section(box=parse_section(text))
     except ValueError as exc:
@@ -458,14 +467,23 @@ def _amplifier(node: _Node) -> AmplifierSpec:
 def _detector(node: _Node, layout: str) -> DetectorSpec:
     keys = node.mapping(("id", "name", "size", "serial", "hdu", "amplifiers"),
                         ("id", "name", "size", "amplifiers"))
-    size = keys["size"].sequence()
-    if len(size) != 2:
-        raise keys["size"].fail("must be [width, height] of the trimmed detector image")
-    width, height = (n.integer(1) for n in size)
+    if keys["size"].value() == "any":  # taken from each file (a one-amplifier detector)
+        width = height = 0
+    else:
+        size = keys["size"].sequence()
+        if len(size) != 2:
+            raise keys["size"].fail("must be [width, height] of the trimmed detector image, "
+                                    "or any")
+        width, height = (n.integer(1) for n in size)
     amp_nodes = keys["amplifiers"].sequence()
     if not amp_nodes:
         raise keys["amplifiers"].fail("a detector needs at least one amplifier")
     amps = tuple(_amplifier(n) for n in amp_nodes)
+    if width == 0 and (len(amps) != 1 or not amps[0].data_section.whole):
+        raise keys["size"].fail("size: any needs one amplifier whose data_section is all")
+    for amp, amp_node in zip(amps, amp_nodes):
+        if amp.data_section.whole and width != 0:
+            raise amp_node.fail("data_section: all needs the detector's size: any")
     names = [a.name for a in amps]
     for i, name in enumerate(names):
         if names.index(name) != i:
@@ -488,7 +506,7 @@ def _check_geometry(spec: DetectorSpec, amp_nodes: list[_Node], size: _Node,
                     layout: str) -> None:
     """Fixed sections: inside their HDU, no overlaps, tiling the trimmed image's size."""
     boxes = [a.data_section.box for a in spec.amplifiers]
-    if any(b is None for b in boxes):
+    if any(b is None for b in boxes) or spec.width == 0:
         return  # read from headers: checked on each file
     for amp, node in zip(spec.amplifiers, amp_nodes):
         over = amp.overscan_section.box if amp.overscan_section is not None else None

@@ -283,7 +283,7 @@ def _geometry(detector: DetectorSpec, headers: list[Mapping[str, Any]],
                 boxes.append(None)
                 continue
             try:
-                box = section.resolve(header)
+                box = Box2I(0, 0, cols, rows) if section.whole else section.resolve(header)
             except MissingKeywordError as exc:
                 raise IngestError(str(path), f"{_where(label)}missing header keyword "
                                   f"{exc.keyword} (the {what} of amplifier {amp.name})") from None
@@ -317,7 +317,7 @@ def _geometry(detector: DetectorSpec, headers: list[Mapping[str, Any]],
         frame = shapes[0]
         origins = trimmed_origins(data_boxes)
         size = assembled_size(data_boxes)
-    if size != (detector.width, detector.height):
+    if detector.width and size != (detector.width, detector.height):
         raise IngestError(str(path), f"{_where(label)}the data sections of detector "
                           f"{detector.name} ({', '.join(format_section(b) for b in data_boxes)}"
                           f") assemble into {size[0]}x{size[1]}, not the camera's "
@@ -547,7 +547,8 @@ def _amplifier(spec_amp: Any, geometry: _AmpGeometry) -> Amplifier:
 
 def build_detector(detector: DetectorSpec, amps: list[_AmpGeometry]) -> Detector:
     """The :class:`~hpcpipe.image.Detector` of a camera detector with its raw geometry."""
-    return Detector(detector.id, detector.name, Box2I(0, 0, detector.width, detector.height),
+    width, height = assembled_size([a.data for a in amps])
+    return Detector(detector.id, detector.name, Box2I(0, 0, width, height),
                     tuple(_amplifier(s, g) for s, g in zip(detector.amplifiers, amps)),
                     serial=detector.serial)
 
