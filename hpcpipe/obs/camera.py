@@ -342,10 +342,11 @@ class _Node:
 
     _constructor = SafeConstructor()
 
-    def __init__(self, node: yaml.Node, path: str, source: str) -> None:
+    def __init__(self, node: yaml.Node, path: str, source: str, key_line: int = 0) -> None:
         self.node = node
         self.path = path
         self.source = source
+        self.key_line = key_line  # the line of the key this node is the value of
 
     @property
     def line(self) -> int:
@@ -354,10 +355,10 @@ class _Node:
     def fail(self, reason: str) -> CameraError:
         return CameraError(self.source, self.path, self.line, reason)
 
-    def child(self, node: yaml.Node, name: str | int) -> _Node:
+    def child(self, node: yaml.Node, name: str | int, key_line: int = 0) -> _Node:
         path = f"{self.path}[{name}]" if isinstance(name, int) else (
             f"{self.path}.{name}" if self.path else str(name))
-        return _Node(node, path, self.source)
+        return _Node(node, path, self.source, key_line)
 
     def mapping(self, allowed: tuple[str, ...], required: tuple[str, ...] = ()
                 ) -> dict[str, _Node]:
@@ -376,10 +377,11 @@ class _Node:
                 raise where.fail(f"unknown key{hint}; known keys: {', '.join(allowed)}")
             if key in out:
                 raise where.fail("given twice")
-            out[key] = self.child(value_node, key)
+            out[key] = self.child(value_node, key, key_node.start_mark.line + 1)
         for key in required:
             if key not in out:
-                raise self.fail(f"missing required key {key!r}")
+                raise CameraError(self.source, self.path, self.key_line or self.line,
+                                  f"missing required key {key!r}")
         return out
 
     def free_mapping(self) -> dict[str, _Node]:
@@ -664,7 +666,8 @@ def parse_camera(text: str, source: str = "<text>") -> Camera:
     translations = {target: _translation(n, target) for target, n in header.items()}
     for target, (required, doc) in TRANSLATION_TARGETS.items():
         if required and target not in translations:
-            raise top["header"].fail(f"missing required key {target!r} ({doc})")
+            raise CameraError(source, "header", top["header"].key_line,
+                              f"missing required key {target!r} ({doc})")
     if "ccd" not in translations and len(detectors) != 1:
         raise top["header"].fail("missing key 'ccd' (how a raw names its detector): "
                                  "required unless the camera has exactly one detector")

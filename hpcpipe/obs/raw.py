@@ -537,6 +537,10 @@ def _amplifier(spec_amp: Any, geometry: _AmpGeometry) -> Amplifier:
     # passed only when the camera file gives some, so that this works with or without the
     # Amplifier.linearity_coeffs field (added by the ISR work; wired at merge).
     if spec_amp.linearity:
+        if "linearity_coeffs" not in Amplifier.__dataclass_fields__:
+            raise ValueError(f"amplifier {spec_amp.name}: the camera file gives linearity "
+                             "coefficients but this hpcpipe's Amplifier has no "
+                             "linearity_coeffs field")
         linearity["linearity_coeffs"] = tuple(spec_amp.linearity)
     return Amplifier(
         name=spec_amp.name, bbox=geometry.trimmed, raw_bbox=raw_bbox,
