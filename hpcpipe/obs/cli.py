@@ -16,13 +16,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hpcpipe.butler.errors import ButlerError, format_data_id
-from hpcpipe.errors import FileFormatError
-from hpcpipe.obs.camera import Camera, CameraError, load_camera
-from hpcpipe.obs.raw import scan_raw
-from hpcpipe.obs.registry import camera_files, find_camera
+if TYPE_CHECKING:
+    from hpcpipe.obs.camera import Camera
 
 __all__ = ["add_camera_command", "cmd_camera_check", "cmd_camera_list", "resolve_camera"]
 
@@ -35,6 +32,10 @@ def resolve_camera(text: str) -> Camera:
     CameraError
         For a camera file with an error, or a name that is neither a file nor registered.
     """
+    # imported here for start-up cost: the parser is built without astropy
+    from hpcpipe.obs.camera import CameraError, load_camera
+    from hpcpipe.obs.registry import camera_files, find_camera
+
     path = Path(text)
     if path.is_file() or text.endswith((".yaml", ".yml")) or "/" in text:
         return load_camera(path)
@@ -47,6 +48,12 @@ def resolve_camera(text: str) -> Camera:
 
 def cmd_camera_check(args: argparse.Namespace) -> int:
     """Print what each file would become; 0 all fine, 1 some refused, 2 bad camera file."""
+    # imported here for start-up cost (astropy): `hpcpipe --help` does not need them
+    from hpcpipe.butler.errors import ButlerError, format_data_id
+    from hpcpipe.errors import FileFormatError
+    from hpcpipe.obs.camera import CameraError
+    from hpcpipe.obs.raw import scan_raw
+
     try:
         camera = resolve_camera(args.camera)
     except CameraError as exc:
@@ -79,6 +86,8 @@ def cmd_camera_check(args: argparse.Namespace) -> int:
 
 def cmd_camera_list(args: argparse.Namespace) -> int:
     """Print the registered cameras and their files."""
+    from hpcpipe.obs.registry import camera_files  # start-up cost, as above
+
     for name, path in sorted(camera_files().items()):
         print(f"{name}: {path}")
     return 0
