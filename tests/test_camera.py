@@ -152,6 +152,8 @@ def test_camera_check_and_butler_create_refuse_a_bad_camera_file_with_status_2(
     assert main(["butler", "create", str(repo), "--camera", str(bad)]) == 2
     assert f"{bad}:11:" in capsys.readouterr().err
     assert not repo.exists()  # nothing written
+    assert main(["butler", "describe", "--camera", str(bad)]) == 2
+    assert f"{bad}:11:" in capsys.readouterr().err
     assert main(["butler", "create", str(repo), "--camera", "nosuchcam"]) == 2
     assert "unknown mapper 'nosuchcam'" in capsys.readouterr().err and not repo.exists()
 

@@ -84,8 +84,18 @@ def cmd_butler_describe(args: argparse.Namespace) -> int:
     from hpcpipe.butler.describe import describe
     from hpcpipe.butler.repository import Repository
 
-    if args.mapper:
-        mapper: Any = args.mapper
+    if args.mapper and _is_camera_file(args.mapper):  # a camera file, not yet in a repository
+        from hpcpipe.butler.mapper import mapper_from_description
+
+        try:
+            text = Path(args.mapper).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"hpcpipe butler describe: {args.mapper}: cannot read the camera file "
+                  f"({exc})", file=sys.stderr)
+            return 2
+        mapper: Any = mapper_from_description(text, args.mapper)
+    elif args.mapper:
+        mapper = args.mapper
     elif args.repo:
         mapper = Repository.open(args.repo).mapper()
     else:
@@ -134,7 +144,9 @@ def add_butler_commands(subparsers: Any) -> None:
     desc = actions.add_parser("describe",
                               help="print the dataset types and data id keys of a mapper")
     desc.add_argument("repo", nargs="?", help="repository path or file:// URL")
-    desc.add_argument("--mapper", help="describe this mapper instead of a repository's")
+    desc.add_argument("--mapper", "--camera", dest="mapper",
+                      help="describe this camera (a registered name or a camera file) instead "
+                      "of a repository's")
     desc.set_defaults(handler=cmd_butler_describe)
 
     ing = subparsers.add_parser("ingest", help="ingest raw and calibration files")
