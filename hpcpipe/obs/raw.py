@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -347,8 +348,6 @@ def _raw_wcs(header: Mapping[str, Any], amps: list[_AmpGeometry], per_amp: bool,
                                   "data sections are not contiguous (overscan between them), "
                                   "so it cannot be carried to the trimmed image")
         dx, dy = x0, y0
-    import warnings
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FITSFixedWarning)
@@ -434,6 +433,12 @@ def scan_raw(camera: Camera, path: str | Path, validity_days: float = 30.0) -> l
                 units.append(_detector_unit(camera, path, hdul, index, validity_days))
         else:
             units = _amplifier_units(camera, path, hdul, images, validity_days)
+        names = [str(h.name).upper() for h in hdul]
+    calibs = sorted({u.record.dataset_type for u in units if u.record.dataset_type != "raw"})
+    missing = [n for n in _HPCPIPE_HDUS if n not in names]
+    if calibs and missing:
+        raise IngestError(str(path), f"a {calibs[0]} calibration product must be an hpcpipe "
+                          f"exposure (as hpcpipe writes them): no {', '.join(missing)} HDU")
     seen: dict[Any, str] = {}
     for unit in units:
         ccd = unit.record.data_id.get("ccd")
