@@ -218,6 +218,14 @@ def test_a_mosaic_raw_registers_one_raw_per_detector(tmp_path, raws):
     assert report.ok and [d["ccd"] for _, _, d in report.ingested] == [1, 2, 3, 4]
     paths = sorted((repo / "raw").rglob("*.fits"))
     assert len(paths) == 4 and len({p.stat().st_ino for p in paths}) == 1  # one copy
+    again = ingest(repo, [mosaic.path])  # harmless: every detector already there
+    assert again.ok and again.ingested == [] and len(again.already) == 4
+    moved = tmp_path / "moved"  # --mode move: the file goes, its detectors stay readable
+    create_repository(moved, "mosaic4")
+    source = tmp_path / "to-move.fits"
+    source.write_bytes(mosaic.path.read_bytes())
+    assert ingest(moved, [source], mode="move").ok and not source.exists()
+    assert Butler(moved).get("raw", visit=1001, ccd=3).detector.id == 3
     butler = Butler(repo)
     assert butler.mapper.name == "mosaic4"
     assert [ref.dataId["ccd"] for ref in butler.subset("raw", visit=1001)] == [1, 2, 3, 4]
