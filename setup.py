@@ -141,7 +141,9 @@ setup(
     description="Survey image processing from raw pixels to a sky catalog on HPC clusters",
     python_requires=">=3.10",
     packages=find_packages(include=["hpcpipe", "hpcpipe.*"]),
-    package_data={"hpcpipe": ["py.typed"]},
+    package_data={"hpcpipe": ["py.typed"],
+                  # the shipped camera files (simcam, generic, mosaic4)
+                  "hpcpipe.obs": ["cameras/*.yaml"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
     install_requires=[

@@ -13,6 +13,8 @@ Subcommands:
   (:mod:`hpcpipe.butler.cli`).
 * ``hpcpipe refcat ingest|list|describe``: external reference catalogs
   (:mod:`hpcpipe.refcat.cli`).
+* ``hpcpipe camera check|list``: camera files and what raw files would become
+  (:mod:`hpcpipe.obs.cli`).
 
 Usage errors exit with status 2 and a message naming the option at fault.
 """
@@ -59,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hpcpipe.butler.cli import add_butler_commands
 
     add_butler_commands(sub)
+    from hpcpipe.obs.cli import add_camera_command
+
+    add_camera_command(sub)
     from hpcpipe.drivers.simulate import add_simulate_command
 
     add_simulate_command(sub)

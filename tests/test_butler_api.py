@@ -22,6 +22,7 @@ from hpcpipe.config import Config, Field, ListField, StoredConfig
 from hpcpipe.geom import Box2I
 from hpcpipe.image import Exposure
 from hpcpipe.obs.simcam import calib_header, raw_header
+from hpcpipe.obs.simcam.mapper import SIMCAM_FILE
 from hpcpipe.table import Catalog, Schema
 
 # visit: (filter, start of exposure); each visit has CCDs 0 and 1
@@ -372,7 +373,9 @@ def test_existing_output_must_read_through_the_input(base, tmp_path):
 
 
 def test_file_urls_and_several_parents(base, tmp_path):
-    calibs = create_repository(tmp_path / "extra", "hpcpipe.obs.simcam.SimCamMapper")
+    # a repository storing SimCam's description reads through with one naming it
+    calibs = create_repository(tmp_path / "extra", description=SIMCAM_FILE.read_text())
+    assert (tmp_path / "extra" / "_camera.yaml").read_text() == SIMCAM_FILE.read_text()
     Butler(calibs).put(exposure(9.0), "calexp", visit=2, ccd=0, filter="g")  # no registry
     child = create_repository(tmp_path / "child", "simcam", parents=[base.as_uri(), calibs])
     butler = Butler(child.uri)  # a file:// URL

@@ -173,10 +173,16 @@ def test_calibrations_and_their_validity(repo, tmp_path):
     assert "conflicts" in report.failed[0][1] and "2026-01-01..2026-01-31" in report.failed[0][1]
 
 
-def test_plain_fits_headers_are_enough_to_ingest(repo, tmp_path):
-    path = write_plain_fits(tmp_path / "plain.fits",
-                            raw_header(3, 2, "z", "2026-01-11T05:06:07.5", 1.0))
-    report = ingest(repo, [path])
+def test_a_file_the_raw_formatter_cannot_read_is_refused(repo, tmp_path):
+    """Ingest reads what it accepts: right headers on a file that is not a SimCam raw (an
+    hpcpipe exposure) are not enough (issue 14)."""
+    header = raw_header(3, 2, "z", "2026-01-11T05:06:07.5", 1.0)
+    plain = write_plain_fits(tmp_path / "plain.fits", header)
+    report = ingest(repo, [plain])
+    assert not report.ok and report.ingested == []
+    assert "not an hpcpipe exposure" in report.failed[0][1] and "IMAGE" in report.failed[0][1]
+    assert not list(repo.rglob("raw_*.fits"))
+    report = ingest(repo, [write_exposure(tmp_path / "good.fits", header)])
     assert report.ok
     assert report.ingested[0][2]["dateObs"] == "2026-01-11T05:06:07.500"
 

@@ -23,6 +23,7 @@ from hpcpipe.butler import (
     register_storage,
     storage_for,
 )
+from hpcpipe.butler import mapper as mapper_module
 from hpcpipe.geom import Box2I
 from hpcpipe.image import Exposure
 from hpcpipe.io.atomic import TEMP_PREFIX
@@ -122,13 +123,15 @@ class SlowMapper(SimCamMapper):
 
 WRITER = '''
 import sys
-from hpcpipe.butler import Butler
+from hpcpipe.butler import Butler, register_mapper
+import slowmapper
+register_mapper("slowcam", slowmapper.SlowMapper)  # a mapper class is registered in code
 Butler(sys.argv[1]).put(b"0123456789" * 100, "slow", visit=1)
 print("finished", flush=True)
 '''
 
 
-def test_a_writer_killed_mid_write_leaves_no_file_under_the_real_name(tmp_path):
+def test_a_writer_killed_mid_write_leaves_no_file_under_the_real_name(tmp_path, monkeypatch):
     (tmp_path / "slowmapper.py").write_text(SLOW_MAPPER)
     repo = tmp_path / "repo"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path),
@@ -136,7 +139,11 @@ def test_a_writer_killed_mid_write_leaves_no_file_under_the_real_name(tmp_path):
            "HPCPIPE_NO_MPI": "1"}
     sys.path.insert(0, str(tmp_path))
     try:
-        create_repository(repo, "slowmapper.SlowMapper")
+        import slowmapper
+
+        # a mapper class is registered in code (the repository only names it)
+        monkeypatch.setitem(mapper_module._MAPPERS, "slowcam", slowmapper.SlowMapper)
+        create_repository(repo, "slowcam")
         proc = subprocess.Popen([sys.executable, "-c", WRITER, str(repo)], env=env,
                                 stdout=subprocess.PIPE, text=True)
         try:

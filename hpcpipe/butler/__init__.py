@@ -8,8 +8,8 @@ Tasks never open files: they ask a :class:`Butler` for a dataset by its type and
   other backends plug in by URL scheme), with atomic writes;
 * :mod:`~hpcpipe.butler.formatters`: how objects become files (FITS, HDF5, YAML, JSON);
 * :mod:`~hpcpipe.butler.datasets`: data id keys, path templates and dataset types;
-* :mod:`~hpcpipe.butler.mapper`: the mapper base class (one per instrument, e.g.
-  :class:`hpcpipe.obs.simcam.SimCamMapper`) and mapper look-up by name;
+* :mod:`~hpcpipe.butler.mapper`: the mapper base class (cameras are described by files and
+  served by :class:`hpcpipe.obs.mapper.CameraMapper`) and mapper look-up by registered name;
 * :mod:`~hpcpipe.butler.registry` and :mod:`~hpcpipe.butler.calibs`: the SQLite registry of
   raw exposures and of calibration products with their validity ranges;
 * :mod:`~hpcpipe.butler.ingest`: filling a repository and its registry from raw headers;

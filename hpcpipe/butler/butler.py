@@ -41,20 +41,25 @@ def _repository(location: Location) -> Repository:
     return location if isinstance(location, Repository) else Repository.open(location)
 
 
-def create_repository(location: str | os.PathLike[str] | Storage, mapper: str,
-                      parents: Sequence[Location] = ()) -> Repository:
-    """Create an empty repository laid out by ``mapper`` (a short name or dotted path).
+def create_repository(location: str | os.PathLike[str] | Storage, mapper: str = "",
+                      parents: Sequence[Location] = (), description: str | None = None
+                      ) -> Repository:
+    """Create an empty repository laid out by ``mapper`` (a registered camera or mapper
+    name) or by a camera ``description`` (the YAML text of a camera file, stored in it).
 
     Parameters
     ----------
     location : str, os.PathLike or Storage
         A path or URL.
     mapper : str
-        ``simcam`` or ``hpcpipe.obs.simcam.SimCamMapper``, for example.
+        ``simcam``, ``generic`` or ``mosaic4``, for example.
     parents : sequence
         Repositories the new one reads through, in search order.
+    description : str, optional
+        A camera description, stored as the repository's ``_camera.yaml``.
     """
-    return Repository.create(location, mapper, [_repository(p) for p in parents])
+    return Repository.create(location, mapper, [_repository(p) for p in parents],
+                             description=description)
 
 
 class Butler:
@@ -90,7 +95,8 @@ class Butler:
             if storage.exists(MAPPER_FILE) or storage.exists(REPOSITORY_CFG):
                 output = Repository.open(storage)
             else:
-                output = Repository.create(storage, inputs.mapper_name, [inputs])
+                output = Repository.create(storage, inputs.mapper_ref, [inputs],
+                                           description=inputs.description())
         self.output: Repository = output
         self.chain: list[Repository] = resolve_chain(output)
         if inputs.uri not in [r.uri for r in self.chain]:
@@ -153,7 +159,8 @@ class Butler:
                 self._resolver.searched,
                 f"no file {resolved.template.format(full)}")
         repo, relpath = found
-        return repo.storage.read(relpath, resolved.formatter.read)
+        formatter = resolved.formatter
+        return repo.storage.read(relpath, lambda path: formatter.read_dataset(path, full))
 
     def put(self, obj: Any, datasetType: str, dataId: DataIdLike = None, **keys: Any) -> None:
         """Write a dataset into the output repository, atomically (replacing it if present).

@@ -4,7 +4,8 @@ They are added to the ``hpcpipe`` command by :func:`add_butler_commands`; each s
 ``handler`` to the function that runs it (it takes the parsed arguments and returns the exit
 status)::
 
-    hpcpipe butler create REPO --mapper simcam [--parent DIR ...]
+    hpcpipe butler create REPO --camera mycam.yaml|NAME [--parent DIR ...]
+    hpcpipe butler create REPO --mapper simcam  # the same as --camera simcam
     hpcpipe butler describe REPO                # or: --mapper simcam
     hpcpipe ingest REPO FILE... [--mode copy|link|move]
 
@@ -15,8 +16,10 @@ on stderr; ``ingest`` exits with 1 when some files were skipped (each is listed 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from hpcpipe.butler.errors import ButlerError
@@ -40,13 +43,38 @@ def _guarded(function: Callable[[argparse.Namespace], int]) -> Callable[[argpars
     return run
 
 
+def _is_camera_file(text: str) -> bool:
+    """Whether ``--camera`` names a file (a path, or a name ending in .yaml/.yml) rather than
+    a registered camera."""
+    return text.endswith((".yaml", ".yml")) or "/" in text or os.path.isfile(text)
+
+
 @_guarded
 def cmd_butler_create(args: argparse.Namespace) -> int:
-    """Create a repository for a mapper, optionally reading through parent repositories."""
+    """Create a repository for a camera (a camera file, stored in the repository, or a
+    registered name), optionally reading through parent repositories."""
     from hpcpipe.butler.butler import create_repository
 
-    repo = create_repository(args.repo, args.mapper, parents=args.parent or ())
-    print(f"repository {repo.uri} (mapper {repo.mapper_name})")
+    name = args.camera or args.mapper
+    if not name:
+        print("hpcpipe butler create: give --camera mycam.yaml (a camera file) or --camera "
+              "NAME (a registered camera)", file=sys.stderr)
+        return 2
+    description = None
+    if _is_camera_file(name):
+        try:
+            description = Path(name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"hpcpipe butler create: {name}: cannot read the camera file ({exc})",
+                  file=sys.stderr)
+            return 2
+        from hpcpipe.butler.mapper import mapper_from_description
+
+        mapper_from_description(description, name)  # errors name the user's file and line
+    repo = create_repository(args.repo, name, parents=args.parent or (),
+                             description=description)
+    stored = " (camera description stored as _camera.yaml)" if description else ""
+    print(f"repository {repo.uri} (mapper {repo.mapper_name}){stored}")
     return 0
 
 
@@ -56,8 +84,18 @@ def cmd_butler_describe(args: argparse.Namespace) -> int:
     from hpcpipe.butler.describe import describe
     from hpcpipe.butler.repository import Repository
 
-    if args.mapper:
-        mapper: Any = args.mapper
+    if args.mapper and _is_camera_file(args.mapper):  # a camera file, not yet in a repository
+        from hpcpipe.butler.mapper import mapper_from_description
+
+        try:
+            text = Path(args.mapper).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"hpcpipe butler describe: {args.mapper}: cannot read the camera file "
+                  f"({exc})", file=sys.stderr)
+            return 2
+        mapper: Any = mapper_from_description(text, args.mapper)
+    elif args.mapper:
+        mapper = args.mapper
     elif args.repo:
         mapper = Repository.open(args.repo).mapper()
     else:
@@ -94,8 +132,11 @@ def add_butler_commands(subparsers: Any) -> None:
 
     create = actions.add_parser("create", help="create an empty repository")
     create.add_argument("repo", help="repository path or file:// URL")
-    create.add_argument("--mapper", required=True,
-                        help="mapper short name (simcam) or dotted class path")
+    which = create.add_mutually_exclusive_group()
+    which.add_argument("--camera", help="a camera file (mycam.yaml; stored in the repository) "
+                       "or the name of a registered camera (simcam, generic, mosaic4)")
+    which.add_argument("--mapper", help="the name of a registered camera or mapper (the same "
+                       "as --camera NAME)")
     create.add_argument("--parent", action="append",
                         help="a repository to read through (repeat for several, in order)")
     create.set_defaults(handler=cmd_butler_create)
@@ -103,7 +144,9 @@ def add_butler_commands(subparsers: Any) -> None:
     desc = actions.add_parser("describe",
                               help="print the dataset types and data id keys of a mapper")
     desc.add_argument("repo", nargs="?", help="repository path or file:// URL")
-    desc.add_argument("--mapper", help="describe this mapper instead of a repository's")
+    desc.add_argument("--mapper", "--camera", dest="mapper",
+                      help="describe this camera (a registered name or a camera file) instead "
+                      "of a repository's")
     desc.set_defaults(handler=cmd_butler_describe)
 
     ing = subparsers.add_parser("ingest", help="ingest raw and calibration files")

@@ -106,6 +106,11 @@ class Formatter(ABC):
     def read(self, path: Path) -> Any:
         """Read the object stored at the local ``path``."""
 
+    def read_dataset(self, path: Path, data_id: Mapping[str, Any]) -> Any:
+        """Read the dataset of ``data_id`` stored at ``path`` (a file may hold several, as a
+        multi-extension raw holds one detector per HDU); :meth:`read` by default."""
+        return self.read(path)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
 

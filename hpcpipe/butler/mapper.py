@@ -10,15 +10,18 @@ A mapper is written by the people who know an instrument. It declares
 * how a raw or calibration file's header becomes a registry entry
   (:meth:`Mapper.translate_header`), with the keywords it reads (:attr:`Mapper.header_keywords`).
 
-Repositories name their mapper in their ``_mapper`` file, either by a short name registered
-with :func:`register_mapper` (or the ``hpcpipe.mappers`` entry point group) or by the dotted
-path of the class.
+Repositories name their mapper in their ``_mapper`` file by a registered name only: a camera
+(a camera file shipped with hpcpipe or registered by a package in the ``hpcpipe.cameras``
+entry point group), a mapper class registered in this process with :func:`register_mapper` or
+by a package in the ``hpcpipe.mappers`` entry point group, or ``_camera.yaml``, the camera
+description stored in the repository itself. No class is imported by a name read from a
+repository. Camera files become mappers through :data:`CAMERA_PROVIDER`.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -32,9 +35,16 @@ from hpcpipe.butler.errors import (
 )
 from hpcpipe.butler.headers import HeaderKeyword, read_fits_header
 
-__all__ = ["Mapper", "IngestRecord", "register_mapper", "load_mapper", "mapper_names"]
+__all__ = ["Mapper", "IngestRecord", "register_mapper", "load_mapper", "mapper_names",
+           "mapper_from_description", "CAMERA_PROVIDER"]
 
-_MAPPERS: dict[str, str] = {"simcam": "hpcpipe.obs.simcam.SimCamMapper"}
+#: Mapper classes (or factories) registered in this process by :func:`register_mapper`.
+_MAPPERS: dict[str, Callable[[], Mapper]] = {}
+#: The object that turns camera names and camera descriptions into mappers: the module
+#: attribute ``package.module:attribute`` is imported when a camera is first asked for (the
+#: cameras sit above the butler; :mod:`hpcpipe.obs.registry`). It has ``names()`` (name to
+#: file), ``mapper(name)`` (a Mapper or None) and ``from_description(text, source)``.
+CAMERA_PROVIDER = "hpcpipe.obs.registry:PROVIDER"
 
 
 @dataclass
@@ -138,6 +148,19 @@ class Mapper:
         """The header of a file to ingest (FITS primary HDU plus hpcpipe metadata)."""
         return read_fits_header(path)
 
+    def ingest_records(self, path: Path) -> list[IngestRecord]:
+        """The registry entries of one file to ingest: one per detector it holds.
+
+        A file is accepted only if it can be read: mappers check its HDUs, shapes and
+        sections here. The default reads the header and translates it (one entry).
+
+        Raises
+        ------
+        IngestError
+            Naming the file (and the HDU) and the keyword or section at fault.
+        """
+        return [self.translate_header(self.read_header(path), path)]
+
     # --- task data units ----------------------------------------------------------------------
     @classmethod
     def register_task(cls, task: str, keys: Sequence[str]) -> None:
@@ -235,50 +258,81 @@ class Mapper:
         return out
 
 
-def register_mapper(name: str, dotted: str) -> None:
-    """Let repositories name the mapper class ``dotted`` by the short ``name``."""
-    _MAPPERS[name] = dotted
+def register_mapper(name: str, mapper: type[Mapper] | Callable[[], Mapper]) -> None:
+    """Let repositories name the mapper class (or factory) ``mapper`` by ``name``.
+
+    The registration lasts for this process; packages register for every process with the
+    ``hpcpipe.mappers`` entry point group, or describe their camera in a camera file
+    (``hpcpipe.cameras``).
+    """
+    if isinstance(mapper, str):
+        raise TypeError("register_mapper takes the Mapper class (or a factory), not its dotted "
+                        "path: mappers are never imported by a name")
+    _MAPPERS[name] = mapper
+
+
+def _provider() -> Any:
+    module, _, attr = CAMERA_PROVIDER.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _entry_points() -> dict[str, Any]:
+    try:
+        return {e.name: e for e in importlib_metadata.entry_points(group="hpcpipe.mappers")}
+    except Exception:  # noqa: BLE001 - broken metadata must not break the butler
+        return {}
 
 
 def mapper_names() -> dict[str, str]:
-    """Short names and the classes they stand for (registered ones and entry points)."""
-    names = dict(_MAPPERS)
-    try:
-        for entry in importlib_metadata.entry_points(group="hpcpipe.mappers"):
-            names.setdefault(entry.name, entry.value.replace(":", "."))
-    except Exception:  # noqa: BLE001 - broken metadata must not break the butler
-        pass
+    """Registered names and what they stand for (a camera file or a class)."""
+    names = {name: f"{getattr(m, '__module__', '')}.{getattr(m, '__qualname__', m)}"
+             for name, m in _MAPPERS.items()}
+    for name, path in _provider().names().items():
+        names.setdefault(name, path)
+    for name, entry in _entry_points().items():
+        names.setdefault(name, entry.value.replace(":", "."))
     return names
 
 
+def mapper_from_description(text: str, source: str) -> Mapper:
+    """The mapper of a camera description (the YAML text of a camera file).
+
+    Raises
+    ------
+    ButlerError
+        (a CameraError) naming the source, the key and the line of an error.
+    """
+    mapper: Mapper = _provider().from_description(text, source)
+    return mapper
+
+
 def load_mapper(name: str | Mapper | type[Mapper]) -> Mapper:
-    """A mapper instance from a short name, a dotted class path, a class or an instance.
+    """A mapper instance from a registered name, a Mapper class or an instance.
 
     Raises
     ------
     UnknownMapperError
-        If the name is neither registered nor an importable Mapper subclass.
+        If the name is not registered (names are never imported as dotted paths).
     """
     if isinstance(name, Mapper):
         return name
     if isinstance(name, type) and issubclass(name, Mapper):
         return name()
     text = str(name).strip()
-    names = mapper_names()
-    dotted = names.get(text, text)
-    module, _, attr = dotted.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module), attr) if module else None
-    except ImportError as exc:
-        raise UnknownMapperError(
-            f"mapper {text!r}: cannot import {module!r} ({exc}); known short names: "
-            f"{', '.join(sorted(names))}"
-        ) from exc
-    except AttributeError:
-        cls = None
-    if not (isinstance(cls, type) and issubclass(cls, Mapper)):
-        raise UnknownMapperError(
-            f"unknown mapper {text!r}: give a short name ({', '.join(sorted(names))}) or the "
-            "dotted path of a hpcpipe.butler.Mapper subclass"
-        )
-    return cls()
+    factory = _MAPPERS.get(text)
+    if factory is not None:
+        return factory()
+    found: Mapper | None = _provider().mapper(text)
+    if found is not None:
+        return found
+    entry = _entry_points().get(text)
+    if entry is not None:
+        cls = entry.load()
+        if isinstance(cls, type) and issubclass(cls, Mapper):
+            return cls()
+        raise UnknownMapperError(f"mapper {text!r}: the entry point {entry.value} is not a "
+                                 "hpcpipe.butler.Mapper subclass")
+    raise UnknownMapperError(
+        f"unknown mapper {text!r}: give a registered camera or mapper name "
+        f"({', '.join(sorted(mapper_names()))}) or a camera file (--camera mycam.yaml)"
+    )

@@ -3,7 +3,10 @@
 On disk a repository is a directory tree (see :mod:`hpcpipe.butler.storage`) holding
 
 ``_mapper``
-    one line: the mapper's short name (``simcam``) or dotted class path;
+    one line: the registered name of the camera or mapper (``simcam``), or ``_camera.yaml``;
+``_camera.yaml``
+    the camera description, for repositories created from a camera file
+    (``hpcpipe butler create REPO --camera mycam.yaml``, or ``hpcpipe simulate``);
 ``repositoryCfg.yaml``
     ``mapper`` and ``parents``: the repositories this one reads through, each as a path
     relative to this one (local repositories) or a URL;
@@ -26,13 +29,15 @@ from typing import Any
 import yaml
 
 from hpcpipe.butler.errors import MissingMapperError, RepositoryError
-from hpcpipe.butler.mapper import Mapper, load_mapper, mapper_names
+from hpcpipe.butler.mapper import Mapper, load_mapper, mapper_from_description, mapper_names
 from hpcpipe.butler.registry import REGISTRY_FILE, Registry
 from hpcpipe.butler.storage import Storage, storage_for
 
-__all__ = ["Repository", "MAPPER_FILE", "REPOSITORY_CFG", "resolve_chain"]
+__all__ = ["Repository", "MAPPER_FILE", "CAMERA_FILE", "REPOSITORY_CFG", "resolve_chain"]
 
 MAPPER_FILE = "_mapper"
+#: The camera description stored in a repository (``_mapper`` then holds this name).
+CAMERA_FILE = "_camera.yaml"
 REPOSITORY_CFG = "repositoryCfg.yaml"
 #: Depth beyond which a chain is assumed to loop.
 MAX_CHAIN_DEPTH = 64
@@ -50,8 +55,32 @@ class Repository:
 
     def __init__(self, storage: Storage, mapper_name: str, parent_refs: Sequence[str]) -> None:
         self.storage = storage
-        self.mapper_name = mapper_name
+        #: What ``_mapper`` says: a registered name, or :data:`CAMERA_FILE`.
+        self.mapper_ref = mapper_name
         self.parent_refs = list(parent_refs)
+        self._description: str | None = None
+        self.mapper_name = mapper_name
+        if mapper_name == CAMERA_FILE:
+            text = self.description()
+            try:
+                data = yaml.safe_load(text or "")
+            except yaml.YAMLError:
+                data = None
+            name = data.get("name") if isinstance(data, dict) else None
+            # the camera's name (for productions and chains); the file is checked when the
+            # mapper is built
+            self.mapper_name = str(name) if name else CAMERA_FILE
+
+    def description(self) -> str | None:
+        """The stored camera description (None for a repository naming a registered one)."""
+        if self.mapper_ref != CAMERA_FILE:
+            return None
+        if self._description is None:
+            if not self.storage.exists(CAMERA_FILE):
+                raise RepositoryError(f"{self.uri}: its {MAPPER_FILE} names {CAMERA_FILE}, which "
+                                      "is missing")
+            self._description = self.storage.read_text(CAMERA_FILE)
+        return self._description
 
     @property
     def uri(self) -> str:
@@ -115,7 +144,8 @@ class Repository:
 
     @classmethod
     def create(cls, location: str | os.PathLike[str] | Storage, mapper: str,
-               parents: Sequence[Repository] = ()) -> Repository:
+               parents: Sequence[Repository] = (), description: str | None = None
+               ) -> Repository:
         """Create a repository (or check that an existing one agrees).
 
         Parameters
@@ -123,17 +153,26 @@ class Repository:
         location : str, os.PathLike or Storage
             Where (a path or URL).
         mapper : str
-            The mapper's short name or dotted path (checked by loading it).
+            The registered name of its camera or mapper (checked by loading it); ignored
+            when ``description`` is given.
         parents : sequence of Repository
             The repositories it reads through, searched in this order.
+        description : str, optional
+            A camera description (the YAML text of a camera file), checked and stored as
+            ``_camera.yaml``.
 
         Raises
         ------
         RepositoryError
             If a repository exists there with another mapper or other parents.
+        CameraError
+            (a ButlerError) If the description has an error.
         """
-        load_mapper(mapper)  # fail early on a bad name
         storage = storage_for(location)
+        if description is not None:
+            mapper = str(mapper_from_description(description, storage.url(CAMERA_FILE)).name)
+        else:
+            load_mapper(mapper)  # fail early on a bad name
         refs = [storage.reference_to(p.storage) for p in parents]
         if storage.exists(MAPPER_FILE) or storage.exists(REPOSITORY_CFG):
             existing = cls.open(storage)
@@ -145,10 +184,14 @@ class Repository:
                     f"{storage.uri} exists with parents "
                     f"{[p.uri for p in existing.parents()]}, not {[p.uri for p in parents]}")
             return existing
+        ref = mapper
+        if description is not None:
+            storage.write_text(CAMERA_FILE, description)
+            ref = CAMERA_FILE
         storage.write_text(REPOSITORY_CFG, yaml.safe_dump(
-            {"mapper": mapper, "parents": refs}, sort_keys=False))
-        storage.write_text(MAPPER_FILE, mapper + "\n")
-        return cls(storage, mapper, refs)
+            {"mapper": ref, "parents": refs}, sort_keys=False))
+        storage.write_text(MAPPER_FILE, ref + "\n")
+        return cls(storage, ref, refs)
 
     # --- relations ----------------------------------------------------------------------------
     def parents(self) -> list[Repository]:
@@ -156,8 +199,12 @@ class Repository:
         return [Repository.open(self.storage.sibling(ref)) for ref in self.parent_refs]
 
     def mapper(self) -> Mapper:
-        """A new instance of the repository's mapper."""
-        return load_mapper(self.mapper_name)
+        """A new instance of the repository's mapper (from its stored camera description,
+        or by its registered name)."""
+        description = self.description()
+        if description is not None:
+            return mapper_from_description(description, self.storage.url(CAMERA_FILE))
+        return load_mapper(self.mapper_ref)
 
     def registry(self, mapper: Mapper) -> Registry:
         """The repository's registry (which need not exist yet)."""

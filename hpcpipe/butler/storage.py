@@ -102,6 +102,11 @@ class Storage(ABC):
     def place(self, source: Path, relpath: str, mode: str) -> None:
         """Put a local file into the repository by ``copy``, ``link`` or ``move``."""
 
+    def place_same(self, existing: str, relpath: str) -> None:
+        """Put at ``relpath`` the content of the repository's file ``existing`` (a
+        multi-extension raw registered once per detector); a copy by default."""
+        self.read(existing, lambda path: self.place(path, relpath, "copy"))
+
     @abstractmethod
     def local_path(self, relpath: str) -> Path:
         """A local path for ``relpath`` that stays valid, for files that must be opened in
@@ -224,6 +229,17 @@ class PosixStorage(Storage):
                 shutil.copyfile(source, tmp)
         if mode == "move":  # the file is in place: only now remove the original
             source.unlink()
+
+    def place_same(self, existing: str, relpath: str) -> None:
+        source = self._path(existing)
+        with atomic_path(self._path(relpath)) as tmp:
+            if source.is_symlink():  # ingested with --mode link: link the original too
+                os.symlink(source.resolve(), tmp)
+                return
+            try:  # a hard link: one copy of the data for every detector of the file
+                os.link(source, tmp)
+            except OSError:
+                shutil.copyfile(source, tmp)
 
     def local_path(self, relpath: str) -> Path:
         return self._path(relpath)

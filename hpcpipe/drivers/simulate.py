@@ -21,7 +21,7 @@ from hpcpipe.comm.pool import Pool
 from hpcpipe.comm.world import World
 from hpcpipe.refcat.ingest import IngestSpec, ingest_reference_catalog
 from hpcpipe.refcat.layout import DEFAULT_REFCAT_NAME
-from hpcpipe.sim.camera import CameraConfig
+from hpcpipe.sim.camera import CameraConfig, SimCamera
 from hpcpipe.sim.sky import BANDS
 from hpcpipe.sim.survey import SurveyConfig, survey_transients, write_survey_files
 
@@ -57,8 +57,8 @@ def simulate_repository(pool: Pool, repo: str | Path, config: SurveyConfig) -> d
     from hpcpipe.table import Catalog
 
     repo = Path(repo)
-    if not (repo / "_mapper").exists():
-        create_repository(repo, "simcam")
+    if not (repo / "_mapper").exists():  # the camera file of the simulated geometry
+        create_repository(repo, description=SimCamera(config.camera).description_text())
     staging = repo / "_staging"
     files = write_survey_files(staging, config, pool)
     report = ingest(repo, [*files["raw"], *files["calib"]], mode="move")

@@ -1,6 +1,16 @@
-"""Instrument packages: one subpackage per camera, each with its butler mapper.
+"""Cameras: each described by a YAML camera file, served by one generic mapper.
 
-An instrument package declares, in its mapper (a :class:`hpcpipe.butler.Mapper` subclass),
-the data id keys of the camera, its dataset types and how its raw files are ingested.
-:mod:`hpcpipe.obs.simcam` is the simulated camera of the test suite and the demo.
+* :mod:`~hpcpipe.obs.camera`: the camera file (detectors, amplifiers, sections, filters, raw
+  layout, header translation, per-task config defaults) and its strict loader;
+* :mod:`~hpcpipe.obs.expression`: the small, safe expression language of header translations;
+* :mod:`~hpcpipe.obs.raw`: raws of every layout, checked (ingest) and read into Exposures;
+* :mod:`~hpcpipe.obs.mapper`: :class:`~hpcpipe.obs.mapper.CameraMapper`, the mapper built
+  from a camera, with the dataset types of :mod:`~hpcpipe.obs.datasets` and the data id keys
+  of :mod:`~hpcpipe.obs.keys`;
+* :mod:`~hpcpipe.obs.registry`: cameras by name (``hpcpipe/obs/cameras/*.yaml``: ``simcam``,
+  ``generic``, ``mosaic4``; other packages: the ``hpcpipe.cameras`` entry point group);
+* :mod:`~hpcpipe.obs.cli`: ``hpcpipe camera check|list``;
+* :mod:`hpcpipe.obs.simcam`: the simulated camera (its mapper, raw header cards, production).
+
+``docs/own_data.md`` explains the camera file key by key.
 """

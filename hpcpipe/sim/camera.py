@@ -7,16 +7,24 @@ amplifier's data columns followed by its serial overscan columns::
     | amp C00 data | C00 overscan | amp C01 data | C01 overscan |
 
 The assembled, trimmed detector image is ``width`` by ``height``.
+
+:meth:`SimCamera.description_text` is the camera file of this geometry (SimCam's built-in
+file, ``hpcpipe/obs/cameras/simcam.yaml``, with the detectors added): ``hpcpipe simulate``
+stores it in the repository, and the simulator writes its raw headers through it.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import yaml
 
 from hpcpipe.geom import Box2I
 from hpcpipe.image import Amplifier, Detector
+from hpcpipe.obs.camera import CAMERA_DIR, Camera, format_section, parse_camera
 
 __all__ = ["CameraConfig", "SimCamera"]
 
@@ -110,6 +118,14 @@ class SimCamera:
         return Detector(ccd, f"S{ccd // c.nx}{ccd % c.nx}", Box2I(0, 0, c.width, c.height),
                         tuple(amps), serial=f"SIMCCD-{ccd:03d}")
 
+    def description_text(self) -> str:
+        """The camera file (YAML) of this geometry: SimCam's with its detectors listed."""
+        return _description_text(self.config)
+
+    def description(self) -> Camera:
+        """The camera description of this geometry (see :meth:`description_text`)."""
+        return _description(self.config)
+
     def focal_plane_offset(self, ccd: int) -> tuple[float, float]:
         """Focal-plane position (pixels) of CCD ``ccd``'s pixel (0, 0), boresight at 0, 0."""
         c = self.config
@@ -125,3 +141,32 @@ class SimCamera:
         half_x = (c.nx * (c.width + c.gap)) / 2.0
         half_y = (c.ny * (c.height + c.gap)) / 2.0
         return float(np.hypot(half_x, half_y) * c.pixel_scale / 3600.0)
+
+
+@functools.lru_cache(maxsize=8)
+def _description_text(config: CameraConfig) -> str:
+    camera = SimCamera(config)
+    data: dict[str, Any] = yaml.safe_load((CAMERA_DIR / "simcam.yaml").read_text())
+    detectors = []
+    for ccd in range(camera.num_ccds):
+        det = camera.detector(ccd)
+        detectors.append({
+            "id": det.id, "name": det.name, "serial": det.serial,
+            "size": [det.bbox.width, det.bbox.height],
+            "amplifiers": [{
+                "name": amp.name,
+                "data_section": format_section(amp.raw_data_bbox),
+                "overscan_section": format_section(amp.raw_serial_overscan_bbox),
+                "gain": amp.gain, "read_noise": amp.read_noise,
+                "saturation": amp.saturation, "suspect_level": amp.suspect_level,
+            } for amp in det.amplifiers],
+        })
+    data["detectors"] = detectors
+    header = (f"# SimCam as simulated: {config.nx}x{config.ny} CCDs of {config.width}x"
+              f"{config.height} pixels (written by hpcpipe.sim.camera.SimCamera)\n")
+    return header + yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+
+
+@functools.lru_cache(maxsize=8)
+def _description(config: CameraConfig) -> Camera:
+    return parse_camera(_description_text(config), "<SimCam as simulated>")

@@ -14,6 +14,7 @@ the true WCS (TAN with a cubic radial distortion as SIP terms) stays in the trut
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from astropy.coordinates import SkyCoord
@@ -236,8 +237,6 @@ def make_raw(camera: SimCamera, plan: VisitPlan, truth: dict[str, np.ndarray], c
         What :func:`render_ccd` gives, plus ``cosmic_rays`` (a boolean map) and the
         ``sky_electrons`` per pixel.
     """
-    from hpcpipe.obs.simcam.headers import raw_header
-
     c = camera.config
     rng = np.random.default_rng([seed, 5, plan.visit, ccd])
     objects, on_ccd = render_ccd(camera, plan, truth, ccd)
@@ -270,7 +269,10 @@ def make_raw(camera: SimCamera, plan: VisitPlan, truth: dict[str, np.ndarray], c
         exposure_time=plan.exp_time, dark_time=plan.exp_time, airmass=plan.airmass,
         boresight=SkyCoord(plan.ra, plan.dec, unit="deg"), rotation_angle=0.0,
         instrument="SimCam", observation_type="science")
-    exposure.metadata = raw_header(plan.visit, ccd, plan.band, plan.date, plan.exp_time)
+    # the header cards the camera file reads (written through the description)
+    exposure.metadata = camera.description().header_cards({
+        "obsType": "science", "visit": int(plan.visit), "ccd": int(ccd),
+        "filter": str(plan.band), "dateObs": str(plan.date), "expTime": float(plan.exp_time)})
     exposure.metadata["AIRMASS"] = float(plan.airmass)
     on_ccd["cosmic_rays"] = cosmic
     on_ccd["sky_electrons"] = np.array(sky)
@@ -285,9 +287,16 @@ def make_master_calibs(camera: SimCamera, ccd: int, bands: tuple[str, ...], cali
     trimmed detector image, with the header cards ingest needs. Keys: ``bias``, ``dark`` and
     ``flat_<band>``.
     """
-    from hpcpipe.obs.simcam.headers import calib_header
-
     c = camera.config
+    description = camera.description()
+
+    def calib_header(kind: str, ccd: int, calib_date: str, filter: str = "") -> dict[str, Any]:
+        values: dict[str, Any] = {"obsType": kind, "ccd": int(ccd),
+                                  "calibId": f"calibDate={calib_date}"}
+        if filter:
+            values["filter"] = filter
+        return description.header_cards(values)
+
     rng = np.random.default_rng([seed, 6, ccd])
     out = {}
     detector = camera.detector(ccd)

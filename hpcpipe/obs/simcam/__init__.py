@@ -1,14 +1,16 @@
-"""SimCam, the simulated camera: its butler mapper, data id keys and raw header keywords.
+"""SimCam, the simulated camera: its camera file, mapper and raw header cards.
 
-Repositories laid out for it name the mapper ``simcam`` (or
-``hpcpipe.obs.simcam.SimCamMapper``) in their ``_mapper`` file. ``hpcpipe butler describe``
-(and ``docs/butler_simcam.md``) lists its dataset types and keys.
+SimCam is described by ``hpcpipe/obs/cameras/simcam.yaml`` and served by the generic
+:class:`hpcpipe.obs.mapper.CameraMapper` (:class:`SimCamMapper` is that mapper with the
+built-in file). Repositories name it ``simcam`` in their ``_mapper`` file, or store the
+concrete description ``hpcpipe simulate`` wrote. ``hpcpipe butler describe`` (and
+``docs/butler_simcam.md``) lists its dataset types and keys.
 """
 
 from __future__ import annotations
 
-from hpcpipe.obs.simcam.headers import HEADER_KEYWORDS, calib_header, raw_header
-from hpcpipe.obs.simcam.keys import FILTERS
+from hpcpipe.obs.keys import FILTERS
+from hpcpipe.obs.simcam.headers import calib_header, raw_header
 from hpcpipe.obs.simcam.mapper import SimCamMapper
 
-__all__ = ["SimCamMapper", "FILTERS", "HEADER_KEYWORDS", "raw_header", "calib_header"]
+__all__ = ["SimCamMapper", "FILTERS", "raw_header", "calib_header"]

@@ -1,4 +1,7 @@
-"""The dataset types of the simulated camera: raw data, calibrations, per-CCD products, coadds.
+"""The dataset types of every camera: raw data, calibrations, per-CCD products, coadds.
+
+One list shared by all cameras (:class:`hpcpipe.obs.mapper.CameraMapper` replaces only the
+raw formatter, by the camera's).
 
 Paths follow the Gen2 conventions (``calexp/v0000012/r/...``), with the visit on 7 digits and
 the detector on 3 so that listings sort naturally.
@@ -215,7 +218,7 @@ def patterns() -> list[DatasetTypePattern]:
             "<task>_metadata", rf"(?P<task>{TASK_NAME})_metadata",
             "Metadata of one run of a task (processCcd_metadata...). Its keys are the task's "
             "data unit: declared for the pipeline's tasks (see the table below) and by "
-            "SimCamMapper.register_task(name, keys) for others; otherwise the first of "
+            "Mapper.register_task(name, keys) for others; otherwise the first of "
             "(tract, patch, filter), (tract, patch), (visit, ccd), (visit) whose keys are "
             "all in the data id given.",
             METADATA, "metadata/<task>/<key1>=<value1>/<key2>=<value2>.yaml", _metadata),
