@@ -41,7 +41,7 @@ from hpcpipe.obs.camera import (
 )
 from hpcpipe.obs.expression import ExpressionError, MissingKeywordError
 
-__all__ = ["RawUnit", "scan_raw", "read_raw", "translate", "CALIB_TYPES", "SCIENCE_TYPES"]
+__all__ = ["RawUnit", "scan_raw", "read_raw", "raw_wcs_box", "translate", "CALIB_TYPES", "SCIENCE_TYPES"]
 
 #: OBSTYPE values of calibration products, and their dataset types.
 CALIB_TYPES = {"bias": "bias", "dark": "dark", "flat": "flat"}
@@ -579,6 +579,62 @@ def _metadata(header: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _select_unit(camera: Camera, path: Path, ccd: int | None) -> RawUnit:
+    """The raw unit of detector ``ccd`` in a file (the only one when ``ccd`` is None)."""
+    units = scan_raw(camera, path)
+    if ccd is None:
+        if len(units) != 1:
+            raise IngestError(str(path), f"the file holds {len(units)} detectors: give the ccd")
+        unit = units[0]
+    else:
+        matching = [u for u in units if u.record.data_id.get("ccd") == ccd]
+        if not matching:
+            held = ", ".join(str(u.record.data_id.get("ccd")) for u in units)
+            raise IngestError(str(path), f"no detector {ccd} in this file (it holds {held})")
+        unit = matching[0]
+    if unit.record.dataset_type != "raw" or unit.detector is None:
+        raise IngestError(str(path), f"not a raw exposure ({unit.record.dataset_type})")
+    return unit
+
+
+def _unit_headers(camera: Camera, unit: RawUnit) -> list[dict[str, Any]]:
+    assert unit.detector is not None
+    if camera.layout == "amplifiers-per-file":
+        return [unit.amp_headers[a.name] for a in unit.detector.amplifiers]
+    return [unit.header]
+
+
+def raw_wcs_box(camera: Camera, path: str | Path, ccd: int | None = None
+                ) -> tuple[WCS | None, Box2I]:
+    """The WCS and box of a raw detector's trimmed image, from the file's headers alone
+    (no pixel is read): what a production needs to plan which patches a CCD reaches.
+
+    Raises
+    ------
+    IngestError, FileFormatError
+        As :func:`read_raw`.
+    """
+    path = Path(path)
+    if camera.layout == "hpcpipe-exposure":
+        with _open(path) as hdul:
+            header = hdul["IMAGE"].header
+            shape = _shape(header)
+            assert shape is not None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FITSFixedWarning)
+                wcs = WCS(header, naxis=2)
+        return (wcs if wcs.has_celestial else None), Box2I(0, 0, shape[1], shape[0])
+    unit = _select_unit(camera, path, ccd)
+    assert unit.detector is not None
+    per_amp = camera.layout == "amplifiers-per-file"
+    with _open(path) as hdul:
+        shapes = [_shape(hdul[i].header) for i in unit.hdus]
+    amps, _ = _geometry(unit.detector, _unit_headers(camera, unit),
+                        [s for s in shapes if s is not None], path, "", per_amp)
+    width, height = assembled_size([a.data for a in amps])
+    return _raw_wcs(unit.header, amps, per_amp, path, ""), Box2I(0, 0, width, height)
+
+
 def read_raw(camera: Camera, path: str | Path, ccd: int | None = None) -> Exposure:
     """Read one detector of a raw file into an Exposure (ADU, untrimmed).
 
@@ -597,28 +653,14 @@ def read_raw(camera: Camera, path: str | Path, ccd: int | None = None) -> Exposu
     path = Path(path)
     if camera.layout == "hpcpipe-exposure":
         return Exposure.read(path)
-    units = scan_raw(camera, path)
-    if ccd is None:
-        if len(units) != 1:
-            raise IngestError(str(path), f"the file holds {len(units)} detectors: give the ccd")
-        unit = units[0]
-    else:
-        matching = [u for u in units if u.record.data_id.get("ccd") == ccd]
-        if not matching:
-            held = ", ".join(str(u.record.data_id.get("ccd")) for u in units)
-            raise IngestError(str(path), f"no detector {ccd} in this file (it holds {held})")
-        unit = matching[0]
-    if unit.record.dataset_type != "raw" or unit.detector is None:
-        raise IngestError(str(path), f"not a raw exposure ({unit.record.dataset_type})")
+    unit = _select_unit(camera, path, ccd)
     detector = unit.detector
+    assert detector is not None
     per_amp = camera.layout == "amplifiers-per-file"
     with _open(path) as hdul:
         arrays = [np.asarray(hdul[i].data, dtype=np.float32) for i in unit.hdus]
-        if per_amp:
-            headers = [unit.amp_headers[a.name] for a in detector.amplifiers]
-        else:
-            headers = [unit.header]
-    amps, frame = _geometry(detector, headers, [a.shape for a in arrays], path, "", per_amp)
+    amps, frame = _geometry(detector, _unit_headers(camera, unit), [a.shape for a in arrays],
+                            path, "", per_amp)
     pixels = np.concatenate(arrays, axis=1) if per_amp else arrays[0]
     exposure = Exposure(Box2I(0, 0, frame[1], frame[0]))
     exposure.image.array[:] = pixels

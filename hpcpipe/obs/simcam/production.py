@@ -25,11 +25,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from astropy.io import fits
 from astropy.wcs import WCS
 
 from hpcpipe.drivers.production import Production, ProductionContext, ProductionStep
 from hpcpipe.geom import Box2I
+from hpcpipe.obs.raw import raw_wcs_box
 from hpcpipe.pipe.assemble_coadd import AssembleCoaddTask
 from hpcpipe.pipe.coadd_detection import (
     DeblendCoaddSourcesTask,
@@ -49,16 +49,17 @@ OVERLAP_MARGIN = 50
 
 
 def _raw_wcs_box(butler: Any, data_id: dict[str, Any]) -> tuple[WCS, Box2I]:
-    """The header WCS and the trimmed box of a raw, from its FITS header alone."""
-    path = Path(butler.getUri("raw", visit=data_id["visit"], ccd=data_id["ccd"]))
-    with fits.open(path, memmap=True) as hdul:
-        hdu = next(h for h in hdul if h.header.get("NAXIS", 0) == 2)
-        header = hdu.header
-    wcs = WCS(header)
-    width = int(header.get("NAXIS1", 0))
-    height = int(header.get("NAXIS2", 0))
-    return wcs, Box2I(-OVERLAP_MARGIN, -OVERLAP_MARGIN, width + 2 * OVERLAP_MARGIN,
-                      height + 2 * OVERLAP_MARGIN)
+    """The header WCS and the trimmed box of a raw (grown by :data:`OVERLAP_MARGIN`), from
+    its headers alone, through the repository's camera description (any raw layout)."""
+    path = Path(butler.getUri("raw", visit=data_id["visit"], ccd=data_id["ccd"])
+                .removeprefix("file://"))
+    wcs, box = raw_wcs_box(butler.mapper.camera, path, int(data_id["ccd"]))
+    if wcs is None:
+        raise ValueError(f"raw of visit={data_id['visit']}, ccd={data_id['ccd']} ({path}) has "
+                         "no WCS in its header: the production cannot tell which patches it "
+                         "reaches")
+    return wcs, Box2I(-OVERLAP_MARGIN, -OVERLAP_MARGIN, box.width + 2 * OVERLAP_MARGIN,
+                      box.height + 2 * OVERLAP_MARGIN)
 
 
 def ccd_patches(ctx: ProductionContext) -> dict[tuple[int, int], list[tuple[int, str]]]:
