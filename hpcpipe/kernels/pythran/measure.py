@@ -1,6 +1,7 @@
 # Pythran source of hpcpipe.kernels._measure (compiled by setup.py). Reference: ../measure.py
 # Each step is its own small function: large inlined loop nests make g++ need tens of GB.
 #pythran export measure_sources(float32[:,:] order(C), float32[:,:] order(C), int32[:,:] order(C), int32[:,:] order(C), int, int64[:], float64[:], float64[:], float64[:], float64[:,:,:] order(C), int64[:,:] order(C), int, float64[:], int, int, int, int, int, int, int, float64[:,:] order(C), int64[:,:] order(C))
+#pythran export psf_fluxes(float32[:,:] order(C), float32[:,:] order(C), int32[:,:] order(C), int32[:,:] order(C), int, int64[:], float64[:,:,:] order(C), int64[:,:] order(C), int, float64[:,:] order(C), int64[:] order(C))
 import numpy as np
 
 
@@ -320,6 +321,129 @@ def _psf_flux(image, variance, mask, seg, use_seg, sid, exclude, stamp, ox, oy, 
     out[2] = flag
 
 
+def _kron_shape(mxx, myy, mxy, sigma, out):
+    """out = [a, b, c, scale, d, stretch]: r**2 = a dx2 + 2 c dx dy + b dy2 (pixel units),
+    the geometric-mean width, the largest change of r across one pixel and the largest
+    pixel offset per unit of r."""
+    if not (mxx > 0.0 and myy > 0.0 and mxx * myy - mxy * mxy > 0.0):
+        mxx = sigma * sigma
+        myy = sigma * sigma
+        mxy = 0.0
+    det = mxx * myy - mxy * mxy
+    scale = np.sqrt(np.sqrt(det))
+    out[0] = myy / det * scale * scale
+    out[1] = mxx / det * scale * scale
+    out[2] = -mxy / det * scale * scale
+    out[3] = scale
+    lmin = 0.5 * (mxx + myy) - np.sqrt(0.25 * (mxx - myy) * (mxx - myy) + mxy * mxy)
+    lmax = 0.5 * (mxx + myy) + np.sqrt(0.25 * (mxx - myy) * (mxx - myy) + mxy * mxy)
+    out[4] = 0.7072 * scale / np.sqrt(max(lmin, 1e-6 * det / (mxx + myy)))
+    out[5] = np.sqrt(lmax) / scale
+
+
+def _kron(image, variance, mask, seg, use_seg, sid, exclude, xc, yc, mxx, myy, mxy, sigma,
+          out):
+    """out = [radius, flux, error, flag, blendedness] (see ../measure.py)."""
+    ny, nx = image.shape
+    sh = np.zeros(6)
+    _kron_shape(mxx, myy, mxy, sigma, sh)
+    a = sh[0]
+    b = sh[1]
+    c = sh[2]
+    scale = sh[3]
+    d = sh[4]
+    stretch = sh[5]
+    cx = int(np.floor(xc + 0.5))
+    cy = int(np.floor(yc + 0.5))
+    rmax = 6.0 * scale
+    half = min(int(np.ceil(rmax * stretch)) + 1, 120)
+    s0 = 0.0
+    s1 = 0.0
+    own = 0.0
+    every = 0.0
+    for i in range(max(cy - half, 0), min(cy + half, ny - 1) + 1):
+        dy = i - yc
+        for j in range(max(cx - half, 0), min(cx + half, nx - 1) + 1):
+            dx = j - xc
+            r = np.sqrt(a * dx * dx + 2.0 * c * dx * dy + b * dy * dy)
+            if r > rmax:
+                continue
+            use = _usable(image, variance, mask, seg, use_seg, sid, exclude, i, j)
+            if use == 0:
+                continue
+            v = image[i, j]
+            w = 0.0
+            if v > 0.0:
+                w = np.exp(-0.5 * r * r / (scale * scale)) * v
+            every += w
+            if use != 1:
+                continue
+            own += w
+            s0 += v
+            s1 += v * r
+    out[4] = 1.0 - own / every if every > 0.0 else 0.0
+    if not (s0 > 0.0 and s1 > 0.0):
+        out[0] = np.nan
+        out[1] = np.nan
+        out[2] = np.nan
+        out[3] = 1
+        return
+    r1 = s1 / s0
+    radius = max(2.5 * r1, 3.5 * scale)
+    flag = 0
+    limit = int(np.ceil((radius + d) * stretch)) + 1
+    if limit > 120:
+        limit = 120
+        flag = 1
+    flux = 0.0
+    var = 0.0
+    for i in range(cy - limit, cy + limit + 1):
+        dy = i - yc
+        for j in range(cx - limit, cx + limit + 1):
+            dx = j - xc
+            r = np.sqrt(a * dx * dx + 2.0 * c * dx * dy + b * dy * dy)
+            if r > radius + d:
+                continue
+            f = 1.0
+            if r > radius - d:
+                f = 0.0
+                for p in range(5):
+                    ey = dy + (p - 2) * 0.2
+                    for q in range(5):
+                        ex = dx + (q - 2) * 0.2
+                        if a * ex * ex + 2.0 * c * ex * ey + b * ey * ey <= radius * radius:
+                            f += 0.04
+                if f <= 0.0:
+                    continue
+            if i < 0 or j < 0 or i >= ny or j >= nx:
+                flag = 1
+                continue
+            use = _usable(image, variance, mask, seg, use_seg, sid, exclude, i, j)
+            if use == 0:
+                flag = 1
+            if use != 1:
+                continue
+            flux += f * image[i, j]
+            var += f * f * variance[i, j]
+    out[0] = radius
+    out[1] = flux
+    out[2] = np.sqrt(var)
+    out[3] = flag
+
+
+def psf_fluxes(image, variance, mask, seg, use_seg, ids, psfs, origins, exclude_bits, fout,
+               iout):
+    """PSF fluxes of stamps already realised at each source's position (../measure.py)."""
+    pf = np.zeros(3)
+    for k in range(ids.shape[0]):
+        stamp = psfs[k].copy()
+        _psf_flux(image, variance, mask, seg, use_seg, ids[k], exclude_bits, stamp,
+                  int(origins[k, 0]), int(origins[k, 1]), pf)
+        fout[k, 0] = pf[0]
+        fout[k, 1] = pf[1]
+        iout[k] = int(pf[2])
+
+
 def _gaussian_stamp(xc, yc, sigma, stamp):
     """A Gaussian of unit flux (sampled at pixel centres) on a stamp around (xc, yc)."""
     half = stamp.shape[0] // 2
@@ -366,6 +490,7 @@ def measure_sources(image, variance, mask, seg, use_seg, ids, xs, ys, sigmas, ps
     ap = np.zeros(3)
     pf = np.zeros(3)
     pix = np.zeros(5, np.int64)
+    kr = np.zeros(5)
     bits = np.array([edge_bits, sat_bits, intrp_bits, cr_bits, bad_bits], np.int64)
     for k in range(xs.shape[0]):
         x0 = xs[k]
@@ -428,3 +553,10 @@ def measure_sources(image, variance, mask, seg, use_seg, ids, xs, ys, sigmas, ps
         _pixel_flags(mask, xc, yc, radii[0], bits, pix)
         for q in range(5):
             iout[k, 3 + q] = pix[q]
+        _kron(image, variance, mask, seg, use_seg, sid, exclude_bits, xc, yc, mom[0], mom[1],
+              mom[2], sigma, kr)
+        fout[k, 11 + 2 * nr] = kr[0]
+        fout[k, 12 + 2 * nr] = kr[1]
+        fout[k, 13 + 2 * nr] = kr[2]
+        fout[k, 14 + 2 * nr] = kr[4]
+        iout[k, 8 + nr] = int(kr[3])
