@@ -141,7 +141,15 @@ class MeasureApCorrTask(Task):
                  ) -> tuple[ChebyshevBoundedField, ChebyshevBoundedField, int] | None:
         c = self.config
         w = 1.0 / err**2
-        keep = np.ones(ratio.size, bool)
+        # start from the weighted median: a star with a neighbour in the reference aperture
+        # has a ratio too high by many of its errors, and a weighted mean would follow it
+        order_idx = np.argsort(ratio)
+        cum = np.cumsum(w[order_idx])
+        centre0 = ratio[order_idx][np.searchsorted(cum, 0.5 * cum[-1])]
+        keep = np.abs(ratio - centre0) <= c.numSigmaClip * err
+        if keep.sum() < c.minStars:
+            keep = np.zeros(ratio.size, bool)
+            keep[np.argsort(np.abs(ratio - centre0) / err)[:c.minStars]] = True
         field = None
         for _ in range(c.numIter):
             n = int(keep.sum())
@@ -153,10 +161,8 @@ class MeasureApCorrTask(Task):
             field = ChebyshevBoundedField.fit(bbox, x[keep], y[keep], ratio[keep], w[keep],
                                               order=order)
             chi = (ratio - field.evaluate(x, y)) / err
-            centre = np.median(chi[keep])
-            width = 1.4826 * np.median(np.abs(chi[keep] - centre))
-            width = max(width, 1.0)
-            new = np.abs(chi - centre) <= c.numSigmaClip * width
+            width = max(1.4826 * float(np.median(np.abs(chi[keep]))), 1.0)
+            new = np.abs(chi) <= c.numSigmaClip * width
             if np.array_equal(new, keep) or new.sum() < c.minStars:
                 break
             keep = new

@@ -341,26 +341,19 @@ def _kron_shape(mxx, myy, mxy, sigma, out):
     out[5] = np.sqrt(lmax) / scale
 
 
-def _kron(image, variance, mask, seg, use_seg, sid, exclude, xc, yc, mxx, myy, mxy, sigma,
-          out):
-    """out = [radius, flux, error, flag, blendedness] (see ../measure.py)."""
+def _kron_first_moment(image, variance, mask, seg, use_seg, sid, exclude, xc, yc, sh, out):
+    """out = [sum I, sum r I, own weighted flux, all weighted flux] within r <= 6 scale."""
     ny, nx = image.shape
-    sh = np.zeros(6)
-    _kron_shape(mxx, myy, mxy, sigma, sh)
     a = sh[0]
     b = sh[1]
     c = sh[2]
     scale = sh[3]
-    d = sh[4]
-    stretch = sh[5]
     cx = int(np.floor(xc + 0.5))
     cy = int(np.floor(yc + 0.5))
     rmax = 6.0 * scale
-    half = min(int(np.ceil(rmax * stretch)) + 1, 120)
-    s0 = 0.0
-    s1 = 0.0
-    own = 0.0
-    every = 0.0
+    half = min(int(np.ceil(rmax * sh[5])) + 1, 120)
+    for k in range(4):
+        out[k] = 0.0
     for i in range(max(cy - half, 0), min(cy + half, ny - 1) + 1):
         dy = i - yc
         for j in range(max(cx - half, 0), min(cx + half, nx - 1) + 1):
@@ -375,28 +368,39 @@ def _kron(image, variance, mask, seg, use_seg, sid, exclude, xc, yc, mxx, myy, m
             w = 0.0
             if v > 0.0:
                 w = np.exp(-0.5 * r * r / (scale * scale)) * v
-            every += w
+            out[3] += w
             if use != 1:
                 continue
-            own += w
-            s0 += v
-            s1 += v * r
-    out[4] = 1.0 - own / every if every > 0.0 else 0.0
-    if not (s0 > 0.0 and s1 > 0.0):
-        out[0] = np.nan
-        out[1] = np.nan
-        out[2] = np.nan
-        out[3] = 1
-        return
-    r1 = s1 / s0
-    radius = max(2.5 * r1, 3.5 * scale)
-    flag = 0
-    limit = int(np.ceil((radius + d) * stretch)) + 1
-    if limit > 120:
-        limit = 120
-        flag = 1
+            out[2] += w
+            out[0] += v
+            out[1] += v * r
+
+
+def _ellipse_fraction(a, b, c, dx, dy, radius):
+    """The fraction of the 5x5 sub-pixel centres of the pixel at (dx, dy) in the ellipse."""
+    f = 0.0
+    for p in range(5):
+        ey = dy + (p - 2) * 0.2
+        for q in range(5):
+            ex = dx + (q - 2) * 0.2
+            if a * ex * ex + 2.0 * c * ex * ey + b * ey * ey <= radius * radius:
+                f += 0.04
+    return f
+
+
+def _kron_sum(image, variance, mask, seg, use_seg, sid, exclude, xc, yc, sh, radius, limit,
+              out):
+    """out = [flux, variance, flag] within the ellipse of the Kron radius."""
+    ny, nx = image.shape
+    a = sh[0]
+    b = sh[1]
+    c = sh[2]
+    d = sh[4]
+    cx = int(np.floor(xc + 0.5))
+    cy = int(np.floor(yc + 0.5))
     flux = 0.0
     var = 0.0
+    flag = 0
     for i in range(cy - limit, cy + limit + 1):
         dy = i - yc
         for j in range(cx - limit, cx + limit + 1):
@@ -406,13 +410,7 @@ def _kron(image, variance, mask, seg, use_seg, sid, exclude, xc, yc, mxx, myy, m
                 continue
             f = 1.0
             if r > radius - d:
-                f = 0.0
-                for p in range(5):
-                    ey = dy + (p - 2) * 0.2
-                    for q in range(5):
-                        ex = dx + (q - 2) * 0.2
-                        if a * ex * ex + 2.0 * c * ex * ey + b * ey * ey <= radius * radius:
-                            f += 0.04
+                f = _ellipse_fraction(a, b, c, dx, dy, radius)
                 if f <= 0.0:
                     continue
             if i < 0 or j < 0 or i >= ny or j >= nx:
@@ -425,10 +423,37 @@ def _kron(image, variance, mask, seg, use_seg, sid, exclude, xc, yc, mxx, myy, m
                 continue
             flux += f * image[i, j]
             var += f * f * variance[i, j]
+    out[0] = flux
+    out[1] = var
+    out[2] = flag
+
+
+def _kron(image, variance, mask, seg, use_seg, sid, exclude, xc, yc, mxx, myy, mxy, sigma,
+          out):
+    """out = [radius, flux, error, flag, blendedness] (see ../measure.py)."""
+    sh = np.zeros(6)
+    _kron_shape(mxx, myy, mxy, sigma, sh)
+    m = np.zeros(4)
+    _kron_first_moment(image, variance, mask, seg, use_seg, sid, exclude, xc, yc, sh, m)
+    out[4] = 1.0 - m[2] / m[3] if m[3] > 0.0 else 0.0
+    if not (m[0] > 0.0 and m[1] > 0.0):
+        out[0] = np.nan
+        out[1] = np.nan
+        out[2] = np.nan
+        out[3] = 1
+        return
+    radius = max(2.5 * (m[1] / m[0]), 3.5 * sh[3])
+    flag = 0
+    limit = int(np.ceil((radius + sh[4]) * sh[5])) + 1
+    if limit > 120:
+        limit = 120
+        flag = 1
+    ks = np.zeros(3)
+    _kron_sum(image, variance, mask, seg, use_seg, sid, exclude, xc, yc, sh, radius, limit, ks)
     out[0] = radius
-    out[1] = flux
-    out[2] = np.sqrt(var)
-    out[3] = flag
+    out[1] = ks[0]
+    out[2] = np.sqrt(ks[1])
+    out[3] = max(flag, int(ks[2]))
 
 
 def psf_fluxes(image, variance, mask, seg, use_seg, ids, psfs, origins, exclude_bits, fout,
