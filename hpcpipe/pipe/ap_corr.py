@@ -10,17 +10,19 @@ each other flux is fitted as a smooth field over the CCD (a low-order Chebyshev 
 corrected flux and its error by the field at the source's position; ``<flux>_apCorr``,
 ``<flux>_apCorrErr`` and ``<flux>_flag_apCorr`` record it.
 
-Reference flux: a circular aperture of ``refRadius`` (35 pixels) measured on the PSF stars
-only, less a local background (the clipped median of an annulus, ``refAnnulus``, 45-65 pixels,
-without DETECTED pixels). LSST uses the catalog's 12-pixel aperture (about 7 PSF sigmas on
-HSC); on a Kolmogorov plus optical PSF of 0.75" FWHM at 0.2"/pixel the 12-pixel aperture holds
-only 98.5% of the light, the 25-pixel one 99.6% and the 35-pixel one 99.8%. A large aperture
-on the global background model is biased by the faint sources' light in that model (a few
-tenths of an electron per pixel that vary over the CCD: several percent of a 25-pixel
-aperture's flux for a star of S/N 100); the local annulus removes that, and the noise is
-beaten down by weighting the stars by the ratio's inverse variance (the bright stars
-dominate) and by sigma-clipping. ``refFluxName`` instead takes a flux of the catalog (LSST's
-way: ``base_CircularApertureFlux_12_0``).
+Reference flux: LSST's, the catalog's 12-pixel aperture (``refFluxName``), fitted over the
+CCD; then, with ``doTotalCorrection``, every field is scaled by one number, the ratio of a
+35-pixel aperture (``refRadius``), less a local background (the clipped median of an annulus,
+``refAnnulus``, 45-65 pixels, without DETECTED pixels), to the 12-pixel one on the same stars:
+the corrected fluxes are then total fluxes. On a Kolmogorov plus optical PSF of 0.75" FWHM at
+0.2"/pixel the 12-pixel aperture holds 98.5% of the light, the 25-pixel one 99.6% and the
+35-pixel one 99.8%. A large aperture cannot serve for the fit over the CCD directly: on the
+global background model it is biased by the faint sources' light in that model (a few tenths
+of an electron per pixel varying over the CCD: several percent of a 25-pixel aperture's flux
+for a star of S/N 100), and a local annulus doubles its noise; one number over the CCD,
+dominated by the brightest stars, has the precision the fit over the CCD would lack. Stars
+with a neighbour inside an aperture are far above their errors: the fits start from the
+weighted median and clip on the formal errors.
 
 The error of the correction (``<flux>_instFluxErr`` field of the map) is the uncertainty of
 the fitted mean correction: ``sqrt(1 / sum(w))`` times the square root of the fit's reduced
@@ -109,10 +111,13 @@ def apply_ap_corr(catalog: Any, ap_corr_map: ApCorrMap, names: list[str]) -> int
 class MeasureApCorrConfig(Config):
     """The reference flux, the stars and the fit."""
 
-    refFluxName = Field("a catalog flux the others are brought to (LSST: "
-                        "base_CircularApertureFlux_12_0); empty: the refRadius aperture with "
-                        "a local background, measured on the stars", str, default="")
-    refRadius = RangeField("radius of the reference aperture, pixels", float, default=35.0,
+    refFluxName = Field("the catalog flux the others are brought to, over the CCD (LSST's "
+                        "base_CircularApertureFlux_12_0); empty: the refRadius aperture itself",
+                        str, default="base_CircularApertureFlux_12_0")
+    doTotalCorrection = Field("scale every correction by refFluxName's flux ratio to the "
+                              "refRadius aperture (with a local background) on the stars: "
+                              "fluxes become total fluxes", bool, default=True)
+    refRadius = RangeField("radius of the total-flux aperture, pixels", float, default=35.0,
                            min=1.0)
     refAnnulus = ListField("inner and outer radii of the reference's local background "
                            "annulus, pixels", float, default=[45.0, 65.0],
@@ -137,7 +142,7 @@ class MeasureApCorrTask(Task):
     _DefaultName = "measureApCorr"
 
     def _fit_one(self, bbox: tuple[float, float, float, float], x: np.ndarray, y: np.ndarray,
-                 ratio: np.ndarray, err: np.ndarray
+                 ratio: np.ndarray, err: np.ndarray, fit_order: int | None = None
                  ) -> tuple[ChebyshevBoundedField, ChebyshevBoundedField, int] | None:
         c = self.config
         w = 1.0 / err**2
@@ -153,7 +158,7 @@ class MeasureApCorrTask(Task):
         field = None
         for _ in range(c.numIter):
             n = int(keep.sum())
-            order = c.fitOrder
+            order = c.fitOrder if fit_order is None else fit_order
             while order > 0 and n < (order + 1) * (order + 2) // 2 + c.minDegreesOfFreedom:
                 order -= 1
             if n < max(c.minStars, 1 + c.minDegreesOfFreedom):
@@ -230,6 +235,27 @@ class MeasureApCorrTask(Task):
             flag[index[k]] = False
         return flux, err, flag
 
+    def total_correction(self, exposure: Any, catalog: Any, good: np.ndarray,
+                         rf: np.ndarray, re: np.ndarray, bbox: tuple[float, float, float, float],
+                         xs: np.ndarray, ys: np.ndarray) -> tuple[float, float] | None:
+        """The ratio of the ``refRadius`` aperture (local background) to the reference flux,
+        one number for the CCD (the weighted median start and clipping of the fits), and its
+        uncertainty; None with too few stars."""
+        tf, te, tflag = self.reference_flux(exposure, catalog, good)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = tf / rf
+            err = ratio * np.hypot(te / tf, re / rf)
+        use = good & ~tflag & (tf > 0) & np.isfinite(ratio) & np.isfinite(err) & (err > 0)
+        if not use.any():
+            return None
+        fit = self._fit_one(bbox, xs[use], ys[use], ratio[use], err[use], fit_order=0)
+        if fit is None:
+            return None
+        field, err_field, n = fit
+        self.log.info("total-flux correction %.4f +- %.4f from %d stars",
+                      field.coefficients[0, 0], err_field.coefficients[0, 0], n)
+        return float(field.coefficients[0, 0]), float(err_field.coefficients[0, 0])
+
     @timed_method
     def run(self, exposure: Any, catalog: Any, stars: np.ndarray,
             flux_names: list[str]) -> Struct:
@@ -298,6 +324,21 @@ class MeasureApCorrTask(Task):
             counts[name] = n
             self.log.debug("aperture correction of %s: %.4f from %d stars", name,
                            ap_corr_map[f"{name}_instFlux"].mean(), n)
+        if c.doTotalCorrection and ref and len(ap_corr_map):
+            total = self.total_correction(exposure, catalog, good, rf, re, bbox, xs, ys)
+            if total is None:
+                self.log.warning("no total-flux correction: too few usable stars")
+            else:
+                scale, scale_err = total
+                for name in list(ap_corr_map.flux_names()):
+                    value = ap_corr_map[f"{name}_instFlux"]
+                    error = ap_corr_map[f"{name}_instFluxErr"]
+                    ap_corr_map[f"{name}_instFlux"] = ChebyshevBoundedField(
+                        bbox, value.coefficients * scale)
+                    ap_corr_map[f"{name}_instFluxErr"] = ChebyshevBoundedField(
+                        bbox, [[float(np.hypot(error.coefficients[0, 0] * scale,
+                                               value.mean() * scale_err))]])
+                self.metadata["totalCorrection"] = scale
         self.metadata["nApCorrStars"] = max(counts.values(), default=0)
         if "base_PsfFlux" in counts:
             self.metadata["psfApCorr"] = ap_corr_map["base_PsfFlux_instFlux"].mean()
