@@ -204,11 +204,13 @@ class MeasurementTask(Task):
             # the PSF model realised at the measured centroid (not at the integer peak)
             px = np.where(np.isfinite(cx), cx, x)
             py = np.where(np.isfinite(cy), cy, y)
-            stamps, origins = psf_stamps(psf, px, py)
+            valid = np.isfinite(px) & np.isfinite(py)
+            stamps, origins = psf_stamps(psf, np.where(valid, px, x0), np.where(valid, py, y0))
             pf = psf_fluxes(exposure.image.array, exposure.variance.array, mask.array, stamps,
                             origins - np.array([x0, y0]), **kwargs)
-            for name in ("psf_flux", "psf_flux_err", "psf_flag"):
-                res[name] = pf[name]
+            res["psf_flux"] = np.where(valid, pf["psf_flux"], np.nan)
+            res["psf_flux_err"] = np.where(valid, pf["psf_flux_err"], np.nan)
+            res["psf_flag"] = pf["psf_flag"] | ~valid
         schema = schema or self.schema
         columns: dict[str, Any] = {}
         n = len(x)
