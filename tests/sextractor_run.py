@@ -34,7 +34,8 @@ def filter_kernel(name: str = FILTER) -> np.ndarray:
     """A Source Extractor filter file's kernel, normalised to unit sum."""
     path = _SHARE / name
     if path.exists():
-        rows = [line.split() for line in path.read_text().splitlines()[1:] if line.strip()]
+        rows = [line.split() for line in path.read_text().splitlines()[1:]
+                if line.strip() and not line.lstrip().startswith("#")]
         k = np.array(rows, dtype=np.float64)
     else:  # the same Gaussian when the package's files are absent (SEP alone)
         r = np.arange(-3, 4)
