@@ -10,7 +10,7 @@ __all__ = ["load_native", "use_native", "kernel_status", "KERNEL_MODULES"]
 
 #: The compiled kernel modules hpcpipe knows (``hpcpipe/kernels/pythran/<name>.py``).
 KERNEL_MODULES = ("background", "coadd", "convolve", "cosmic", "detect", "isr", "measure",
-                  "stats", "warp")
+                  "photometry", "stats", "warp")
 
 _cache: dict[str, ModuleType | None] = {}
 

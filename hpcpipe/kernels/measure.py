@@ -409,9 +409,23 @@ def _measure_reference(image, variance, mask, seg, ids, xs, ys, sigmas, psfs, or
             fout[k, 11 + q], fout[k, 11 + nr + q], iout[k, 8 + q] = _aperture_ref(
                 px, sid, xc, yc, float(radii[q]))
         iout[k, 3:8] = _pixel_flags_ref(mask, xc, yc, float(radii[0]), bits)
-        kr = _kron_ref(px, sid, xc, yc, fout[k, 6], fout[k, 7], fout[k, 8], sigma)
-        fout[k, 11 + 2 * nr:15 + 2 * nr] = kr[0], kr[1], kr[2], kr[4]
-        iout[k, 8 + nr] = kr[3]
+
+
+def _kron_reference(image, variance, mask, seg, ids, xs, ys, moments, sigmas, exclude, fout,
+                    iout):
+    ny, nx = image.shape
+    px = _Pixels(image, variance, mask, seg, exclude)
+    for k in range(xs.size):
+        xc, yc = float(xs[k]), float(ys[k])
+        if not (np.isfinite(xc) and np.isfinite(yc) and -0.5 < xc < nx - 0.5
+                and -0.5 < yc < ny - 0.5):
+            fout[k] = np.nan
+            iout[k] = 1
+            continue
+        kr = _kron_ref(px, int(ids[k]), xc, yc, moments[k, 0], moments[k, 1], moments[k, 2],
+                       float(sigmas[k]))
+        fout[k] = kr[0], kr[1], kr[2], kr[4]
+        iout[k] = kr[3]
 
 
 def _psf_sigma_from_stamps(psfs: np.ndarray) -> np.ndarray:
@@ -429,7 +443,7 @@ def _psf_sigma_from_stamps(psfs: np.ndarray) -> np.ndarray:
 
 def _run(image, variance, mask, x, y, psf_images, psf_origins, psf_sigma, radii, recentroid,
          segments, ids, edge_bits, saturated_bits, interpolated_bits, cr_bits, bad_bits,
-         exclude_bits, native):
+         exclude_bits, native, phot=None):
     func = "measure_sources"
     image = float_image(image, "image", func, dtype=np.float32)
     variance = float_image(variance, "variance", func, dtype=np.float32)
@@ -482,8 +496,10 @@ def _run(image, variance, mask, x, y, psf_images, psf_origins, psf_sigma, radii,
     if not np.all(sigmas > 0):
         raise ValueError(f"{func}: psf_sigma must be positive")
     nr = radii.size
-    fout = np.empty((n, 15 + 2 * nr))
-    iout = np.empty((n, 9 + nr), np.int64)
+    fout = np.empty((n, 11 + 2 * nr))
+    iout = np.empty((n, 8 + nr), np.int64)
+    kout = np.empty((n, 4))
+    kflag = np.empty(n, np.int64)
     bits = [int(edge_bits), int(saturated_bits), int(interpolated_bits), int(cr_bits),
             int(bad_bits)]
     if n > 0:
@@ -499,18 +515,29 @@ def _run(image, variance, mask, x, y, psf_images, psf_origins, psf_sigma, radii,
             _measure_reference(image, variance, mask, seg, id_arr, xs, ys, sigmas, psfs,
                                origins, radii, bool(recentroid), int(exclude_bits), bits,
                                fout, iout)
+        # the Kron flux and blendedness at the centroids, with the adaptive moments
+        moments = np.ascontiguousarray(fout[:, 6:9])
+        cx, cy = np.ascontiguousarray(fout[:, 0]), np.ascontiguousarray(fout[:, 1])
+        if phot is not None:
+            phot.kron_fluxes(image, variance, mask,
+                             seg if seg is not None else np.zeros((1, 1), np.int32),
+                             int(seg is not None), id_arr, cx, cy, moments, sigmas,
+                             int(exclude_bits), kout, kflag)
+        else:
+            _kron_reference(image, variance, mask, seg, id_arr, cx, cy, moments, sigmas,
+                            int(exclude_bits), kout, kflag)
     out = np.zeros(n, dtype=measurement_dtype(nr))
     out["id"] = id_arr
     for c, name in enumerate(_FLOAT_COLUMNS):
         out[name] = fout[:, c]
     out["ap_flux"] = fout[:, 11:11 + nr]
-    out["ap_flux_err"] = fout[:, 11 + nr:11 + 2 * nr]
-    out["ap_flag"] = iout[:, 8:8 + nr] != 0
+    out["ap_flux_err"] = fout[:, 11 + nr:]
+    out["ap_flag"] = iout[:, 8:] != 0
     for c, name in enumerate(_FLAG_COLUMNS):
         out[name] = iout[:, c] != 0
     for c, name in enumerate(_KRON_COLUMNS):
-        out[name] = fout[:, 11 + 2 * nr + c]
-    out["kron_flag"] = iout[:, 8 + nr] != 0
+        out[name] = kout[:, c]
+    out["kron_flag"] = kflag != 0
     return out
 
 
@@ -562,7 +589,8 @@ def measure_sources(image: np.ndarray, variance: np.ndarray, mask: np.ndarray | 
     """
     return _run(image, variance, mask, x, y, psf_images, psf_origins, psf_sigma, radii,
                 recentroid, segments, ids, edge_bits, saturated_bits, interpolated_bits,
-                cr_bits, bad_bits, exclude_bits, load_native("measure"))
+                cr_bits, bad_bits, exclude_bits, load_native("measure"),
+                load_native("photometry"))
 
 
 def measure_sources_reference(image: np.ndarray, variance: np.ndarray, mask: np.ndarray | None,
@@ -666,7 +694,7 @@ def psf_fluxes(image: np.ndarray, variance: np.ndarray, mask: np.ndarray | None,
         ``PSF_FLUX_DTYPE`` rows: ``psf_flux``, ``psf_flux_err``, ``psf_flag``.
     """
     return _psf_fluxes(image, variance, mask, psf_images, psf_origins, segments, ids,
-                       exclude_bits, load_native("measure"))
+                       exclude_bits, load_native("photometry"))
 
 
 def psf_fluxes_reference(image: np.ndarray, variance: np.ndarray, mask: np.ndarray | None,
