@@ -3,9 +3,10 @@
 The image is smoothed by a Gaussian of the PSF's core width (the adaptive second moments of
 the PSF model, :meth:`~hpcpipe.image.psf.Psf.adaptive_sigma_at`: the matched filter of a
 point source). The threshold is in units of the noise of the smoothed image
-(``thresholdType``): ``"stdev"`` (the default, LSST's ``stdev``) measures it as the clipped
-standard deviation of the smoothed image's own pixels, so that it holds whatever the
-variance plane says; ``"pixel_stdev"`` takes the median per-pixel noise of the variance
+(``thresholdType``): ``"stdev"`` (the default, LSST's ``stdev``) measures it on the
+smoothed image's own pixels (the lower half of their distribution, which sources do not
+reach: :func:`smoothed_stdev`), so that it holds whatever the variance plane says;
+``"pixel_stdev"`` takes the median per-pixel noise of the variance
 plane scaled by the kernel; ``"variance"`` the per-pixel noise of the variance plane smoothed
 by the kernel's square.
 
@@ -31,9 +32,8 @@ from hpcpipe.task import Struct, Task, timed_method
 
 __all__ = ["SourceDetectionConfig", "SourceDetectionTask", "exposure_noise", "smoothed_stdev"]
 
-#: The standard deviation of a unit Gaussian clipped at +-3 sigma (the clipped estimate is
-#: divided by it).
-_CLIP3_STD = 0.986654
+#: The fraction of a Gaussian below its mean minus one sigma.
+_LOWER_ONE_SIGMA = 0.158655
 
 
 class SourceDetectionConfig(Config):
@@ -43,7 +43,7 @@ class SourceDetectionConfig(Config):
                                 float, default=5.0, min=0.0, inclusive_min=False)
     thresholdType = ChoiceField(
         "how the smoothed image's noise is found", str,
-        {"stdev": "clipped standard deviation of the smoothed image's pixels (LSST stdev)",
+        {"stdev": "the smoothed image's own noise, from the lower half of its pixels",
          "pixel_stdev": "median noise of the variance plane, scaled by the kernel",
          "variance": "per-pixel noise of the variance plane, smoothed by the kernel"},
         default="stdev")
@@ -71,16 +71,30 @@ class SourceDetectionConfig(Config):
 
 
 def smoothed_stdev(smoothed: np.ndarray, bad: np.ndarray | None, step: int = 1) -> float:
-    """The noise of a smoothed image: its 3-sigma clipped standard deviation (five passes,
-    corrected for the clipping) over the good pixels of every ``step``-th row and column."""
+    """The noise of a smoothed image from its own pixels (good ones of every ``step``-th row
+    and column): the distance from the median down to the 15.87th percentile, after a
+    3-sigma clipped pass.
+
+    Sources (and the faint ones below the threshold, a confusion background) only add to the
+    upper tail: the lower half of the distribution is the noise's alone, where a standard
+    deviation, even clipped, grows with the sources.
+    """
     sub = smoothed[::step, ::step]
-    sub_bad = bad[::step, ::step] if bad is not None else None
-    _mean, std, count = clipped_stats(np.ascontiguousarray(sub),
-                                      None if sub_bad is None else np.ascontiguousarray(sub_bad),
-                                      nsigma=3.0, niter=5)
-    if not (count > 0 and std > 0):
+    good = np.isfinite(sub)
+    if bad is not None:
+        good &= ~np.asarray(bad[::step, ::step], bool)
+    values = np.asarray(sub[good], dtype=np.float64)
+    if values.size < 10:
         raise ValueError("the smoothed image has no good pixel to measure its noise on")
-    return float(std / _CLIP3_STD)
+    _mean, std, count = clipped_stats(values, None, nsigma=3.0, niter=3)
+    centre = float(np.median(values))
+    if count > 0 and std > 0:
+        values = values[np.abs(values - centre) <= 5.0 * std]
+        centre = float(np.median(values))
+    sigma = centre - float(np.percentile(values, 100.0 * _LOWER_ONE_SIGMA))
+    if not sigma > 0:
+        raise ValueError("the smoothed image has no noise to measure (all pixels equal)")
+    return sigma
 
 
 def exposure_noise(exposure: Any, ignore: tuple[str, ...] = ("BAD", "NO_DATA", "SAT")) -> float:
