@@ -112,12 +112,14 @@ def run_sep(image: np.ndarray, scene, true_sigma: float = 5.0) -> dict[str, np.n
     a, b = objs["a"], objs["b"]
     kr, _flag = sep.kron_radius(sub, x, y, a, b, objs["theta"], 6.0)
     # degenerate shapes (a single-pixel object, no Kron radius) take the minimum circle
-    valid = np.isfinite(kr) & (kr > 0) & (a > 0) & (b > 0)
+    theta = objs["theta"]
+    valid = np.isfinite(kr) & (kr > 0) & (a > 0) & (b > 0) & (a >= b) & \
+        (np.abs(theta) <= np.pi / 2)
     kr = np.where(valid, kr, 1.0)
     a, b = np.where(valid, a, 1.0), np.where(valid, b, 1.0)
+    theta = np.where(valid, theta, 0.0)
     var = np.clip(data, 0, None) + scene.read_noise**2
-    flux, ferr, _f = sep.sum_ellipse(sub, x, y, a, b, objs["theta"], 2.5 * kr, var=var,
-                                     subpix=5)
+    flux, ferr, _f = sep.sum_ellipse(sub, x, y, a, b, theta, 2.5 * kr, var=var, subpix=5)
     r_min = 1.75  # SEP's documented minimum: a diameter of 3.5 pixels
     small = (kr * np.sqrt(a * b) < r_min) | ~valid
     if small.any():
