@@ -69,6 +69,16 @@ if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v in
         log "no PostgreSQL server (initdb): the PostgreSQL APDB test will be skipped"
     fi
 fi
+# Source Extractor: the field's standard tool the photometry tests and perf/bench_single_frame
+# compare with (optional: those tests skip without it)
+if ! command -v source-extractor >/dev/null 2>&1 && [ "${HPCPIPE_NO_APT:-0}" != 1 ] \
+        && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing Source Extractor with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq source-extractor >&2 \
+        || { apt-get update -qq >&2 && apt-get install -y -qq source-extractor >&2; } \
+        || log "warning: source-extractor could not be installed (its comparisons will skip)"
+fi
 
 # --- 2. The virtual environment -----------------------------------------------------------
 python="${HPCPIPE_PYTHON:-python3}"

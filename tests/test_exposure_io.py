@@ -24,6 +24,7 @@ from hpcpipe.image import (
     PixelPsf,
     VisitInfo,
 )
+from hpcpipe.image.apcorr import ApCorrMap, ChebyshevBoundedField
 
 FORMATS = ["fits", "h5"]
 
@@ -55,6 +56,11 @@ def make_exposure(psf_kind: str = "pixel", seed: int = 1) -> Exposure:
         exp.psf = GaussianPsf(1.7)
     exp.filter = FilterLabel("r", "r_sim_2026")
     exp.photo_calib = PhotoCalib(27.31, 0.012)
+    box = (99.5, 199.5, 163.5, 247.5)
+    exp.ap_corr_map = ApCorrMap({
+        "base_PsfFlux_instFlux": ChebyshevBoundedField(box, [[1.0312, 0.0021], [-0.0013, 0.0]]),
+        "base_PsfFlux_instFluxErr": ChebyshevBoundedField(box, [[0.0007]]),
+    })
     amps = tuple(
         Amplifier(f"C0{i}", Box2I(32 * i, 0, 32, 48), Box2I(40 * i, 0, 40, 48),
                   Box2I(40 * i, 0, 32, 48), Box2I(40 * i + 32, 0, 8, 48),
@@ -94,6 +100,9 @@ def test_round_trip_loses_nothing(tmp_path, suffix, psf_kind):
                                exp.psf.compute_kernel_image(120, 210))
     assert back.filter == exp.filter
     assert back.photo_calib == exp.photo_calib
+    assert back.ap_corr_map == exp.ap_corr_map
+    assert back.ap_corr_map["base_PsfFlux_instFlux"].evaluate(130.0, 220.0) == pytest.approx(
+        exp.ap_corr_map["base_PsfFlux_instFlux"].evaluate(130.0, 220.0), abs=0)
     assert back.detector == exp.detector
     assert back.visit_info == exp.visit_info
     assert back.visit_info.date.tai.isot == "2026-03-04T05:06:07.500"

@@ -10,10 +10,13 @@ from hpcpipe.errors import PixelTypeError
 from hpcpipe.image import GaussianPsf
 from hpcpipe.kernels.measure import (
     MEASUREMENT_DTYPE,
+    PSF_FLUX_DTYPE,
     measure_sources,
     measure_sources_reference,
     measurement_dtype,
     pixel_overlap,
+    psf_fluxes,
+    psf_fluxes_reference,
 )
 
 SIGMA = 2.0
@@ -63,6 +66,19 @@ def test_native_matches_reference():
     kwargs = dict(psf_images=np.array(stamps), psf_origins=np.array(origins))
     assert_same(measure_sources(img, var, mask, xs[sel], ys[sel], **kwargs),
                 measure_sources_reference(img, var, mask, xs[sel], ys[sel], **kwargs))
+    for extra in ({}, dict(segments=seg, ids=ids[sel])):
+        assert_same(psf_fluxes(img, var, mask, **kwargs, **extra),
+                    psf_fluxes_reference(img, var, mask, **kwargs, **extra))
+    # elliptical, blended and edge Kron apertures
+    stars, svar = gaussian_stars((90, 90), [30.2, 36.0, 85.0], [40.6, 43.0, 45.0],
+                                 [5e4, 2e4, 3e4], 0, sxx=[9.0, 3.0, 4.0], syy=[3.0, 3.0, 4.0],
+                                 sxy=[2.0, 0.0, 0.0], noise=2.0, seed=3)
+    seg2 = np.zeros(stars.shape, np.int32)
+    seg2[38:48, 34:40] = 2
+    kw = dict(psf_sigma=1.7, segments=seg2, ids=[1, 2, 3])
+    assert_same(measure_sources(stars, svar, None, [30.0, 36.0, 85.0], [41.0, 43.0, 45.0], **kw),
+                measure_sources_reference(stars, svar, None, [30.0, 36.0, 85.0],
+                                          [41.0, 43.0, 45.0], **kw))
 
 
 def test_gaussian_stars_centroids_fluxes_and_shapes():
@@ -206,3 +222,48 @@ def test_edge_cases_and_bad_inputs():
     with pytest.raises(ValueError, match="psf_images"):
         measure_sources(img, var, None, [1.0], [1.0], psf_images=np.zeros((2, 5, 5)),
                         psf_origins=np.zeros((2, 2)))
+
+
+def test_psf_flux_at_the_centroid_is_unbiased_at_any_sub_pixel_position():
+    """The PSF model realised at the measured centroid (shifted, not the data): a noiseless
+    star's PSF flux is exact wherever its centre falls in the pixel."""
+    psf = GaussianPsf(1.6, 25)
+    xs = 20.0 + np.array([0.0, 0.25, 0.5, 0.5, -0.37])
+    ys = 20.0 + np.array([0.0, 0.0, 0.5, -0.5, 0.41])
+    for x, y in zip(xs, ys):
+        img, var = gaussian_stars((41, 41), [x], [y], [1e4], 1.6)
+        first = measure_sources(img, var + 1.0, None, [np.round(x)], [np.round(y)],
+                                psf_sigma=1.6)
+        stamp, origin = psf.compute_image(first["x"][0], first["y"][0])
+        res = psf_fluxes(img, var + 1.0, None, stamp[None], np.array([origin]))
+        assert res.dtype == PSF_FLUX_DTYPE and not res["psf_flag"][0]
+        assert res["psf_flux"][0] == pytest.approx(1e4, rel=2e-3), (x, y)
+        # the model at the integer peak loses flux at a pixel corner
+        stamp0, origin0 = psf.compute_image(np.round(x), np.round(y))
+        peak = psf_fluxes(img, var + 1.0, None, stamp0[None], np.array([origin0]))
+        if abs(x - np.round(x)) + abs(y - np.round(y)) > 0.9:
+            assert peak["psf_flux"][0] < 0.96e4
+
+
+def test_kron_flux_of_gaussians_and_blendedness():
+    sxx, syy, sxy = [4.0, 12.0], [4.0, 5.0], [0.0, 3.0]
+    img, var = gaussian_stars((120, 120), [30.3, 80.6], [40.7, 70.2], [1e5, 2e5], 0, sxx=sxx,
+                              syy=syy, sxy=sxy)
+    res = measure_sources(img, var + 1.0, None, [30.0, 81.0], [41.0, 70.0], psf_sigma=2.0)
+    assert not res["kron_flag"].any()
+    # a Gaussian's first moment is sqrt(pi / 2) sigma: 2.5 r1 < 3.5 sigma, the minimum radius
+    scale = (np.array(sxx) * np.array(syy) - np.array(sxy) ** 2) ** 0.25
+    np.testing.assert_allclose(res["kron_radius"], 3.5 * scale, rtol=1e-3)
+    # the flux within 3.5 sigma of an elliptical Gaussian: 1 - exp(-3.5**2 / 2)
+    np.testing.assert_allclose(res["kron_flux"], np.array([1e5, 2e5]) * (1 - np.exp(-6.125)),
+                               rtol=2e-3)
+    np.testing.assert_allclose(res["blendedness"], 0.0, atol=1e-12)
+    # two sources whose segments split a blend: each loses its neighbour's share
+    pair, pvar = gaussian_stars((60, 80), [35.0, 43.0], [30.0, 30.0], [1e4, 1e4], 2.0)
+    seg = np.zeros(pair.shape, np.int32)
+    seg[:, :39] = 1
+    seg[:, 40:] = 2  # the middle column, segment 0, is used by both
+    both = measure_sources(pair, pvar + 1.0, None, [35.0, 43.0], [30.0, 30.0], psf_sigma=2.0,
+                           segments=seg, ids=[1, 2], recentroid=False)
+    assert 0.005 < both["blendedness"][0] < 0.5
+    assert both["blendedness"][0] == pytest.approx(both["blendedness"][1], rel=1e-6)

@@ -82,6 +82,11 @@ def check_detection_completeness_and_purity(release):
         noise = float(np.sqrt(np.median(calexp.variance.array)))
         sigma = calexp.psf.sigma_at(w / 2, h / 2)
         flux = calexp.photo_calib.magnitude_to_instflux(truth[f"mag_{band}"])
+        # the zero point is on total fluxes now (aperture-corrected PSF fluxes): the S/N > 5
+        # sample keeps its definition on the scale of the PSF model's own flux (95.4% found;
+        # on total fluxes the same cut reaches ~4% fainter stars: 94.6%)
+        if calexp.ap_corr_map is not None:
+            flux = flux / calexp.ap_corr_map["base_PsfFlux_instFlux"].mean()
         snr = expected_psf_snr(flux, sigma, noise)
         stars = np.nonzero(inside & truth["is_star"] & (snr > 5))[0]
         m = match_truth(np.degrees(src["coord_ra"]), np.degrees(src["coord_dec"]), truth, 1.0,

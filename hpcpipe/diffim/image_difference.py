@@ -355,6 +355,9 @@ class ImageDifferenceTask(CmdLineTask):
         catalog["id"] = id_base + 1 + np.arange(n)
         if n:
             self._forced(catalog, science, "ip_diffim_forced_PsfFlux")
+            # the matched template has the science's PSF: the science's aperture corrections
+            # put its flux on the scale of the difference's (and of the zero point's)
+            matched_template.ap_corr_map = science.ap_corr_map
             self._forced(catalog, matched_template, "ip_diffim_forced_template_PsfFlux")
             # the difference's noise is correlated (one image was convolved): the PSF-flux
             # error from the per-pixel variance is short by the detection's noise scale

@@ -9,6 +9,7 @@ import numpy as np
 from astropy.wcs import WCS
 
 from hpcpipe.geom import Box2I
+from hpcpipe.image.apcorr import ApCorrMap
 from hpcpipe.image.calib import FilterLabel, PhotoCalib
 from hpcpipe.image.detector import Detector
 from hpcpipe.image.image import Image
@@ -37,6 +38,8 @@ class Exposure:
     photo_calib : PhotoCalib, optional
     detector : Detector, optional
     visit_info : VisitInfo, optional
+    ap_corr_map : ApCorrMap, optional
+        The aperture corrections measured on the exposure's stars.
     metadata : dict, optional
         Free key/value items (bool, int, float or str values), kept in order.
     """
@@ -51,6 +54,7 @@ class Exposure:
         detector: Detector | None = None,
         visit_info: VisitInfo | None = None,
         metadata: dict[str, MetadataValue] | None = None,
+        ap_corr_map: ApCorrMap | None = None,
         dtype: Any = np.float32,
     ) -> None:
         if not isinstance(masked_image, MaskedImage):
@@ -62,6 +66,7 @@ class Exposure:
         self.photo_calib = photo_calib
         self.detector = detector
         self.visit_info = visit_info
+        self.ap_corr_map = ap_corr_map
         self.metadata: dict[str, MetadataValue] = dict(metadata or {})
 
     # --- the planes -------------------------------------------------------------------------
@@ -102,6 +107,7 @@ class Exposure:
             "photo_calib": self.photo_calib,
             "detector": self.detector,
             "visit_info": self.visit_info,
+            "ap_corr_map": self.ap_corr_map,
             "metadata": self.metadata,
         }
 
@@ -157,6 +163,7 @@ class Exposure:
             and self.photo_calib == other.photo_calib
             and self.detector == other.detector
             and self.visit_info == other.visit_info
+            and self.ap_corr_map == other.ap_corr_map
             and self.metadata == other.metadata
         )
 

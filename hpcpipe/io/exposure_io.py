@@ -17,6 +17,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from hpcpipe.errors import FileFormatError
+from hpcpipe.image.apcorr import ApCorrMap
 from hpcpipe.image.calib import FilterLabel, PhotoCalib
 from hpcpipe.image.detector import Detector
 from hpcpipe.image.visit_info import VisitInfo
@@ -120,7 +121,8 @@ def wcs_equal(a: WCS | None, b: WCS | None, rtol: float = 1e-12) -> bool:
 
 # --- the structured information as JSON (HDF5 attributes and FITS tables share it) -----------
 def info_to_json(exposure: Any) -> dict[str, str]:
-    """Filter, calibration, detector and visit as JSON strings (absent items omitted)."""
+    """Filter, calibration, detector, visit and aperture corrections as JSON strings (absent
+    items omitted)."""
     out: dict[str, str] = {}
     if exposure.filter is not None:
         out["filter"] = json.dumps({"band": exposure.filter.band,
@@ -132,6 +134,8 @@ def info_to_json(exposure: Any) -> dict[str, str]:
         out["detector"] = json.dumps(exposure.detector.to_dict())
     if exposure.visit_info is not None:
         out["visit_info"] = json.dumps(exposure.visit_info.to_dict())
+    if getattr(exposure, "ap_corr_map", None) is not None:
+        out["ap_corr_map"] = json.dumps(exposure.ap_corr_map.to_dict())
     return out
 
 
@@ -146,6 +150,8 @@ def info_from_json(items: dict[str, str]) -> dict[str, Any]:
         out["detector"] = Detector.from_dict(json.loads(items["detector"]))
     if "visit_info" in items:
         out["visit_info"] = VisitInfo.from_dict(json.loads(items["visit_info"]))
+    if "ap_corr_map" in items:
+        out["ap_corr_map"] = ApCorrMap.from_dict(json.loads(items["ap_corr_map"]))
     return out
 
 

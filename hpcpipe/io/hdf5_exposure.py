@@ -4,7 +4,7 @@ Layout of an exposure group (the file's root group for a file of its own):
 
 * attributes ``hpcpipe_type = "Exposure"``, ``hpcpipe_layout_version``, ``xy0``, ``wcs`` (the
   FITS cards of the parent-coordinate WCS, as text), ``mask_planes``, ``metadata``,
-  ``filter``, ``photo_calib``, ``detector``, ``visit_info`` (JSON text);
+  ``filter``, ``photo_calib``, ``detector``, ``visit_info``, ``ap_corr_map`` (JSON text);
 * datasets ``image``, ``mask``, ``variance`` (chunked, compressed when asked);
 * a ``psf`` subgroup: the PSF's scalars as attributes and its array, if any, as ``data``.
 
@@ -126,8 +126,8 @@ def read_exposure_group(group: h5py.Group, where: str = "") -> Exposure:
         planes = MaskPlaneDict({k: tuple(v) for k, v in
                                 json.loads(_text(attrs["mask_planes"])).items()})
         metadata = decode_metadata(_text(attrs["metadata"]))
-        info = {k: _text(attrs[k]) for k in ("filter", "photo_calib", "detector", "visit_info")
-                if k in attrs}
+        info = {k: _text(attrs[k]) for k in ("filter", "photo_calib", "detector", "visit_info",
+                                             "ap_corr_map") if k in attrs}
         kwargs = info_from_json(info)
         wcs = None
         if "wcs" in attrs:

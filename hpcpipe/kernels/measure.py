@@ -35,6 +35,19 @@ PSF flux (``psf_flux``, ``psf_flux_err``, ``psf_flag``)
     Gaussian of width ``s`` sampled at pixel centres within ``4 s`` of the centroid):
     ``sum(P I) / sum(P**2)``, ``err**2 = sum(P**2 V) / sum(P**2)**2`` over the usable pixels;
     ``psf_flag`` when a pixel with ``P >= 0.02 max(P)`` is off the image or masked.
+Kron flux (``kron_radius``, ``kron_flux``, ``kron_flux_err``, ``kron_flag``)
+    Source Extractor's FLUX_AUTO on the adaptive-moment ellipse (LSST's KronFlux): with
+    ``M`` the adaptive moments (a circle of ``s`` when they failed), ``scale = det(M)**0.25``
+    and the elliptical radius ``r = scale * sqrt(d.M^-1.d)``, the first moment
+    ``r1 = sum(r I) / sum(I)`` over the usable pixels with ``r <= 6 scale``; the Kron radius is
+    ``max(2.5 r1, 3.5 scale)`` and the flux the sum within that ellipse, pixels near its edge
+    sampled 5x5; ``err**2 = sum(f**2 V)``. ``kron_flag``: no positive first moment, or the
+    ellipse leaves the image, covers a masked pixel or exceeds 120 pixels.
+Blendedness (``blendedness``)
+    LSST's ``base_Blendedness_abs`` with the segmentation as the deblender:
+    ``1 - sum(W I+) / sum(W' I+)`` with ``W`` a Gaussian of the Kron ellipse (``scale``) over
+    the source's own pixels and ``W'`` the same over every unmasked pixel (neighbours'
+    included), ``I+ = max(I, 0)`` within ``r <= 6 scale``; 0 for an isolated source.
 Pixel flags (``flag_edge``, ``flag_saturated``, ``flag_interpolated``, ``flag_cr``, ``flag_bad``)
     A pixel whose centre is within the first radius of the centroid has that mask bit
     (``flag_edge`` also when such a pixel is off the image).
@@ -51,14 +64,16 @@ from hpcpipe.errors import PixelTypeError
 from hpcpipe.kernels._checks import float_image, mask_image
 from hpcpipe.kernels._loader import load_native
 
-__all__ = ["DEFAULT_RADII", "MEASUREMENT_DTYPE", "measure_sources", "measure_sources_reference",
-           "measurement_dtype", "pixel_overlap"]
+__all__ = ["DEFAULT_RADII", "MEASUREMENT_DTYPE", "PSF_FLUX_DTYPE", "measure_sources",
+           "measure_sources_reference", "measurement_dtype", "pixel_overlap", "psf_fluxes",
+           "psf_fluxes_reference"]
 
 #: Aperture radii (pixels) measured by default.
 DEFAULT_RADII = (3.0, 4.5, 6.0, 9.0, 12.0, 17.0, 25.0)
 
 _FLOAT_COLUMNS = ("x", "y", "x_err", "y_err", "x_moment", "y_moment", "ixx", "iyy", "ixy",
                   "psf_flux", "psf_flux_err")
+_KRON_COLUMNS = ("kron_radius", "kron_flux", "kron_flux_err", "blendedness")
 _FLAG_COLUMNS = ("centroid_flag", "shape_flag", "psf_flag", "flag_edge", "flag_saturated",
                  "flag_interpolated", "flag_cr", "flag_bad")
 
@@ -70,6 +85,7 @@ def measurement_dtype(nradii: int = len(DEFAULT_RADII)) -> np.dtype:
     fields += [("ap_flux", np.float64, (nradii,)), ("ap_flux_err", np.float64, (nradii,)),
                ("ap_flag", np.bool_, (nradii,))]
     fields += [(name, np.bool_) for name in _FLAG_COLUMNS]
+    fields += [(name, np.float64) for name in _KRON_COLUMNS] + [("kron_flag", np.bool_)]
     return np.dtype(fields)
 
 
@@ -280,6 +296,66 @@ def _psf_ref(px: _Pixels, sid, stamp, ox, oy):
     return spi / spp, np.sqrt(sppv) / spp, flag
 
 
+def _kron_shape_ref(mxx, myy, mxy, sigma):
+    if not (mxx > 0 and myy > 0 and mxx * myy - mxy * mxy > 0):
+        mxx, myy, mxy = sigma * sigma, sigma * sigma, 0.0
+    det = mxx * myy - mxy * mxy
+    scale = np.sqrt(np.sqrt(det))
+    a, b, c = myy / det * scale * scale, mxx / det * scale * scale, -mxy / det * scale * scale
+    lmin = 0.5 * (mxx + myy) - np.sqrt(0.25 * (mxx - myy) * (mxx - myy) + mxy * mxy)
+    lmax = 0.5 * (mxx + myy) + np.sqrt(0.25 * (mxx - myy) * (mxx - myy) + mxy * mxy)
+    d = 0.7072 * scale / np.sqrt(max(lmin, 1e-6 * det / (mxx + myy)))
+    return a, b, c, scale, d, np.sqrt(lmax) / scale
+
+
+def _kron_ref(px: _Pixels, sid, xc, yc, mxx, myy, mxy, sigma):
+    a, b, c, scale, d, stretch = _kron_shape_ref(mxx, myy, mxy, sigma)
+    cx, cy = _round(xc), _round(yc)
+    rmax = 6.0 * scale
+    half = min(int(np.ceil(rmax * stretch)) + 1, 120)
+    rows, cols, img, var, code = px.box(cx, cy, half, sid)
+    dx, dy = cols - xc, rows - yc
+    r = np.sqrt(a * dx * dx + 2.0 * c * dx * dy + b * dy * dy)
+    inside = r <= rmax
+    w = np.where(inside & (code != 0) & (img > 0), np.exp(-0.5 * r * r / (scale * scale)) * img,
+                 0.0)
+    every = float(w.sum())
+    own = float(np.where(code == 1, w, 0.0).sum())
+    blend = 1.0 - own / every if every > 0 else 0.0
+    use = inside & (code == 1)
+    s0 = float(np.where(use, img, 0.0).sum())
+    s1 = float(np.where(use, img * r, 0.0).sum())
+    if not (s0 > 0 and s1 > 0):
+        return np.nan, np.nan, np.nan, True, blend
+    radius = max(2.5 * (s1 / s0), 3.5 * scale)
+    flag = False
+    limit = int(np.ceil((radius + d) * stretch)) + 1
+    if limit > 120:
+        limit, flag = 120, True
+    ny, nx = px.image.shape
+    rows = np.arange(cy - limit, cy + limit + 1)[:, None]
+    cols = np.arange(cx - limit, cx + limit + 1)[None, :]
+    dx, dy = cols - xc, rows - yc
+    r = np.sqrt(a * dx * dx + 2.0 * c * dx * dy + b * dy * dy)
+    f = np.where(r > radius + d, 0.0, 1.0)
+    edge = (r <= radius + d) & (r > radius - d)
+    sub = (np.arange(5) - 2) * 0.2
+    for i, j in zip(*np.nonzero(edge)):
+        ey = dy[i, 0] + sub[:, None]
+        ex = dx[0, j] + sub[None, :]
+        f[i, j] = 0.04 * np.count_nonzero(a * ex * ex + 2.0 * c * ex * ey + b * ey * ey
+                                          <= radius * radius)
+    on = (rows >= 0) & (rows < ny) & (cols >= 0) & (cols < nx)
+    flag |= bool((f[~on] > 0).any())
+    brows, bcols, img, var, code = px.region(cy - limit, cy + limit, cx - limit, cx + limit, sid)
+    fb = f[brows[:, 0] - (cy - limit)][:, bcols[0] - (cx - limit)]
+    flag |= bool(((fb > 0) & (code == 0)).any())
+    use = (fb > 0) & (code == 1)
+    flux = float(np.sum(np.where(use, fb * img, 0.0)))
+    err = float(np.sqrt(np.sum(np.where(use, fb * fb * var, 0.0))))
+    return radius, flux, err, flag, blend
+
+
 def _gaussian_stamp_ref(xc, yc, sigma):
     half = int(np.ceil(4.0 * sigma))
     cx, cy = _round(xc), _round(yc)
@@ -335,6 +411,23 @@ def _measure_reference(image, variance, mask, seg, ids, xs, ys, sigmas, psfs, or
         iout[k, 3:8] = _pixel_flags_ref(mask, xc, yc, float(radii[0]), bits)
 
 
+def _kron_reference(image, variance, mask, seg, ids, xs, ys, moments, sigmas, exclude, fout,
+                    iout):
+    ny, nx = image.shape
+    px = _Pixels(image, variance, mask, seg, exclude)
+    for k in range(xs.size):
+        xc, yc = float(xs[k]), float(ys[k])
+        if not (np.isfinite(xc) and np.isfinite(yc) and -0.5 < xc < nx - 0.5
+                and -0.5 < yc < ny - 0.5):
+            fout[k] = np.nan
+            iout[k] = 1
+            continue
+        kr = _kron_ref(px, int(ids[k]), xc, yc, moments[k, 0], moments[k, 1], moments[k, 2],
+                       float(sigmas[k]))
+        fout[k] = kr[0], kr[1], kr[2], kr[4]
+        iout[k] = kr[3]
+
+
 def _psf_sigma_from_stamps(psfs: np.ndarray) -> np.ndarray:
     """The Gaussian-equivalent width of each PSF stamp from its second moments."""
     n, kh, kw = psfs.shape
@@ -350,7 +443,7 @@ def _psf_sigma_from_stamps(psfs: np.ndarray) -> np.ndarray:
 
 def _run(image, variance, mask, x, y, psf_images, psf_origins, psf_sigma, radii, recentroid,
          segments, ids, edge_bits, saturated_bits, interpolated_bits, cr_bits, bad_bits,
-         exclude_bits, native):
+         exclude_bits, native, phot=None):
     func = "measure_sources"
     image = float_image(image, "image", func, dtype=np.float32)
     variance = float_image(variance, "variance", func, dtype=np.float32)
@@ -405,6 +498,8 @@ def _run(image, variance, mask, x, y, psf_images, psf_origins, psf_sigma, radii,
     nr = radii.size
     fout = np.empty((n, 11 + 2 * nr))
     iout = np.empty((n, 8 + nr), np.int64)
+    kout = np.empty((n, 4))
+    kflag = np.empty(n, np.int64)
     bits = [int(edge_bits), int(saturated_bits), int(interpolated_bits), int(cr_bits),
             int(bad_bits)]
     if n > 0:
@@ -420,6 +515,17 @@ def _run(image, variance, mask, x, y, psf_images, psf_origins, psf_sigma, radii,
             _measure_reference(image, variance, mask, seg, id_arr, xs, ys, sigmas, psfs,
                                origins, radii, bool(recentroid), int(exclude_bits), bits,
                                fout, iout)
+        # the Kron flux and blendedness at the centroids, with the adaptive moments
+        moments = np.ascontiguousarray(fout[:, 6:9])
+        cx, cy = np.ascontiguousarray(fout[:, 0]), np.ascontiguousarray(fout[:, 1])
+        if phot is not None:
+            phot.kron_fluxes(image, variance, mask,
+                             seg if seg is not None else np.zeros((1, 1), np.int32),
+                             int(seg is not None), id_arr, cx, cy, moments, sigmas,
+                             int(exclude_bits), kout, kflag)
+        else:
+            _kron_reference(image, variance, mask, seg, id_arr, cx, cy, moments, sigmas,
+                            int(exclude_bits), kout, kflag)
     out = np.zeros(n, dtype=measurement_dtype(nr))
     out["id"] = id_arr
     for c, name in enumerate(_FLOAT_COLUMNS):
@@ -429,6 +535,9 @@ def _run(image, variance, mask, x, y, psf_images, psf_origins, psf_sigma, radii,
     out["ap_flag"] = iout[:, 8:] != 0
     for c, name in enumerate(_FLAG_COLUMNS):
         out[name] = iout[:, c] != 0
+    for c, name in enumerate(_KRON_COLUMNS):
+        out[name] = kout[:, c]
+    out["kron_flag"] = kflag != 0
     return out
 
 
@@ -480,7 +589,8 @@ def measure_sources(image: np.ndarray, variance: np.ndarray, mask: np.ndarray | 
     """
     return _run(image, variance, mask, x, y, psf_images, psf_origins, psf_sigma, radii,
                 recentroid, segments, ids, edge_bits, saturated_bits, interpolated_bits,
-                cr_bits, bad_bits, exclude_bits, load_native("measure"))
+                cr_bits, bad_bits, exclude_bits, load_native("measure"),
+                load_native("photometry"))
 
 
 def measure_sources_reference(image: np.ndarray, variance: np.ndarray, mask: np.ndarray | None,
@@ -499,3 +609,98 @@ def measure_sources_reference(image: np.ndarray, variance: np.ndarray, mask: np.
     return _run(image, variance, mask, x, y, psf_images, psf_origins, psf_sigma, radii,
                 recentroid, segments, ids, edge_bits, saturated_bits, interpolated_bits,
                 cr_bits, bad_bits, exclude_bits, None)
+
+
+#: The rows of :func:`psf_fluxes`.
+PSF_FLUX_DTYPE = np.dtype([("psf_flux", np.float64), ("psf_flux_err", np.float64),
+                           ("psf_flag", np.bool_)])
+
+
+def _psf_fluxes(image, variance, mask, psf_images, psf_origins, segments, ids, exclude_bits,
+                native) -> np.ndarray:
+    func = "psf_fluxes"
+    image = float_image(image, "image", func, dtype=np.float32)
+    variance = float_image(variance, "variance", func, dtype=np.float32)
+    if variance.shape != image.shape:
+        raise ValueError(f"{func}: variance's shape {variance.shape} differs from the image's "
+                         f"{image.shape}")
+    mask = mask_image(mask, image.shape, "mask", func)
+    psfs = np.ascontiguousarray(psf_images, dtype=np.float64)
+    if psfs.ndim != 3:
+        raise ValueError(f"{func}: psf_images must be (n, k, k); got {psfs.shape}")
+    n = psfs.shape[0]
+    origins = np.ascontiguousarray(psf_origins, dtype=np.int64)
+    if origins.shape != (n, 2):
+        raise ValueError(f"{func}: psf_origins must be ({n}, 2); got {origins.shape}")
+    seg = None
+    if segments is not None:
+        seg = np.asarray(segments)
+        if seg.shape != image.shape or seg.dtype.kind not in "iu":
+            raise ValueError(f"{func}: segments must be integers of the image's shape; got "
+                             f"{seg.dtype} {seg.shape}")
+        seg = np.ascontiguousarray(seg, dtype=np.int32)
+        if ids is None:
+            raise ValueError(f"{func}: segments need the sources' ids")
+    id_arr = (np.arange(n, dtype=np.int64) if ids is None
+              else np.atleast_1d(np.asarray(ids)).astype(np.int64))
+    if id_arr.shape != (n,):
+        raise ValueError(f"{func}: ids must have one entry per stamp; got {id_arr.shape}")
+    fout = np.full((n, 2), np.nan)
+    iout = np.ones(n, np.int64)
+    if n > 0:
+        if native is not None:
+            native.psf_fluxes(image, variance, mask,
+                              seg if seg is not None else np.zeros((1, 1), np.int32),
+                              int(seg is not None), id_arr, psfs, origins, int(exclude_bits),
+                              fout, iout)
+        else:
+            px = _Pixels(image, variance, mask, seg, int(exclude_bits))
+            for k in range(n):
+                fout[k, 0], fout[k, 1], iout[k] = _psf_ref(
+                    px, int(id_arr[k]), psfs[k], int(origins[k, 0]), int(origins[k, 1]))
+    out = np.zeros(n, PSF_FLUX_DTYPE)
+    out["psf_flux"] = fout[:, 0]
+    out["psf_flux_err"] = fout[:, 1]
+    out["psf_flag"] = iout != 0
+    return out
+
+
+def psf_fluxes(image: np.ndarray, variance: np.ndarray, mask: np.ndarray | None,
+               psf_images: np.ndarray, psf_origins: np.ndarray, *,
+               segments: np.ndarray | None = None, ids: np.ndarray | None = None,
+               exclude_bits: int = (1 << 0) | (1 << 8)) -> np.ndarray:
+    """PSF fluxes of PSF models already realised at each source's (sub-pixel) position.
+
+    The fit and its error are those of :func:`measure_sources`' ``psf_flux`` (least-squares
+    amplitude over the usable pixels, error from the variance plane, the flag when a pixel
+    with ``P >= 0.02 max(P)`` is off the image or masked); the model is the caller's: for
+    PSF photometry at the measured centroid, ``Psf.compute_image(x, y)`` at the centroids of
+    a first :func:`measure_sources` pass.
+
+    Parameters
+    ----------
+    image, variance, mask : numpy.ndarray
+        As :func:`measure_sources`.
+    psf_images : numpy.ndarray
+        ``(n, k, k)`` PSF models (sum 1).
+    psf_origins : numpy.ndarray
+        ``(n, 2)`` integer ``(x0, y0)`` of each stamp's lower-left pixel in the image.
+    segments, ids, exclude_bits
+        As :func:`measure_sources`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``PSF_FLUX_DTYPE`` rows: ``psf_flux``, ``psf_flux_err``, ``psf_flag``.
+    """
+    return _psf_fluxes(image, variance, mask, psf_images, psf_origins, segments, ids,
+                       exclude_bits, load_native("photometry"))
+
+
+def psf_fluxes_reference(image: np.ndarray, variance: np.ndarray, mask: np.ndarray | None,
+                         psf_images: np.ndarray, psf_origins: np.ndarray, *,
+                         segments: np.ndarray | None = None, ids: np.ndarray | None = None,
+                         exclude_bits: int = (1 << 0) | (1 << 8)) -> np.ndarray:
+    """NumPy reference of :func:`psf_fluxes`."""
+    return _psf_fluxes(image, variance, mask, psf_images, psf_origins, segments, ids,
+                       exclude_bits, None)

@@ -41,7 +41,8 @@ from hpcpipe.obs.camera import (
 )
 from hpcpipe.obs.expression import ExpressionError, MissingKeywordError
 
-__all__ = ["RawUnit", "scan_raw", "read_raw", "raw_wcs_box", "translate", "CALIB_TYPES", "SCIENCE_TYPES"]
+__all__ = ["RawUnit", "scan_raw", "read_raw", "raw_wcs_box", "translate", "CALIB_TYPES",
+           "SCIENCE_TYPES"]
 
 #: OBSTYPE values of calibration products, and their dataset types.
 CALIB_TYPES = {"bias": "bias", "dark": "dark", "flat": "flat"}

@@ -3,8 +3,11 @@
 On a postISRCCD: a Gaussian PSF guess is installed; then ``psfIterations`` times: the
 background is estimated and subtracted (the first time, cosmic rays are then found and
 repaired with the PSF guess), bright sources are detected and measured, and a PSF model is
-fitted to the stars among them. The last
-iteration's catalog is ``icSrc`` (with the stars used flagged ``calib_psf_used``).
+fitted to the stars among them. After a last background pass, the last iteration's sources
+are measured again with the final PSF: that catalog is ``icSrc`` (with the stars used flagged
+``calib_psf_used``), and its PSF stars give the aperture corrections
+(:class:`~hpcpipe.pipe.ap_corr.MeasureApCorrTask`), set on the exposure and applied to
+``icSrc``.
 
 ``hpcpipe run characterizeImage REPO --id visit=... ccd=...`` reads ``postISRCCD`` (written by
 ``hpcpipe run isr``) and writes ``icExp`` (the characterized exposure, with its PSF),
@@ -19,6 +22,7 @@ import numpy as np
 
 from hpcpipe.config import Config, ConfigurableField, Field, RangeField
 from hpcpipe.image.psf import GaussianPsf
+from hpcpipe.pipe.ap_corr import MeasureApCorrTask, apply_ap_corr, corrected_flux_names
 from hpcpipe.pipe.background import SubtractBackgroundTask
 from hpcpipe.pipe.dataset_io import background_exposure, read_input, write_schemas
 from hpcpipe.pipe.detection import SourceDetectionTask
@@ -50,6 +54,10 @@ class CharacterizeImageConfig(Config):
     measurement = ConfigurableField("measure them", MeasurementTask)
     measurePsf = ConfigurableField("fit the PSF to the stars", MeasurePsfTask)
     repair = ConfigurableField("find and repair cosmic rays", RepairTask)
+    measureApCorr = ConfigurableField("fit the aperture corrections to the PSF stars",
+                                      MeasureApCorrTask)
+    doApCorr = Field("measure the aperture corrections (and apply them to icSrc)", bool,
+                     default=True)
     psfIterations = RangeField("background/detection/PSF passes", int, default=2, min=1)
     initialPsfSigma = RangeField("Gaussian PSF guess before the first fit, pixels", float,
                                  default=2.0, min=0.3)
@@ -70,7 +78,8 @@ class CharacterizeImageTask(CmdLineTask):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        for name in ("background", "detection", "measurement", "measurePsf", "repair"):
+        for name in ("background", "detection", "measurement", "measurePsf", "repair",
+                     "measureApCorr"):
             self.make_subtask(name)
         self.schema = characterize_schema(list(self.config.measurement.apertureRadii))
 
@@ -87,6 +96,7 @@ class CharacterizeImageTask(CmdLineTask):
         c = self.config
         if exposure.psf is None:
             exposure.psf = GaussianPsf(c.initialPsfSigma)
+        exposure.ap_corr_map = None  # measured again below, with this PSF
         sigma = c.initialPsfSigma
         background = np.zeros(exposure.image.array.shape, np.float32)
         catalog = None
@@ -101,6 +111,20 @@ class CharacterizeImageTask(CmdLineTask):
         assert catalog is not None
         # a last background pass with the final detection mask
         background += self.background.run(exposure).background
+        # the sources again, measured with the final PSF: the aperture corrections must be
+        # those of the PSF model the later measurements use
+        flags = {name: catalog[name].copy() for name in PSF_FLAGS}
+        catalog = measure_detections(self.measurement, exposure, det.detections, id_base,
+                                     self.schema)
+        for name, values in flags.items():
+            catalog[name] = values
+        if c.doApCorr:
+            names = corrected_flux_names(list(c.measurement.apertureRadii))
+            ap_corr = self.measureApCorr.run(exposure, catalog, catalog["calib_psf_used"],
+                                             names).ap_corr_map
+            exposure.ap_corr_map = ap_corr if len(ap_corr) else None
+            if exposure.ap_corr_map is not None:
+                apply_ap_corr(catalog, exposure.ap_corr_map, names)
         self.metadata["psfSigma"] = float(sigma)
         self.metadata["nIcSrc"] = len(catalog)
         return Struct(exposure=exposure, background=background, sourceCat=catalog,

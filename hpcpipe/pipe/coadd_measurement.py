@@ -4,7 +4,10 @@
 * measureCoaddSources, per (tract, patch, filter): every deblended source of
   ``deepCoadd_deblend`` measured on the filter's ``deepCoadd_calexp`` (children with their
   neighbours' segments left out, parents over their whole footprint): ``deepCoadd_meas``, one
-  row per source with the same ids in every filter.
+  row per source with the same ids in every filter. The coadd's own aperture corrections are
+  measured on its stars (unblended, clean, high signal to noise, on the stellar locus of the
+  adaptive-moment sizes), applied to the catalog and stored with ``deepCoadd_calexp`` (for
+  forced photometry on the coadd).
 * mergeCoaddMeasurements, per (tract, patch): for each object the reference filter is the
   first of ``priorityList`` in which it is measured cleanly at high enough signal to noise
   (else the filter where its signal to noise is highest); its row there becomes the object's
@@ -17,8 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from hpcpipe.config import Config, ConfigurableField, ListField, RangeField
+from hpcpipe.config import Config, ConfigurableField, Field, ListField, RangeField
 from hpcpipe.image import Exposure
+from hpcpipe.image.apcorr import ApCorrMap
+from hpcpipe.meas.psf_model import select_stars
+from hpcpipe.pipe.ap_corr import MeasureApCorrTask, apply_ap_corr, corrected_flux_names
 from hpcpipe.pipe.measurement import MeasurementTask, measurement_schema
 from hpcpipe.table import Catalog, Schema
 from hpcpipe.task import Struct, timed_method
@@ -52,6 +58,11 @@ class MeasureCoaddSourcesConfig(Config):
     """The measurement of coadd sources."""
 
     measurement = ConfigurableField("measure the deblended sources", MeasurementTask)
+    measureApCorr = ConfigurableField("the coadd's aperture corrections from its stars",
+                                      MeasureApCorrTask)
+    doApCorr = Field("measure and apply the coadd's aperture corrections", bool, default=True)
+    starMinSnr = RangeField("faintest star used for the aperture corrections, PSF S/N", float,
+                            default=50.0, min=0.0)
 
 
 class MeasureCoaddSourcesTask(CmdLineTask):
@@ -63,12 +74,33 @@ class MeasureCoaddSourcesTask(CmdLineTask):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.make_subtask("measurement")
+        self.make_subtask("measureApCorr")
         self.schema = coadd_meas_schema(list(self.config.measurement.apertureRadii))
+
+    def measure_ap_corr(self, exposure: Exposure, catalog: Catalog) -> None:
+        """Measure the coadd's aperture corrections on its stars; set them on ``exposure``
+        and apply them to ``catalog`` (nothing when too few stars)."""
+        size = np.sqrt(0.5 * (catalog["base_SdssShape_xx"] + catalog["base_SdssShape_yy"]))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            snr = catalog["base_PsfFlux_instFlux"] / catalog["base_PsfFlux_instFluxErr"]
+        flagged = (catalog["parent"] != 0) | (catalog["deblend_nChild"] > 0) | \
+            catalog["base_SdssShape_flag"] | catalog["base_PixelFlags_flag_interpolated"]
+        for name in _CLEAN:
+            flagged |= catalog[name]
+        stars = select_stars(size, snr, flagged, min_snr=self.config.starMinSnr)
+        names = corrected_flux_names(list(self.config.measurement.apertureRadii))
+        ap_corr = self.measureApCorr.run(exposure, catalog, stars, names).ap_corr_map
+        if len(ap_corr):
+            exposure.ap_corr_map = ap_corr
+            apply_ap_corr(catalog, ap_corr, names)
+        self.metadata["nApCorrStars"] = int(stars.sum())
 
     @timed_method
     def run(self, exposure: Exposure, deblend: Catalog, segments: np.ndarray) -> Struct:
         """Returns ``catalog`` (deepCoadd_meas)."""
         copy_cols = ("id", "parent", "deblend_nChild", "footprint_npix", "detect_isPrimary")
+        if self.config.doApCorr:
+            exposure.ap_corr_map = None  # measured again below, on uncorrected fluxes
         parts = []
         for is_parent in (True, False):
             rows = deblend.where(deblend["deblend_nChild"] > 0 if is_parent
@@ -85,6 +117,8 @@ class MeasureCoaddSourcesTask(CmdLineTask):
                 extra=extra, schema=self.schema, **kwargs).catalog)
         catalog = (Catalog.concatenate(parts) if len(parts) > 1 else parts[0]) if parts \
             else Catalog(self.schema)
+        if self.config.doApCorr and len(catalog):
+            self.measure_ap_corr(exposure, catalog)
         self.metadata["nMeasured"] = len(catalog)
         return Struct(catalog=catalog)
 
@@ -97,10 +131,13 @@ class MeasureCoaddSourcesTask(CmdLineTask):
                 and butler.datasetExists("deepCoadd_deblend", **key)):
             self.log.info("no coadd or no deblended sources for %s: nothing to measure", d)
             return Struct(catalog=None)
-        result = self.run(data_ref.get("deepCoadd_calexp"),
-                          butler.get("deepCoadd_deblend", **key),
+        coadd = data_ref.get("deepCoadd_calexp")
+        had_ap_corr = None if coadd.ap_corr_map is None else ApCorrMap(coadd.ap_corr_map)
+        result = self.run(coadd, butler.get("deepCoadd_deblend", **key),
                           butler.get("deepCoadd_segments", **key).image.array.astype(np.int32))
         data_ref.put(result.catalog, "deepCoadd_meas")
+        if coadd.ap_corr_map is not None and coadd.ap_corr_map != had_ap_corr:
+            data_ref.put(coadd, "deepCoadd_calexp")  # with its aperture corrections
         return result
 
 

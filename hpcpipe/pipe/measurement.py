@@ -1,11 +1,18 @@
 """Source measurement (LSST's ``SingleFrameMeasurementTask`` and ``ForcedMeasurementTask``).
 
 One call of the measurement kernel (:func:`hpcpipe.kernels.measure.measure_sources`) gives,
-for every source: a Gaussian-weighted centroid, adaptive second moments, PSF and aperture
-fluxes with errors and pixel flags. This task turns those columns into a
-:class:`~hpcpipe.table.Catalog` whose field names follow LSST's plugins
-(``base_SdssCentroid_x``, ``base_SdssShape_xx``, ``base_PsfFlux_instFlux``,
-``base_CircularApertureFlux_<r>_instFlux``, ``base_PixelFlags_flag_edge``...) and adds sky
+for every source: a Gaussian-weighted centroid, adaptive second moments, aperture and Kron
+fluxes with errors, blendedness and pixel flags. The PSF flux is then fitted with the PSF
+model realised at each source's measured (sub-pixel) centroid
+(:func:`hpcpipe.kernels.measure.psf_fluxes`): the model is shifted, not the data. With an
+aperture-correction map on the exposure (:class:`~hpcpipe.image.apcorr.ApCorrMap`, measured
+by :class:`~hpcpipe.pipe.ap_corr.MeasureApCorrTask`), every corrected flux and its error are
+multiplied by the correction at the source's position (LSST's ``ApplyApCorrTask``).
+
+This task turns those columns into a :class:`~hpcpipe.table.Catalog` whose field names follow
+LSST's plugins (``base_SdssCentroid_x``, ``base_SdssShape_xx``, ``base_PsfFlux_instFlux``,
+``base_CircularApertureFlux_<r>_instFlux``, ``ext_photometryKron_KronFlux_instFlux``,
+``base_Blendedness_abs``, ``base_PixelFlags_flag_edge``, ``<flux>_apCorr``...) and adds sky
 coordinates from the exposure's WCS.
 """
 
@@ -16,12 +23,16 @@ from typing import Any
 import numpy as np
 
 from hpcpipe.config import Config, Field, ListField, RangeField
-from hpcpipe.kernels.measure import measure_sources
+from hpcpipe.kernels.measure import measure_sources, psf_fluxes
+from hpcpipe.pipe.ap_corr import AP_CORR_FIELDS, apply_ap_corr, corrected_flux_names
 from hpcpipe.table import Catalog, Schema, fill_value
 from hpcpipe.task import Struct, Task, timed_method
 
 __all__ = ["MeasurementConfig", "MeasurementTask", "measurement_schema", "aperture_name",
-           "psf_stamps"]
+           "psf_stamps", "KRON_NAME"]
+
+#: LSST's field prefix of the Kron flux.
+KRON_NAME = "ext_photometryKron_KronFlux"
 
 
 def aperture_name(radius: float) -> str:
@@ -53,12 +64,28 @@ def measurement_schema(radii: list[float] | tuple[float, ...]) -> Schema:
     s.add_field("base_PsfFlux_instFlux", "D", doc="PSF flux", units="count")
     s.add_field("base_PsfFlux_instFluxErr", "D", doc="PSF flux error", units="count")
     s.add_flag("base_PsfFlux_flag", doc="the PSF flux could not be measured")
+    s.add_flag("base_PsfFlux_flag_badCentroid",
+               doc="the centroid failed or moved more than a pixel from the peak")
+    s.add_field(f"{KRON_NAME}_instFlux", "D", doc="Kron flux (2.5 Kron radii)", units="count")
+    s.add_field(f"{KRON_NAME}_instFluxErr", "D", doc="Kron flux error", units="count")
+    s.add_field(f"{KRON_NAME}_radius", "F", doc="Kron aperture radius (2.5 r1, elliptical)",
+                units="pixel")
+    s.add_flag(f"{KRON_NAME}_flag", doc="the Kron flux could not be measured, or its "
+               "aperture is off the image or masked")
+    s.add_field("base_Blendedness_abs", "F",
+                doc="1 - own flux / all flux within the source's Gaussian weight")
     for r in radii:
         name = aperture_name(r)
         s.add_field(f"{name}_instFlux", "D", doc=f"flux within {r} pixels", units="count")
         s.add_field(f"{name}_instFluxErr", "D", doc=f"flux error within {r} pixels",
                     units="count")
         s.add_flag(f"{name}_flag", doc=f"the {r}-pixel aperture is off the image or masked")
+    for name in corrected_flux_names(radii):
+        for suffix, dtype, doc in AP_CORR_FIELDS:
+            if dtype == "Flag":
+                s.add_flag(f"{name}{suffix}", doc=doc)
+            else:
+                s.add_field(f"{name}{suffix}", dtype, doc=doc)
     for flag, doc in (("edge", "source is near the image's edge"),
                       ("saturated", "a saturated pixel is in the source's centre"),
                       ("interpolated", "an interpolated pixel is in the source's centre"),
@@ -96,6 +123,11 @@ class MeasurementConfig(Config):
                          bool, default=True)
     psfSigma = RangeField("Gaussian PSF sigma (pixels) used when the exposure has no PSF",
                           float, default=2.0, min=0.1)
+    doApplyApCorr = Field("apply the exposure's aperture corrections (when it has them)",
+                          bool, default=True)
+    maxCentroidShift = RangeField("PSF flux flagged badCentroid when the centroid moved more "
+                                  "than this from the input position (the peak), pixels",
+                                  float, default=1.0, min=0.0)
 
 
 class MeasurementTask(Task):
@@ -148,28 +180,40 @@ class MeasurementTask(Task):
         y = np.asarray(y, dtype=np.float64)
         x0, y0 = exposure.xy0
         mask = exposure.mask
-        kwargs: dict[str, Any] = {}
-        if exposure.psf is not None:
-            stamps, origins = psf_stamps(exposure.psf, x, y)
-            kwargs.update(psf_images=stamps, psf_origins=origins - np.array([x0, y0]))
+        psf = exposure.psf
+        if psf is not None:
+            sigma = psf.adaptive_sigma_at(x0 + exposure.width / 2, y0 + exposure.height / 2)
         else:
-            kwargs.update(psf_sigma=c.psfSigma)
+            sigma = c.psfSigma
+        kwargs: dict[str, Any] = {}
         if segments is not None:
             kwargs.update(segments=segments, ids=ids)
+        do_centroid = c.doRecentroid if recentroid is None else recentroid
         res = measure_sources(
             exposure.image.array, exposure.variance.array, mask.array, x - x0, y - y0,
-            radii=tuple(c.apertureRadii),
-            recentroid=c.doRecentroid if recentroid is None else recentroid,
+            radii=tuple(c.apertureRadii), recentroid=do_centroid, psf_sigma=sigma,
             edge_bits=self._bits(mask, list(c.edgeMaskPlanes)),
             saturated_bits=self._bits(mask, ["SAT"]),
             interpolated_bits=self._bits(mask, ["INTRP"]),
             cr_bits=self._bits(mask, ["CR"]),
             bad_bits=self._bits(mask, list(c.badMaskPlanes)),
             **kwargs)
+        cx, cy = res["x"] + x0, res["y"] + y0
+        moved = np.hypot(cx - x, cy - y) > c.maxCentroidShift
+        if psf is not None:
+            # the PSF model realised at the measured centroid (not at the integer peak)
+            px = np.where(np.isfinite(cx), cx, x)
+            py = np.where(np.isfinite(cy), cy, y)
+            valid = np.isfinite(px) & np.isfinite(py)
+            stamps, origins = psf_stamps(psf, np.where(valid, px, x0), np.where(valid, py, y0))
+            pf = psf_fluxes(exposure.image.array, exposure.variance.array, mask.array, stamps,
+                            origins - np.array([x0, y0]), **kwargs)
+            res["psf_flux"] = np.where(valid, pf["psf_flux"], np.nan)
+            res["psf_flux_err"] = np.where(valid, pf["psf_flux_err"], np.nan)
+            res["psf_flag"] = pf["psf_flag"] | ~valid
         schema = schema or self.schema
         columns: dict[str, Any] = {}
         n = len(x)
-        cx, cy = res["x"] + x0, res["y"] + y0
         columns["base_SdssCentroid_x"] = cx
         columns["base_SdssCentroid_y"] = cy
         columns["base_SdssCentroid_xErr"] = res["x_err"]
@@ -184,6 +228,12 @@ class MeasurementTask(Task):
         columns["base_PsfFlux_instFlux"] = res["psf_flux"]
         columns["base_PsfFlux_instFluxErr"] = res["psf_flux_err"]
         columns["base_PsfFlux_flag"] = res["psf_flag"]
+        columns["base_PsfFlux_flag_badCentroid"] = res["centroid_flag"] | moved
+        columns[f"{KRON_NAME}_instFlux"] = res["kron_flux"]
+        columns[f"{KRON_NAME}_instFluxErr"] = res["kron_flux_err"]
+        columns[f"{KRON_NAME}_radius"] = res["kron_radius"]
+        columns[f"{KRON_NAME}_flag"] = res["kron_flag"]
+        columns["base_Blendedness_abs"] = res["blendedness"]
         for k, r in enumerate(c.apertureRadii):
             name = aperture_name(r)
             columns[f"{name}_instFlux"] = res["ap_flux"][:, k]
@@ -205,5 +255,8 @@ class MeasurementTask(Task):
                 columns[f.name] = (np.arange(1, n + 1) if f.name == "id" else
                                    np.full((n, *f.shape), fill_value(f.dtype), dtype=f.dtype))
         catalog = Catalog.from_columns(schema, {f.name: columns[f.name] for f in schema})
+        if c.doApplyApCorr and exposure.ap_corr_map is not None:
+            apply_ap_corr(catalog, exposure.ap_corr_map,
+                          corrected_flux_names(list(c.apertureRadii)))
         self.metadata["nMeasured"] = n
         return Struct(catalog=catalog)
