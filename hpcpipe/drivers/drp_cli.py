@@ -28,7 +28,14 @@ from hpcpipe.drivers.drp import (
     run_production,
     write_configs,
 )
-from hpcpipe.drivers.production import Production, ProductionError, find_production
+from hpcpipe.drivers.production import (
+    BUILTIN_PRODUCTIONS,
+    STANDARD_PRODUCTION,
+    Production,
+    ProductionError,
+    find_production,
+    registered_productions,
+)
 from hpcpipe.errors import HpcpipeError
 from hpcpipe.task.argparser import non_negative_int, positive_float
 
@@ -68,7 +75,13 @@ def _find_production(argv: Sequence[str], default: Production | None) -> Product
             mapper = Butler(known.repo).mapper
         except ButlerError as exc:
             pre.error(f"argument REPO: {exc}")
-        return find_production(mapper.name or mapper.full_name)
+        name = mapper.name or mapper.full_name
+        if name not in registered_productions() and name not in BUILTIN_PRODUCTIONS and \
+                getattr(mapper, "camera", None) is not None:
+            # a camera described by a file, without a production of its own: the standard
+            # data release production (the same dataset types for every camera)
+            name = STANDARD_PRODUCTION
+        return find_production(name)
     except ProductionError as exc:
         option = "--production" if known.production else "REPO"
         pre.error(f"argument {option}: {exc}")

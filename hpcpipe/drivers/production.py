@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["ProductionError", "ProductionStep", "Production", "ProductionContext",
            "register_production", "find_production", "registered_productions",
            "units_from_inputs", "one_unit", "unit_identity", "format_unit",
-           "BUILTIN_PRODUCTIONS", "ENTRY_POINT_GROUP"]
+           "BUILTIN_PRODUCTIONS", "ENTRY_POINT_GROUP", "STANDARD_PRODUCTION"]
 
 DataId = dict[str, Any]
 UnitLister = Callable[["ProductionContext"], Iterable[Mapping[str, Any]]]
@@ -317,7 +317,11 @@ _PRODUCTIONS: dict[str, Callable[[], Production] | Production] = {}
 #: group :data:`ENTRY_POINT_GROUP` instead.
 BUILTIN_PRODUCTIONS: dict[str, str] = {
     "simcam": "hpcpipe.obs.simcam.production:production",
+    "standard": "hpcpipe.obs.simcam.production:production",
 }
+#: The production ``hpcpipe drp`` runs on a repository whose camera (described by a file)
+#: has none registered under its own name: LSST's Gen2 data release production.
+STANDARD_PRODUCTION = "standard"
 #: The entry point group of productions (name: the mapper's name).
 ENTRY_POINT_GROUP = "hpcpipe.productions"
 

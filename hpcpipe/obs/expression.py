@@ -2,7 +2,7 @@
 
 A camera file may compute a data id value from header cards with an expression such as::
 
-    int(substr(digits(header("DATE-OBS")), 2, 14))     # 2026-01-15T03:12:45 -> 260115031245
+    seconds_since(header("DATE-OBS"), "2020-01-01")    # 2026-01-15T03:12:45 -> 190437165
     EXPNUM * 100 + int(get("CCDNUM", 0))
 
 The expression is parsed by :func:`ast.parse` and checked node by node against a short list:
@@ -16,6 +16,7 @@ tree is walked by :func:`evaluate`, so reading a camera file never runs code.
 from __future__ import annotations
 
 import ast
+import datetime as dt
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -45,6 +46,17 @@ def _substr(value: Any, start: int, end: int | None = None) -> str:
     return str(value)[int(start):None if end is None else int(end)]
 
 
+def _seconds_since(value: Any, epoch: Any) -> int:
+    """Whole seconds from the date ``epoch`` to the date ``value`` (both ISO 8601)."""
+    try:
+        when = dt.datetime.fromisoformat(str(value).strip())
+        start = dt.datetime.fromisoformat(str(epoch).strip())
+    except ValueError as exc:
+        raise ExpressionError(f"seconds_since({value!r}, {epoch!r}): not ISO 8601 dates "
+                              f"({exc})") from None
+    return int((when.replace(tzinfo=None) - start.replace(tzinfo=None)).total_seconds() // 1)
+
+
 def _int(value: Any) -> int:
     if isinstance(value, str):
         return int(value.strip())
@@ -65,6 +77,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "strip": lambda v: str(v).strip(),
     "replace": lambda v, old, new: str(v).replace(str(old), str(new)),
     "round": lambda v, n=0: round(float(v), int(n)),
+    "seconds_since": _seconds_since,
 }
 _OPERATORS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: lambda a, b: a + b,

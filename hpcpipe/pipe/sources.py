@@ -23,6 +23,10 @@ def source_id_base(*parts: int) -> int:
     release as long as visits stay below 2**29.
     """
     if len(parts) == 2:
+        if not (0 <= parts[0] < 2**29 and 0 <= parts[1] < 1024):
+            raise ValueError(f"source ids pack the visit in 29 bits and the ccd in 10: visit="
+                             f"{parts[0]}, ccd={parts[1]} do not fit (a camera file's exposure "
+                             "id expression must give ids below 536870912)")
         packed = parts[0] * 1024 + parts[1]
     elif len(parts) == 3:
         packed = (parts[0] * 256 + parts[1]) * 256 + parts[2]
