@@ -69,7 +69,7 @@ def test_cli_create_describe_and_ingest(tmp_path, capsys):
     bad = tmp_path / "bad.fits"
     exposure.metadata.pop("FILTER")
     exposure.write(bad)
-    assert main(["ingest", str(repo), str(good), str(bad), "--mode", "link"]) == 1
+    assert main(["ingest", str(repo), str(good), str(bad), "--mode", "link"]) == 2
     out = capsys.readouterr().out
     assert f"skipped {bad}: missing header keyword FILTER" in out
     assert "1 files ingested, 0 already ingested, 1 skipped" in out

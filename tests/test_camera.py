@@ -200,7 +200,7 @@ def test_a_raw_without_a_required_keyword_is_refused_by_name(tmp_path, raws, cap
     repo = tmp_path / "repo"
     create_repository(repo, "generic")
     before = _files(repo)
-    assert main(["ingest", str(repo), str(bad)]) == 1
+    assert main(["ingest", str(repo), str(bad)]) == 2
     out = capsys.readouterr().out
     assert f"skipped {bad}: HDU 0: missing header keyword DATE-OBS" in out
     assert _files(repo) == before  # nothing written, not even a registry
@@ -294,12 +294,12 @@ def test_bad_mosaic_raws_name_the_file_hdu_and_keyword_and_write_nothing(tmp_pat
     before = _files(repo)
     paths = {name: _mosaic_variant(raws, tmp_path / name, edit)
              for name, (edit, _) in cases.items()}
-    assert main(["ingest", str(repo), *map(str, paths.values())]) == 1
+    assert main(["ingest", str(repo), *map(str, paths.values())]) == 2
     out = capsys.readouterr().out
     for name, (_, words) in cases.items():
         assert f"skipped {paths[name]}: " in out and words in out, (name, out)
     assert _files(repo) == before and not (repo / "raw").exists()
-    assert main(["camera", "check", "mosaic4", *map(str, paths.values())]) == 1
+    assert main(["camera", "check", "mosaic4", *map(str, paths.values())]) == 2
     out = capsys.readouterr().out
     assert out.count(": refused: ") == 4 and "0 files would be ingested, 4 refused" in out
 

@@ -10,7 +10,8 @@ status)::
     hpcpipe ingest REPO FILE... [--mode copy|link|move]
 
 Errors of the butler (a missing repository, an unknown mapper) exit with status 2 and one line
-on stderr; ``ingest`` exits with 1 when some files were skipped (each is listed by name).
+on stderr; ``ingest`` exits with 2 when some files were refused (each is listed by name with
+its reason; the files that could be read are ingested).
 """
 
 from __future__ import annotations
@@ -112,7 +113,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     report = ingest(args.repo, args.files, mode=args.mode)
     print(report.summary())
-    return 0 if report.ok else 1
+    if not report.ok:
+        # bad input: each refused file is named above with its reason (the others are in)
+        print(f"hpcpipe ingest: {len(report.failed)} file(s) refused (listed above)",
+              file=sys.stderr)
+        return 2
+    return 0
 
 
 #: The handler of each command added by :func:`add_butler_commands`.
