@@ -144,7 +144,10 @@ def test_code_planted_in_every_file_never_runs(shared, tmp_path, spare):
     marker = tmp_path / "marker"
     planted = 0
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        if path.name in ("_mapper", spare) or path.parent.name == "report":
+        # the camera description (data, read by a strict loader that refuses a planted key)
+        # is spared with repositoryCfg.yaml so that the chain opens and the readers go deeper
+        spared = ("_mapper", spare) + (("_camera.yaml",) if spare != "nothing" else ())
+        if path.name in spared or path.parent.name == "report":
             continue
         data = path.read_bytes()
         if path.suffix == ".yaml":
