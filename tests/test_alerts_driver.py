@@ -10,6 +10,7 @@ the APDB and the simulation's truth.
 from __future__ import annotations
 
 import io
+import json
 import time
 from pathlib import Path
 
@@ -183,6 +184,11 @@ def test_alerts_serial(run):
     assert status == 0
     journal = (out / "report-alerts" / "journal.jsonl").read_text().splitlines()
     assert sum('"event": "unit"' in line for line in journal) >= 2 * len(ALERT_VISITS)
+    # the report is the journal's: every unit it holds, once, in strict JSON
+    keys = {json.loads(line)["key"] for line in journal if '"event": "unit"' in line}
+    report = json.loads((out / "report-alerts" / "report.json").read_text(),
+                        parse_constant=lambda name: pytest.fail(f"{name} in report.json"))
+    assert {u["key"] for u in report["units"]} == keys
     check_alerts_match_the_apdb(out)
     check_transients_have_histories(repo, out)
     check_transients_above_5_sigma_give_alerts(repo, out)

@@ -469,7 +469,7 @@ def run_alerts_command(argv: Sequence[str], world: Any = None) -> int:
     from hpcpipe.comm.pool import Pool
     from hpcpipe.comm.world import World
     from hpcpipe.drivers.drp import DrpUsageError
-    from hpcpipe.drivers.report import write_report
+    from hpcpipe.drivers.report import rebuild_report
     from hpcpipe.errors import HpcpipeError
 
     if any(a == "--validate" or a.startswith("--validate=") for a in argv):
@@ -492,8 +492,10 @@ def run_alerts_command(argv: Sequence[str], world: Any = None) -> int:
         return 1
     if outcome is None:  # a worker
         return 0
-    summaries, records = outcome
-    write_report(records, request.report_dir, title=f"hpcpipe alerts: {request.inputs}")
+    summaries, _records = outcome
+    # the report is rewritten from the journal every unit's end went to (as hpcpipe drp does;
+    # after a killed run, hpcpipe report OUT rebuilds it the same way)
+    rebuild_report(request.report_dir)
     print(format_alert_summary(summaries, time.perf_counter() - start, world.size), flush=True)
     print(f"alerts in {request.alert_dir}; APDB {request.apdb}; report "
           f"{request.report_dir / 'report.html'}")
