@@ -28,7 +28,7 @@ from hpcpipe.comm.records import UnitRecord
 from hpcpipe.io.atomic import atomic_path
 
 __all__ = ["write_report", "rebuild_report", "find_journal", "summarize", "STATE_COLOURS",
-           "JOURNAL_NAME"]
+           "STATE_MARKS", "step_colours", "JOURNAL_NAME"]
 
 #: The journal's file name in a report directory.
 JOURNAL_NAME = "journal.jsonl"
@@ -64,6 +64,20 @@ def summarize(records: Iterable[UnitRecord]) -> dict[str, Any]:
     }
 
 
+#: How units that did not simply finish are marked over their step's colour in the timeline.
+STATE_MARKS = {"failed": ("xx", "#d62728"), "blocked": ("//", "#ff7f0e"),
+               "skipped": ("..", "#616161")}
+
+
+def step_colours(jobs: Iterable[str]) -> dict[str, str]:
+    """One colour per step (job), in the order given (matplotlib's tab20, then tab20b)."""
+    import matplotlib
+
+    palette = [matplotlib.colors.to_hex(c) for name in ("tab20", "tab20b")
+               for c in matplotlib.colormaps[name].colors]  # type: ignore[attr-defined]
+    return {job: palette[i % len(palette)] for i, job in enumerate(jobs)}
+
+
 def _timeline_png(records: list[UnitRecord], path: Path, title: str) -> None:
     import matplotlib
 
@@ -74,24 +88,36 @@ def _timeline_png(records: list[UnitRecord], path: Path, title: str) -> None:
     timed = [r for r in records if math.isfinite(r.start) and math.isfinite(r.end)]
     ranks = sorted({r.rank for r in timed}) or [0]
     t0 = min((r.start for r in timed), default=0.0)
-    fig, ax = plt.subplots(figsize=(10, 1.0 + 0.4 * len(ranks)), dpi=100)
-    jobs = sorted({r.job for r in timed})
-    hatches = ["", "//", "..", "xx", "\\\\", "++", "oo", "--"]
+    jobs = list(dict.fromkeys(r.job for r in sorted(timed, key=lambda r: r.start)))
+    colours = step_colours(jobs)
+    columns = 4
+    legend_rows = math.ceil((len(jobs) + len(STATE_MARKS) + 1) / columns)
+    height = 1.5 + 0.35 * len(ranks) + 0.2 * legend_rows
+    fig, ax = plt.subplots(figsize=(11, height), dpi=100)
     for rec in timed:
         row = ranks.index(rec.rank)
+        hatch, edge = STATE_MARKS.get(rec.state, ("", "white"))
+        if rec.state == "done" and rec.attempts > 1:
+            edge = "#000000"  # done on a retry
         ax.broken_barh([(rec.start - t0, max(rec.end - rec.start, 1e-4))], (row - 0.4, 0.8),
-                       facecolors=STATE_COLOURS.get(rec.state, "#000000"), edgecolor="white",
-                       linewidth=0.3, hatch=hatches[jobs.index(rec.job) % len(hatches)])
+                       facecolors=colours.get(rec.job, "#000000"), edgecolor=edge,
+                       linewidth=0.8 if edge != "white" else 0.3, hatch=hatch)
     ax.set_yticks(range(len(ranks)), [f"rank {r}" for r in ranks])
+    ax.set_ylim(-0.6, len(ranks) - 0.4)
     ax.set_xlabel("seconds since the first unit started")
     ax.set_title(title)
-    states = sorted({r.state for r in timed})
-    handles = [Patch(facecolor=STATE_COLOURS.get(s, "#000"), label=s) for s in states]
-    handles += [Patch(facecolor="white", edgecolor="black", hatch=hatches[i % len(hatches)],
-                      label=job) for i, job in enumerate(jobs)]
+    handles = [Patch(facecolor=colours[j], label=j) for j in jobs]
+    states = {r.state for r in timed}
+    handles += [Patch(facecolor="white", edgecolor=edge, hatch=hatch, label=state)
+                for state, (hatch, edge) in STATE_MARKS.items() if state in states]
+    if any(r.state == "done" and r.attempts > 1 for r in timed):
+        handles.append(Patch(facecolor="white", edgecolor="#000000", label="done on a retry"))
     if handles:
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    fig.tight_layout()
+        # below the axes, in columns: every step fits whatever the number of ranks
+        fig.legend(handles=handles, loc="lower center", ncols=columns, fontsize=8,
+                   frameon=False)
+        fig.subplots_adjust(bottom=(0.2 * legend_rows + 0.65) / height,
+                            top=1 - 0.45 / height, left=0.08, right=0.98)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
