@@ -193,20 +193,30 @@ def write_release(butler: Any, directory: str | Path, world: World | None = None
     return {"files": written, "rows": rows}
 
 
-def _cmd_release(args: Any) -> int:
+def open_release_inputs(args: Any, world: World) -> tuple[Any, Path, str] | None:
+    """The butler of ``hpcpipe release REPO [--output OUT]``, the directory its release goes
+    under and the command line to record; None (after one message on rank 0) when REPO or
+    OUT is not a repository."""
     import sys
 
     from hpcpipe.butler import Butler, ButlerError
 
-    world = World()
     try:
         butler = Butler(args.repo, outputs=args.output) if args.output else Butler(args.repo)
     except ButlerError as exc:
         if world.rank == 0:
             print(f"hpcpipe release: error: argument REPO: {exc}", file=sys.stderr)
-        return 2
+        return None
     root = Path(args.output) if args.output else Path(args.repo)
-    command = " ".join(["hpcpipe", "release", *sys.argv[2:]])
+    return butler, root, " ".join(["hpcpipe", "release", *sys.argv[2:]])
+
+
+def _cmd_release(args: Any) -> int:
+    world = World()
+    opened = open_release_inputs(args, world)
+    if opened is None:
+        return 2
+    butler, root, command = opened
     result = write_release(butler, root / "release", world, mode=args.mode,
                            compression=args.compression, command=command)
     if world.rank == 0:

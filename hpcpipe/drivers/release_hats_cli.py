@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from hpcpipe.catalog import DEFAULT_MARGIN_ARCSEC
@@ -92,7 +91,7 @@ def extend_release_command(subparsers: Any) -> None:
 
     def handler(args: argparse.Namespace) -> int:
         # the butler and the HATS writer are imported when the command runs: start-up cost
-        from hpcpipe.butler import Butler, ButlerError
+        from hpcpipe.drivers.release import open_release_inputs
         from hpcpipe.drivers.release_hats import hats_directory, write_release_hats
 
         world = World()
@@ -105,14 +104,10 @@ def extend_release_command(subparsers: Any) -> None:
             code = hdf5_handler(args)
             if code or args.format == "hdf5":
                 return code
-        try:
-            butler = Butler(args.repo, outputs=args.output) if args.output else Butler(args.repo)
-        except ButlerError as exc:
-            if world.rank == 0:
-                print(f"hpcpipe release: error: argument REPO: {exc}", file=sys.stderr)
+        opened = open_release_inputs(args, world)
+        if opened is None:
             return 2
-        root = Path(args.output) if args.output else Path(args.repo)
-        command = " ".join(["hpcpipe", "release", *sys.argv[2:]])
+        butler, root, command = opened
         results = write_release_hats(butler, hats_directory(root / "release"), world,
                                      command=command, **options)
         if world.rank == 0:
