@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cdshealpix
@@ -201,3 +202,42 @@ def test_release_command_format_both(tmp_path, monkeypatch, capsys):
     assert len(frame) == counts["sources"]
     assert main(["release", str(repo), "--format", "hats", "--margin-arcsec", "0"]) == 2
     assert "--margin-arcsec" in capsys.readouterr().err
+
+
+def test_each_release_command_publishes_one_generation(tmp_path, monkeypatch, capsys):
+    """``--format hdf5`` keeps the published HATS catalogs, ``--format hats`` and
+    ``release-convert`` keep the published HDF5 files; each run is switched in whole and the
+    printed paths are the ones readers use."""
+    from release_db_data import CCDS, VISITS, make_production
+
+    from hpcpipe.butler import Butler
+    from hpcpipe.io.generation import published_generation
+
+    _, counts = make_production(tmp_path)
+    rows = [(v, c) for v in VISITS for c in CCDS]
+
+    def query(self, dataset_type, keys, data_id=None, **kw):  # noqa: ANN001
+        return rows if keys == ["visit", "ccd"] else sorted(set(VISITS.values()))
+
+    monkeypatch.setattr(Butler, "queryMetadata", query)
+    repo = tmp_path / "repo"
+    release = repo / "release"
+    assert main(["release", str(repo), "--format", "hats", "--pixel-threshold", "1000"]) == 0
+    assert f"{release}/hats" in capsys.readouterr().out
+    hats_only = published_generation(release)
+    assert (release / "hats" / "objects").is_dir() and not (release / "objects").exists()
+    assert main(["release", str(repo)]) == 0  # hdf5: the HATS catalogs stay
+    out = capsys.readouterr().out
+    assert f"{release}/objects/tract-0.h5: {counts['objects']} rows" in out
+    assert published_generation(release) != hats_only and not hats_only.exists()
+    assert len(lsdb.read_hats(release / "hats" / "sources").compute()) == counts["sources"]
+    assert len(Butler(repo).get("release_objects", tract=0)) == counts["objects"]
+    kept = os.stat(release / "objects" / "tract-0.h5").st_ino
+    assert main(["release-convert", str(release), "--pixel-threshold", "500"]) == 0
+    assert os.stat(release / "objects" / "tract-0.h5").st_ino == kept  # linked, not rewritten
+    assert len(lsdb.read_hats(release / "hats" / "objects").compute()) == counts["objects"]
+    generations = list(release.with_name("release-runs").iterdir())
+    assert generations == [published_generation(release)]
+    # a generation directory is not a release to convert in place
+    assert main(["release-convert", str(generations[0])]) == 2
+    assert "generation" in capsys.readouterr().err

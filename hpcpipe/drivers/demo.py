@@ -25,6 +25,7 @@ import numpy as np
 
 from hpcpipe.comm.pool import Pool
 from hpcpipe.comm.world import World
+from hpcpipe.io.generation import release_generation
 
 __all__ = ["DemoSettings", "run_production_demo", "format_demo_summary", "demo_configs",
            "assess_release"]
@@ -257,15 +258,19 @@ def run_production_demo(output: Path, settings: DemoSettings | None = None,
     from hpcpipe.drivers.release import write_release
 
     started = time.perf_counter()
-    release = write_release(Butler(output / "repo", outputs=output / "rerun"),
-                            output / "rerun" / "release", world, command="hpcpipe demo")
     # and the same rows as HATS catalogs, for `hpcpipe query` and `hpcpipe serve` (the HATS
-    # libraries are imported here: start-up cost)
+    # libraries are imported here: start-up cost); both published together
     from hpcpipe.drivers.release_hats import write_release_hats
 
-    hats = write_release_hats(Butler(output / "repo", outputs=output / "rerun"),
-                              output / "rerun" / "release" / "hats", world,
-                              command="hpcpipe demo")
+    with release_generation(output / "rerun" / "release", world) as generation:
+        release = write_release(Butler(output / "repo", outputs=output / "rerun"),
+                                generation.directory, world, command="hpcpipe demo")
+        hats = write_release_hats(Butler(output / "repo", outputs=output / "rerun"),
+                                  generation.directory / "hats", world,
+                                  command="hpcpipe demo")
+    release["files"] = [str(generation.published_path(f)) for f in release["files"]]
+    release["rows"] = {str(generation.published_path(f)): n
+                       for f, n in release["rows"].items()}
     if summary is None:
         return None
     summary["release"] = release["files"]

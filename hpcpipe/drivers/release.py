@@ -14,8 +14,10 @@ virtual dataset). The layout is ``docs/release_layout.md``:
   of every patch in one filter;
 * ``coadds/tract-<tract>.h5``: every ``deepCoadd_calexp`` of the tract.
 
-Each file is written under a temporary name and renamed when complete; running the command
-again after a crash rewrites the files from the per-unit outputs, which are untouched.
+Each file is written under a temporary name and renamed when complete, and the files of one
+run are published together (:mod:`hpcpipe.io.generation`: ``OUT/release`` is a link switched
+to the new generation in one rename); running the command again after a crash rewrites the
+files from the per-unit outputs, which are untouched.
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ from typing import Any
 import numpy as np
 
 from hpcpipe.comm.world import World
+from hpcpipe.io.generation import ReleaseGeneration, release_generation
 from hpcpipe.io.release import Provenance, write_release_coadds, write_release_table
 from hpcpipe.table import Catalog, Schema
 
-__all__ = ["write_release", "release_units", "with_columns"]
+__all__ = ["write_release", "release_units", "with_columns", "print_release_files"]
 
 log = logging.getLogger("hpcpipe.drivers.release")
 
@@ -217,13 +220,23 @@ def _cmd_release(args: Any) -> int:
     if opened is None:
         return 2
     butler, root, command = opened
-    result = write_release(butler, root / "release", world, mode=args.mode,
-                           compression=args.compression, command=command)
+    # the HDF5 files of one run are published together; the HATS catalogs of the published
+    # release (if any) are kept
+    with release_generation(root / "release", world, carry=["hats"]) as generation:
+        result = write_release(butler, generation.directory, world, mode=args.mode,
+                               compression=args.compression, command=command)
+    print_release_files(result, generation, world)
+    return 0
+
+
+def print_release_files(result: dict[str, Any], generation: ReleaseGeneration,
+                        world: World) -> None:
+    """Rank 0: print each file of a published release (as readers see it) and its rows."""
     if world.rank == 0:
         for path in result["files"]:
             rows = result["rows"].get(path)
-            print(f"{path}" + (f": {rows} rows" if rows is not None else ""))
-    return 0
+            print(f"{generation.published_path(path)}"
+                  + (f": {rows} rows" if rows is not None else ""))
 
 
 def add_release_command(subparsers: Any) -> None:

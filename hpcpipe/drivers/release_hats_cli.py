@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from hpcpipe.catalog import DEFAULT_MARGIN_ARCSEC
 from hpcpipe.comm.world import World
+from hpcpipe.io.generation import GENERATIONS_SUFFIX, ReleaseGeneration, release_generation
 
 __all__ = ["add_release_convert_command", "extend_release_command"]
 
@@ -32,9 +34,13 @@ def _hats_options(args: argparse.Namespace) -> dict[str, Any] | str:
     return {"pixel_threshold": args.pixel_threshold, "margin_arcsec": args.margin_arcsec}
 
 
-def _print_results(results: dict[str, dict[str, Any]]) -> None:
+def _print_results(results: dict[str, dict[str, Any]],
+                   generation: ReleaseGeneration | None = None) -> None:
     for name, result in results.items():
-        print(f"{result['directory']}: {name}: {result['rows']} rows in "
+        directory = result["directory"]
+        if generation is not None:  # as readers see it, through the release link
+            directory = generation.published_path(directory)
+        print(f"{directory}: {name}: {result['rows']} rows in "
               f"{len(result['pixels'])} HEALPix pixels, {result['margin_rows']} margin rows")
 
 
@@ -47,18 +53,37 @@ def _cmd_release_convert(args: argparse.Namespace) -> int:
         return 2
     # the HATS writer (hats, pyarrow, pandas) is imported when the command runs: start-up cost
     from hpcpipe.catalog.hats_write import HatsWriteError
-    from hpcpipe.drivers.release_hats import convert_release
+    from hpcpipe.drivers.release_hats import convert_release, hats_directory, release_files
     from hpcpipe.errors import FileFormatError
 
     command = " ".join(["hpcpipe", "release-convert", *sys.argv[2:]])
+    release = Path(args.release)
     try:
-        results = convert_release(args.release, args.output, world, command=command, **options)
+        release_files(release)  # every rank: a usage error is found by all of them
+        if args.output is None and release.parent.name.endswith(GENERATIONS_SUFFIX):
+            raise FileFormatError(str(release), "is one generation of a release; give the "
+                                  "release itself (OUT/release) or --output")
+    except FileFormatError as exc:
+        if world.rank == 0:
+            print(f"hpcpipe release-convert: error: argument RELEASE: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.output is not None:
+            results = convert_release(release, args.output, world, command=command, **options)
+            generation = None
+        else:
+            # the HATS catalogs go into a new generation of the release, with its HDF5 files
+            with release_generation(release, world, keep_all_but=["hats"]) as generation:
+                assert generation.previous is not None
+                results = convert_release(generation.previous,
+                                          hats_directory(generation.directory), world,
+                                          command=command, **options)
     except (FileFormatError, HatsWriteError) as exc:
         if world.rank == 0:
             print(f"hpcpipe release-convert: error: argument RELEASE: {exc}", file=sys.stderr)
         return 2
     if world.rank == 0:
-        _print_results(results)
+        _print_results(results, generation)
     return 0
 
 
@@ -91,7 +116,7 @@ def extend_release_command(subparsers: Any) -> None:
 
     def handler(args: argparse.Namespace) -> int:
         # the butler and the HATS writer are imported when the command runs: start-up cost
-        from hpcpipe.drivers.release import open_release_inputs
+        from hpcpipe.drivers.release import open_release_inputs, print_release_files, write_release
         from hpcpipe.drivers.release_hats import hats_directory, write_release_hats
 
         world = World()
@@ -100,18 +125,26 @@ def extend_release_command(subparsers: Any) -> None:
             if world.rank == 0:
                 print(f"hpcpipe release: error: {options}", file=sys.stderr)
             return 2
-        if args.format in ("hdf5", "both"):
-            code = hdf5_handler(args)
-            if code or args.format == "hdf5":
-                return code
+        if args.format == "hdf5":
+            return hdf5_handler(args)
         opened = open_release_inputs(args, world)
         if opened is None:
             return 2
         butler, root, command = opened
-        results = write_release_hats(butler, hats_directory(root / "release"), world,
-                                     command=command, **options)
+        # one generation: what this run writes is published together; with --format hats
+        # the HDF5 files of the published release are kept
+        keep = None if args.format == "both" else ["hats"]
+        with release_generation(root / "release", world, keep_all_but=keep) as generation:
+            files = None
+            if args.format == "both":
+                files = write_release(butler, generation.directory, world, mode=args.mode,
+                                      compression=args.compression, command=command)
+            results = write_release_hats(butler, hats_directory(generation.directory), world,
+                                         command=command, **options)
+        if files is not None:
+            print_release_files(files, generation, world)
         if world.rank == 0:
-            _print_results(results)
+            _print_results(results, generation)
         return 0
 
     release.set_defaults(handler=handler)
