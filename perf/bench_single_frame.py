@@ -79,7 +79,15 @@ def score(scene, x, y, flux, err, kron, label: str) -> dict[str, float]:
     gal = ~is_star[ti] & iso[ti] & (s > 50) & np.isfinite(k) & (k > 0)
     dk = -2.5 * np.log10(k[gal] / tflux[ti][gal])
     dist = match.distance[found][bright]
+    # the scatter the photon noise alone gives these stars (an optimal measurement: the true
+    # S/N), whatever the tool: the floor of the scatter column
+    rng = np.random.default_rng(15)
+    sigma_mag = 2.5 / np.log(10.0) / s[bright]
+    floor = float(np.median([robust_sigma(rng.normal(0.0, sigma_mag)) for _ in range(400)])) \
+        if bright.any() else np.nan
     return {
+        "floor": floor,
+        "spread100": robust_sigma(pull[bright & np.isfinite(pull)]),
         "complete5": float(match.detected[snr > 5].mean()),
         "complete20": float(match.detected[snr > 20].mean()),
         "spurious": match.spurious_fraction(),
@@ -180,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
                                                   for r in rows]),
             ("stars S/N>100 bias/scatter mag (n)",
              *[f"{r['bias']:+.4f}/{r['scatter']:.4f} ({r['n_bright']})" for r in rows]),
+            ("  photon-noise floor of that scatter", *[f"{r['floor']:.4f}" for r in rows]),
             ("error spread, stars S/N>5", *[f"{r['spread']:.2f}" for r in rows]),
+            ("error spread, stars S/N>100", *[f"{r['spread100']:.2f}" for r in rows]),
             ("galaxies S/N>50 Kron bias mag (n)", *[f"{r['kron']:+.4f} ({r['n_gal']})"
                                                     for r in rows]),
             ("wall time s", *[f"{times[r['label']]:.2f}" for r in rows]),

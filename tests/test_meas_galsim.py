@@ -86,21 +86,34 @@ def test_the_exposure_carries_its_aperture_corrections(field):
                                )[~rows["base_PsfFlux_flag_apCorr"]])
 
 
+def _noise_floor(f: Struct, name: str, sel: np.ndarray, draws: int = 400) -> float:
+    """The robust scatter (mag) that the stars' reported errors alone would give: the
+    median over simulated draws of normal errors of each star's reported size."""
+    rows = f.rows
+    sigma_mag = 2.5 / np.log(10.0) * rows[f"{name}_instFluxErr"][sel] \
+        / rows[f"{name}_instFlux"][sel]
+    rng = np.random.default_rng(15)
+    return float(np.median([robust_sigma(rng.normal(0.0, sigma_mag)) for _ in range(draws)]))
+
+
 def test_psf_flux_of_bright_isolated_stars(field):
     sel = _stars(field, 100.0)
     assert sel.sum() >= 15
     dm = _dmag(field, "base_PsfFlux", sel)
-    # issue 15's target is 0.005 mag: reached within a hair here (-0.005; -0.007 on the
-    # benchmark's sparse field: the 35-pixel total-flux aperture keeps a little of faint
-    # neighbours' light); the reached level is kept
-    assert abs(np.median(dm)) < 0.008, np.median(dm)
-    # what is reached (0.007 on this scene, the 6-pixel aperture 0.003-0.005): kept
-    assert robust_sigma(dm) <= 0.009, robust_sigma(dm)
+    # issue 15's target: biased by less than 0.005 mag (-0.003 here)
+    assert abs(np.median(dm)) < 0.005, np.median(dm)
+    # the scatter is near the photon noise of these stars (0.0063 against 0.0053 here: the
+    # PSF model's own errors, about 0.2% per star, add the rest)
+    floor = _noise_floor(field, "base_PsfFlux", sel)
+    assert robust_sigma(dm) <= 1.3 * floor, (robust_sigma(dm), floor)
+    # and below the 6-pixel aperture's (0.0077 here)
+    assert robust_sigma(dm) < robust_sigma(_dmag(field, "base_CircularApertureFlux_6_0", sel))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15's target not reached: the PSF flux of "
-                   "bright stars scatters 0.007 mag (the PSF model's errors; the 6-pixel "
-                   "aperture's 0.003)")
+@pytest.mark.xfail(strict=True, reason="issue 15's absolute target (0.004 mag) is below the "
+                   "photon noise of this scene's S/N > 100 stars: their reported errors alone "
+                   "give a robust scatter of 0.0053 (the PSF flux reaches 0.0063, the 6-pixel "
+                   "aperture 0.0077, Source Extractor's FLUX_AUTO 0.0075 on the benchmark)")
 def test_psf_flux_scatter_target_of_bright_isolated_stars(field):
     dm = _dmag(field, "base_PsfFlux", _stars(field, 100.0))
     assert robust_sigma(dm) <= 0.004, robust_sigma(dm)
@@ -124,25 +137,18 @@ def _pull(f: Struct, name: str, sel: np.ndarray) -> float:
 def test_flux_errors_describe_the_scatter(field):
     # S/N 20-100: nearer the threshold, detection picks the upward fluctuations (Eddington)
     # and narrows the spread; above S/N ~ 100 the errors of the aperture correction and of
-    # the PSF model (a few 0.1%, not in the statistical error) dominate: that floor is the
-    # scatter targets' business (test_psf_flux_of_bright_isolated_stars)
+    # the PSF model (a few 0.1%, not in the statistical error) show
     sel = _stars(field, 20.0, 100.0)
     assert sel.sum() >= 40
     # the apertures' errors: issue 15's target, 1.0 +- 0.1
     for name in ("base_CircularApertureFlux_4_5", "base_CircularApertureFlux_6_0"):
         assert 0.9 <= _pull(field, name, sel) <= 1.1, (name, _pull(field, name, sel))
-    sel = _stars(field, 20.0)
-    # the PSF flux's: 1.57 here (the PSF model's own errors, about 0.6% per star, are not in
-    # the fit's error and dominate from S/N ~ 50): kept from growing
-    assert 0.9 <= _pull(field, "base_PsfFlux", sel) <= 1.7, _pull(field, "base_PsfFlux", sel)
-
-
-@pytest.mark.xfail(strict=False, reason="issue 15's target not reached for the PSF flux: its "
-                   "spread is 1.1-1.2 at S/N 20-100 and up to 2 above (the PSF model's errors, "
-                   "a few 0.1% per star, are not in the fit's error); the apertures meet it. "
-                   "Not strict: with ~70 stars the measured spread itself varies by ~0.1")
-def test_psf_flux_error_spread_target(field):
-    assert 0.9 <= _pull(field, "base_PsfFlux", _stars(field, 20.0, 100.0)) <= 1.1
+    # the PSF flux's: issue 15's target, 1.0 +- 0.1 (0.98 here; the PSF model is fitted with
+    # each star's weight, so its own errors stay below the photon noise)
+    assert 0.9 <= _pull(field, "base_PsfFlux", sel) <= 1.1, _pull(field, "base_PsfFlux", sel)
+    # above S/N 100 the model's errors (about 0.2%) show: kept from growing (1.34 here)
+    sel = _stars(field, 100.0)
+    assert _pull(field, "base_PsfFlux", sel) <= 1.5, _pull(field, "base_PsfFlux", sel)
 
 
 def test_kron_flux_of_galaxies(field):

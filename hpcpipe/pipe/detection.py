@@ -87,24 +87,31 @@ def smoothed_stdev(smoothed: np.ndarray, bad: np.ndarray | None, step: int = 1) 
     if values.size < 10:
         raise ValueError("the smoothed image has no good pixel to measure its noise on")
     _mean, std, count = clipped_stats(values, None, nsigma=3.0, niter=3)
-    centre = float(np.median(values))
     if count > 0 and std > 0:
-        values = values[np.abs(values - centre) <= 5.0 * std]
         centre = float(np.median(values))
-    sigma = centre - float(np.percentile(values, 100.0 * _LOWER_ONE_SIGMA))
+        values = values[np.abs(values - centre) <= 5.0 * std]
+    # both quantiles from one partition of the values
+    low, centre = np.percentile(values, [100.0 * _LOWER_ONE_SIGMA, 50.0])
+    sigma = float(centre) - float(low)
     if not sigma > 0:
         raise ValueError("the smoothed image has no noise to measure (all pixels equal)")
     return sigma
 
 
-def exposure_noise(exposure: Any, ignore: tuple[str, ...] = ("BAD", "NO_DATA", "SAT")) -> float:
-    """The typical per-pixel noise of an exposure: the median of ``sqrt(variance)``."""
+def exposure_noise(exposure: Any, ignore: tuple[str, ...] = ("BAD", "NO_DATA", "SAT"),
+                   step: int = 2) -> float:
+    """The typical per-pixel noise of an exposure: the median of ``sqrt(variance)``, over the
+    good pixels of every ``step``-th row and column (the variance plane is smooth: a quarter
+    of a CCD's pixels give its median to far better than a part in a thousand, four times
+    faster). A small image (or ``step=1``) uses every pixel."""
     var = exposure.variance.array
-    mask = exposure.mask
-    planes = [p for p in ignore if p in mask.planes]
+    mask = exposure.mask.array
+    if step > 1 and var.size >= 256 * 256:
+        var, mask = var[::step, ::step], mask[::step, ::step]
+    planes = [p for p in ignore if p in exposure.mask.planes]
     good = np.isfinite(var) & (var > 0)
     if planes:
-        good &= (mask.array & mask.get_plane_bitmask(planes)) == 0
+        good &= (mask & exposure.mask.get_plane_bitmask(planes)) == 0
     if not good.any():
         raise ValueError("the exposure has no pixel with a valid variance")
     return float(np.sqrt(np.median(var[good])))
@@ -185,7 +192,7 @@ class SourceDetectionTask(Task):
         for plane, sign in (("DETECTED", 1), ("DETECTED_NEGATIVE", -1)):
             if plane in mask.planes:
                 mask.clear_plane(plane)
-                mask.set_plane(plane, det.labels * sign > 0)
+                mask.set_plane(plane, det.labels > 0 if sign > 0 else det.labels < 0)
         n_fp, n_pk = len(det.footprints), len(det.peaks)
         self.metadata["nFootprints"] = n_fp
         self.metadata["nPeaks"] = n_pk

@@ -76,7 +76,8 @@ class MeasurePsfTask(Task):
         bbox = (float(x0), float(y0), float(x0 + exposure.width), float(y0 + exposure.height))
         fit = fit_pixel_psf(exposure.image.array, xs, ys, (0.0, 0.0, float(exposure.width),
                             float(exposure.height)), stamp_size=c.stampSize,
-                            order=c.spatialOrder, bad=bad, min_stars=c.minStars)
+                            order=c.spatialOrder, bad=bad, min_stars=c.minStars,
+                            variance=exposure.variance.array)
         psf = type(fit.psf)(fit.psf.basis, fit.psf.order, bbox)
         exposure.psf = psf
         catalog["calib_psf_candidate"] = chosen
