@@ -95,3 +95,58 @@ def test_too_few_stars_give_no_correction():
     assert apply_ap_corr(cat, ApCorrMap(), names) == 0
     assert cat["base_PsfFlux_flag_apCorr"].all()
     np.testing.assert_array_equal(cat["base_PsfFlux_instFlux"], before)
+
+
+def _two_component_stars(neighbours: bool, seed: int = 3):
+    """Stars with a core (sigma 2) and wide wings (sigma 6, 10% of the light) 100 pixels
+    apart; with ``neighbours``, each has a fainter round source 20 pixels away. Returns the
+    exposure, the stars' positions and the footprint labels (a disc per source)."""
+    rng = np.random.default_rng(seed)
+    gx, gy = np.meshgrid(np.arange(70, 600, 100), np.arange(70, 400, 100))
+    xs = gx.ravel() + rng.uniform(-0.5, 0.5, gx.size)
+    ys = gy.ravel() + rng.uniform(-0.5, 0.5, gy.size)
+    fluxes = rng.uniform(2e5, 1e6, xs.size)
+    shape = (420, 640)
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(float)
+    image = np.zeros(shape)
+    labels = np.zeros(shape, np.int32)
+    sources = [(x, y, f, [(0.9, 2.0), (0.1, 6.0)], k + 1, 10.0)
+               for k, (x, y, f) in enumerate(zip(xs, ys, fluxes, strict=True))]
+    if neighbours:
+        sources += [(x + 20.0, y + 3.0, 0.4 * f, [(1.0, 3.0)], 100 + k, 12.0)
+                    for k, (x, y, f) in enumerate(zip(xs, ys, fluxes, strict=True))]
+    for x, y, flux, parts, label, radius in sources:
+        r2 = (xx - x) ** 2 + (yy - y) ** 2
+        for share, sigma in parts:
+            image += share * flux * np.exp(-0.5 * r2 / sigma**2) / (2 * np.pi * sigma**2)
+        labels[(r2 < radius**2) & (labels == 0)] = label
+    noise = 2.0
+    exposure = Exposure(shape)
+    exposure.image.array[:] = image + rng.normal(0.0, noise, shape)
+    exposure.variance.array[:] = noise**2 + np.maximum(image, 0.0)
+    exposure.psf = GaussianPsf(2.0, 25)
+    return exposure, xs, ys, labels
+
+
+def test_the_total_correction_leaves_the_neighbours_out():
+    """A neighbour 20 pixels from each star falls inside the 35-pixel aperture: the plain
+    aperture takes its light into the total-flux correction, the footprint-aware wings
+    (``labels``) do not and agree with the correction measured on the same stars alone."""
+    measurement = MeasurementTask()
+    names = corrected_flux_names(list(measurement.config.apertureRadii))
+    task = MeasureApCorrTask()
+
+    def total(neighbours: bool, use_labels: bool) -> float:
+        exposure, xs, ys, labels = _two_component_stars(neighbours)
+        cat = measurement.run(exposure, np.round(xs), np.round(ys)).catalog
+        result = task.run(exposure, cat, np.ones(len(cat), bool), names,
+                          labels=labels if use_labels else None)
+        # the PSF flux's correction = (total / 12-pixel) x (12-pixel / PSF): the ratio of
+        # two runs' corrections is the ratio of their total-flux factors
+        return float(result.ap_corr_map["base_PsfFlux_instFlux"].mean())
+
+    alone = total(False, False)
+    assert total(True, True) == pytest.approx(alone, rel=0.002)
+    assert total(True, False) > alone * 1.02  # the neighbours' light, taken as the star's
+    # the wings: 12 pixels hold 98.65% of these stars' light, 35 pixels all of it
+    assert total(False, True) == pytest.approx(alone, rel=0.002)

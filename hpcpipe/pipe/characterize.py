@@ -121,7 +121,7 @@ class CharacterizeImageTask(CmdLineTask):
         if c.doApCorr:
             names = corrected_flux_names(list(c.measurement.apertureRadii))
             ap_corr = self.measureApCorr.run(exposure, catalog, catalog["calib_psf_used"],
-                                             names).ap_corr_map
+                                             names, labels=det.detections.labels).ap_corr_map
             exposure.ap_corr_map = ap_corr if len(ap_corr) else None
             if exposure.ap_corr_map is not None:
                 apply_ap_corr(catalog, exposure.ap_corr_map, names)
