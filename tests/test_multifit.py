@@ -33,7 +33,7 @@ from multifit_sim import PIXEL_SCALE, make_objects  # noqa: E402
 
 def _mixture_args(rng: np.random.Generator, nepochs: int = 3):
     p = PROFILES["dev"]
-    pamp = np.array([[0.6, 0.3, 0.1]] * nepochs)
+    pamp = np.array([[0.7, 0.4, -0.1]] * nepochs)  # a negative Gaussian (PSF mixtures have)
     pamp[-1, -1] = 0.0  # an unused Gaussian
     pmean = rng.normal(0, 0.1, (nepochs, 3, 2))
     pcov = np.array([[[2.0, 0.2, 2.4], [5.0, -0.3, 4.0], [15.0, 1.0, 12.0]]] * nepochs)
@@ -53,20 +53,22 @@ def test_native_kernel_matches_reference():
         b = gmrender.gm_render_reference(amp, var, pamp[0], pmean[0], pcov[0], s[0], mu[0],
                                          -3, 2, 25, 21, deriv)
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15 * np.abs(b).max())
-    n = [200, 0, 350]
-    px = np.concatenate([rng.uniform(0, 20, k) for k in n])
-    py = np.concatenate([rng.uniform(0, 20, k) for k in n])
-    data = rng.normal(0, 1, px.size)
-    w = rng.uniform(0.5, 2, px.size)
+    # three stamps, one empty, the others partly outside the Gaussians' reach
+    box = np.array([[0, 0, 17, 12], [3, 4, 0, 0], [-5, 2, 30, 21]])
+    start = np.concatenate([[0], np.cumsum(box[:, 2] * box[:, 3])])
+    data = rng.normal(0, 1, start[-1])
+    w = rng.uniform(0.5, 2, start[-1])
     w[::17] = 0.0  # left out
-    start = np.concatenate([[0], np.cumsum(n)])
+    mu[2] = (40.0, 30.0)  # the maxima of most rows are off the stamp
     for deriv in (True, False):
-        a = gmrender.gm_moments(amp, var, pamp, pmean, pcov, s, mu, px, py, data, w, start,
+        a = gmrender.gm_moments(amp, var, pamp, pmean, pcov, s, mu, box, data, w, start,
                                 deriv)
-        b = gmrender.gm_moments_reference(amp, var, pamp, pmean, pcov, s, mu, px, py, data, w,
+        b = gmrender.gm_moments_reference(amp, var, pamp, pmean, pcov, s, mu, box, data, w,
                                           start, deriv)
-        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13 * np.abs(b).max())
-        assert np.all(a[1] == 0.0)  # the epoch without pixels
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12 * np.abs(b).max())
+        assert np.all(a[1] == 0.0)  # the empty stamp
+    with pytest.raises(ValueError, match="inconsistent shapes"):
+        gmrender.gm_moments(amp, var, pamp, pmean, pcov, s, mu, box, data[:-1], w[:-1], start)
 
 
 def test_render_derivatives_match_finite_differences():

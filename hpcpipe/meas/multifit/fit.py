@@ -119,23 +119,24 @@ class EpochSet:
         self.pmean = np.zeros((n, nj, 2))
         self.pcov = np.zeros((n, nj, 3))
         self.pcov[:, :, 0] = self.pcov[:, :, 2] = 1.0
-        px, py, data, w, start = [], [], [], [], [0]
+        data, w, box, start, npix = [], [], [], [0], []
         for i, e in enumerate(self.epochs):
             j = e.psf.amp.size
             self.pamp[i, :j] = e.psf.amp
             self.pmean[i, :j] = e.psf.mean
             self.pcov[i, :j] = e.psf.cov
             use = (e.weight > 0) & np.isfinite(e.image) & np.isfinite(e.weight)
-            iy, ix = np.nonzero(use)
-            px.append(ix + float(e.x0))
-            py.append(iy + float(e.y0))
-            data.append(e.image[use].astype(np.float64))
-            w.append(e.weight[use].astype(np.float64))
-            start.append(start[-1] + ix.size)
+            ny, nx = e.image.shape
+            data.append(np.where(use, e.image, 0.0).astype(np.float64).ravel())
+            w.append(np.where(use, e.weight, 0.0).astype(np.float64).ravel())
+            box.append((e.x0, e.y0, nx, ny))
+            start.append(start[-1] + nx * ny)
+            npix.append(int(use.sum()))
         cat = (lambda a: np.concatenate(a) if a else np.zeros(0))  # noqa: E731
-        self.px, self.py, self.data, self.w = cat(px), cat(py), cat(data), cat(w)
+        self.data, self.w = cat(data), cat(w)
+        self.box = np.array(box, dtype=np.int64).reshape(n, 4)
         self.start = np.array(start, dtype=np.int64)
-        self.npix = np.diff(self.start)
+        self.npix = np.array(npix, dtype=np.int64)
         self.center = np.array([e.center for e in self.epochs]).reshape(n, 2)
         self.jac = np.array([e.jacobian for e in self.epochs]).reshape(n, 2, 2)
         self.calib = np.array([e.calib for e in self.epochs], dtype=np.float64)
@@ -145,17 +146,21 @@ class EpochSet:
     def __len__(self) -> int:
         return len(self.epochs)
 
+    @property
+    def has_pixels(self) -> bool:
+        """Whether any epoch has a usable pixel."""
+        return bool(self.npix.sum() > 0)
+
     def render(self, profile: Profile, mu: np.ndarray, s: np.ndarray) -> np.ndarray:
-        """The unit-flux model at every used pixel (concatenated like ``data``)."""
-        out = np.empty(self.px.size)
-        for i, e in enumerate(self.epochs):
-            sl = slice(self.start[i], self.start[i + 1])
-            if sl.start == sl.stop:
+        """The unit-flux model on every epoch's stamp (concatenated like ``data``)."""
+        out = np.zeros(self.data.size)
+        for i in range(len(self.epochs)):
+            x0, y0, nx, ny = (int(v) for v in self.box[i])
+            if nx * ny == 0:
                 continue
-            ny, nx = e.image.shape
-            img = gm_render(profile.amp, profile.var, self.pamp[i], self.pmean[i],
-                            self.pcov[i], s[i], mu[i], e.x0, e.y0, nx, ny, deriv=False)[0]
-            out[sl] = img[(self.py[sl] - e.y0).astype(int), (self.px[sl] - e.x0).astype(int)]
+            out[self.start[i]:self.start[i + 1]] = gm_render(
+                profile.amp, profile.var, self.pamp[i], self.pmean[i], self.pcov[i], s[i],
+                mu[i], x0, y0, nx, ny, deriv=False)[0].ravel()
         return out
 
 
@@ -224,7 +229,7 @@ def _maps(es: EpochSet, theta: np.ndarray, shaped: bool
 def _moments(profile: Profile, es: EpochSet, theta: np.ndarray, deriv: bool
              ) -> tuple[np.ndarray, np.ndarray]:
     mu, s, lmap = _maps(es, theta, profile.has_shape)
-    m = gm_moments(profile.amp, profile.var, es.pamp, es.pmean, es.pcov, s, mu, es.px, es.py,
+    m = gm_moments(profile.amp, profile.var, es.pamp, es.pmean, es.pcov, s, mu, es.box,
                    es.data, es.w, es.start, deriv)
     return m, lmap
 
@@ -319,7 +324,7 @@ def fit_model(epochs: EpochSet | list[Epoch], model: str = "exp",
     theta = np.array(initial_theta(model) if theta0 is None else theta0, dtype=np.float64)
     nt = theta.size
     nb = len(es.bands)
-    if len(es) == 0 or es.px.size == 0:
+    if len(es) == 0 or not es.has_pixels:
         return ModelFit(model, theta, dict.fromkeys(es.bands, np.nan),
                         dict.fromkeys(es.bands, np.nan), np.full((nt + nb,) * 2, np.nan),
                         np.zeros(len(es)), es.npix, 0, FLAG_NO_DATA)
@@ -400,13 +405,13 @@ def fit_cmodel(epochs: EpochSet | list[Epoch], theta0: np.ndarray | None = None,
         dev_start = theta0 if theta0 is not None else initial_theta("dev")
     dev = fit_model(es, "dev", dev_start, max_iter)
     nb = len(es.bands)
-    if len(es) == 0 or es.px.size == 0:
+    if len(es) == 0 or not es.has_pixels:
         return CModelFit(exp, dev, np.nan, dict.fromkeys(es.bands, np.nan),
                          dict.fromkeys(es.bands, np.nan), np.zeros(len(es)), FLAG_NO_DATA)
     # the two templates (each at its own best shape) and the data: their weighted products
     te = es.render(PROFILES["exp"], *_maps(es, exp.theta, True)[:2])
     td = es.render(PROFILES["dev"], *_maps(es, dev.theta, True)[:2])
-    seg = np.repeat(np.arange(len(es)), es.npix)
+    seg = np.repeat(np.arange(len(es)), np.diff(es.start))
 
     def dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.bincount(seg, es.w * a * b, minlength=len(es))

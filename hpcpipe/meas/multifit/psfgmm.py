@@ -1,10 +1,11 @@
 """A PSF image approximated by a small Gaussian mixture (the PSF of the analytic convolution).
 
 :func:`fit_psf_mixture` fits ``n`` Gaussians with a common centre to a pixelised PSF image
-(the image's pixel response is part of each Gaussian): a least-squares fit of the centre and,
-per Gaussian, its ellipse ``(eta1, eta2, ln sigma)``; the amplitudes are solved linearly at
-each evaluation. The amplitudes are then scaled to sum 1 (a PSF image is normalised to a sum
-of 1 over its stamp; the mixture to an integral of 1).
+(the image's pixel response is part of each Gaussian): a Levenberg-Marquardt fit of the
+centre, per Gaussian its ellipse ``(eta1, eta2, ln sigma)`` and the amplitudes (which may be
+negative), with analytic derivatives, from two starting sets of widths (the better kept). The
+amplitudes are then scaled to sum 1 (a PSF image is normalised to a sum of 1 over its stamp;
+the mixture to an integral of 1).
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from hpcpipe.kernels.gmrender import gm_render
 from hpcpipe.meas.multifit.profiles import unit_covariance
 
 __all__ = ["PsfMixture", "PsfFitError", "fit_psf_mixture"]
+
+
+# starting widths of the Gaussians, in units of the PSF core's width
+_STARTS = ((0.8, 1.5, 3.0, 5.0), (0.5, 1.0, 2.0, 4.0))
 
 
 class PsfFitError(HpcpipeError, ValueError):
@@ -102,10 +107,6 @@ def fit_psf_mixture(image: np.ndarray, n: int = 3) -> PsfMixture:
                                                              ** 0.5))
     var = max(0.25, float(((core * ((xx - mx) ** 2 + (yy - my) ** 2)).sum()
                            / core.sum()) / 2.0))
-    scales = (0.8, 1.5, 3.0, 5.0)[:n] if n > 1 else (1.0,)
-    p0 = [mx, my]
-    for s in scales:
-        p0 += [0.0, 0.0, 0.5 * np.log(var) + np.log(s)]
     target = img.ravel() / total
     # parameters: the centre, then per Gaussian (eta1, eta2, ln sigma), then the amplitudes
     ns = 2 + 3 * n
@@ -140,14 +141,24 @@ def fit_psf_mixture(image: np.ndarray, n: int = 3) -> PsfMixture:
         out[:, ns:] = t.T
         return out
 
-    p0 = np.array(p0 + [1.0 / n] * n)
-    t0, _ = terms(p0)
-    p0[ns:] = np.linalg.lstsq(t0.T, target, rcond=None)[0]
-    lo = [-np.inf, -np.inf] + [-3.0, -3.0, np.log(0.2)] * n + [-np.inf] * n
-    hi = [np.inf, np.inf] + [3.0, 3.0, np.log(max(h, w))] * n + [np.inf] * n
-    p0[:ns] = np.clip(p0[:ns], np.array(lo[:ns]) + 1e-9, np.array(hi[:ns]) - 1e-9)
-    fit = least_squares(resid, p0, jac=jac, bounds=(lo, hi), x_scale="jac", xtol=1e-8,
-                        ftol=1e-7, max_nfev=100)
+    # two starts (the Gaussians' widths in units of the core's), the better fit kept: one
+    # start alone can end in a local minimum where two Gaussians merge
+    fit = None
+    for scales in _STARTS:
+        p0 = [mx, my]
+        for sc in scales[:n] if n > 1 else (1.0,):
+            p0 += [0.0, 0.0, 0.5 * np.log(var) + np.log(sc)]
+        p0 += [1.0 / n] * n
+        start = np.array(p0)
+        t0, _ = terms(start)
+        start[ns:] = np.linalg.lstsq(t0.T, target, rcond=None)[0]
+        # unconstrained (any real eta and ln sigma is a valid Gaussian): Levenberg-Marquardt
+        trial = least_squares(resid, start, jac=jac, method="lm", x_scale="jac", xtol=1e-6,
+                              ftol=1e-6, max_nfev=40)
+        if fit is None or trial.cost < fit.cost:
+            fit = trial
+        if n == 1:
+            break
     amp = fit.x[ns:]
     mean, cov = _mixture(fit.x, n)
     model = amp @ terms(fit.x)[0]
