@@ -2,6 +2,7 @@
 
 Usage: python perf/bench_multifit.py [--objects 200] [--epochs 10,30] [--half 12]
        [--galsim-objects 4] [--ranks 2]
+       python perf/bench_multifit.py --plot docs/multifit_errors.png
 
 Objects: exponential galaxies of S/N 20-200 (tests/multifit_sim.py: GalSim-drawn stamps of
 ``2 half + 1`` pixels, Kolmogorov PSFs of 0.6-1.2 arcsec, one 3-Gaussian PSF mixture per
@@ -123,6 +124,48 @@ def galsim_fit(obj) -> float:  # type: ignore[no-untyped-def]
     return float(least_squares(residuals, p0, method="lm", x_scale="jac").x[-1])
 
 
+def plot_errors(path: Path, n: int = 120) -> None:
+    """The per-object errors of the multi-epoch and the coadd fits versus S/N (a PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    objects = make_objects_for_plot(n)
+    rows = []
+    for o in objects:
+        me = fit_model(o.epochs, "exp", initial_theta("exp", 0.5))
+        co = fit_model([o.coadd], "exp", initial_theta("exp", 0.5))
+        rows.append((me.flux["r"] / me.flux_err["r"], me.flux["r"] / o.flux - 1,
+                     co.flux["r"] / o.flux - 1, np.hypot(*np.subtract(me.g, o.g)),
+                     np.hypot(*np.subtract(co.g, o.g)), me.flux_err["r"] / co.flux_err["r"]))
+    a = np.array(rows)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, (i, j), label in ((axes[0], (1, 2), "|flux / true flux - 1|"),
+                              (axes[1], (3, 4), "|e - e_true|")):
+        ax.loglog(a[:, 0], np.abs(a[:, i]), "o", ms=4, label="multi-epoch (8 epochs)")
+        ax.loglog(a[:, 0], np.abs(a[:, j]), "x", ms=4, label="coadd")
+        ax.set_xlabel("S/N of the multi-epoch flux")
+        ax.set_ylabel(label)
+        ax.legend()
+    hi = a[:, 0] > 50
+    axes[0].set_title(f"median bias (S/N > 50): multi {100 * np.median(a[hi, 1]):+.2f}%, "
+                      f"coadd {100 * np.median(a[hi, 2]):+.2f}%", fontsize=9)
+    axes[1].set_title(f"median |e - e_true| (S/N > 50): multi {np.median(a[hi, 3]):.4f}, "
+                      f"coadd {np.median(a[hi, 4]):.4f}", fontsize=9)
+    fig.suptitle("Exponential galaxies, seeing 0.6-1.2 arcsec: multi-epoch fit vs coadd fit "
+                 f"(flux errors multi / coadd: median {np.median(a[:, 5]):.3f})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    print(f"wrote {path}")
+
+
+def make_objects_for_plot(n: int) -> list:
+    from multifit_sim import make_objects
+
+    return make_objects(n, seed=11, n_epochs=8, snr_range=(20.0, 2000.0))
+
+
 def worker(args: argparse.Namespace) -> None:
     """One rank of the parallel-efficiency run (under mpirun)."""
     from mpi4py import MPI
@@ -160,11 +203,16 @@ def main() -> None:
     parser.add_argument("--half", type=int, default=12, help="stamp half-size, pixels")
     parser.add_argument("--galsim-objects", type=int, default=4)
     parser.add_argument("--ranks", type=int, default=2)
+    parser.add_argument("--plot", type=Path, help="write the multi-epoch vs coadd error plot "
+                        "(PNG) and stop")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker-epochs", type=int, default=10, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args)
+        return
+    if args.plot:
+        plot_errors(args.plot)
         return
     print(f"kernel gmrender: {kernel_status()['gmrender']}; stamps {2 * args.half + 1}^2 "
           f"pixels; {args.objects} exponential galaxies")
