@@ -138,6 +138,8 @@ class ExposureEpochs:
         """
         h, w = self.image.shape
         cx, cy = float(centre[0]), float(centre[1])
+        if not (np.all(np.isfinite(jac)) and abs(np.linalg.det(jac)) > 0):
+            return None
         if not (self.x0 - 0.5 <= cx < self.x0 + w - 0.5 and self.y0 - 0.5 <= cy
                 < self.y0 + h - 0.5):
             return None

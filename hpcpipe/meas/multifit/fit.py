@@ -322,6 +322,8 @@ def fit_model(epochs: EpochSet | list[Epoch], model: str = "exp",
     profile = PROFILES[model]
     shaped = profile.has_shape
     theta = np.array(initial_theta(model) if theta0 is None else theta0, dtype=np.float64)
+    if theta.size != (5 if shaped else 2) or not np.all(np.isfinite(theta)):
+        theta = initial_theta(model)
     nt = theta.size
     nb = len(es.bands)
     if len(es) == 0 or not es.has_pixels:
@@ -345,6 +347,9 @@ def fit_model(epochs: EpochSet | list[Epoch], model: str = "exp",
             try:
                 step = np.linalg.solve(h + lam * np.diag(diag), g)
             except np.linalg.LinAlgError:
+                lam *= 10.0
+                continue
+            if not np.all(np.isfinite(step)):
                 lam *= 10.0
                 continue
             trial, trial_hit = _clamp(theta + step[:nt], shaped)
