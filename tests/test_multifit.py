@@ -318,3 +318,82 @@ def test_no_data_and_bad_input():
     with pytest.raises(ValueError, match="inconsistent shapes"):
         gmrender.gm_render(np.ones(2), np.ones(3), np.ones(1), np.zeros((1, 2)),
                            np.ones((1, 3)), np.ones(3), np.zeros(2), 0, 0, 3, 3)
+
+
+def test_multifit_task_on_calexps():
+    """The production task on four small calexps (two filters, rotated WCSs, different
+    seeing and zero points) with a galaxy and a star drawn by GalSim at known sky positions."""
+    from galsim_sky import make_wcs
+
+    from hpcpipe.image import Exposure
+    from hpcpipe.image.calib import FilterLabel, PhotoCalib
+    from hpcpipe.image.psf import GaussianPsf
+    from hpcpipe.meas.multifit.epochs import local_jacobian
+    from hpcpipe.pipe.multifit import MultifitTask
+    from hpcpipe.table import Catalog
+
+    rng = np.random.default_rng(4)
+    truth = [  # ra, dec offsets (arcsec) from the field centre, flux g, r (nJy), star, g1, g2
+        (-4.0, 2.0, 40000.0, 60000.0, False, 0.2, -0.1),
+        (5.0, -3.0, 30000.0, 20000.0, True, 0.0, 0.0)]
+    ra0, dec0 = 150.0, 2.0
+    calexps = []
+    noise = 5.0
+    for i, (band, rot, sigma, zp) in enumerate((("g", 0.0, 1.6, 31.0), ("g", 30.0, 2.6, 31.3),
+                                                ("r", 75.0, 1.9, 30.8), ("r", 140.0, 3.0,
+                                                                         31.1))):
+        wcs = make_wcs((120, 120), ra0, dec0, 0.2, rot)
+        calib = PhotoCalib(zp)
+        counts_per_njy = 1.0 / calib.calibration_mean
+        img = rng.normal(0.0, noise, (120, 120))
+        for dra, ddec, fg, fr, star, g1, g2 in truth:
+            ra = ra0 + dra / 3600.0 / np.cos(np.radians(dec0))
+            dec = dec0 + ddec / 3600.0
+            pos, jac = local_jacobian(wcs, ra, dec)
+            m = np.linalg.inv(jac[0])  # d(u, v)/d(x, y), arcsec per pixel
+            gwcs = galsim.JacobianWCS(m[0, 0], m[0, 1], m[1, 0], m[1, 1])
+            psf = galsim.Gaussian(sigma=sigma * 0.2)
+            flux = (fg if band == "g" else fr) * counts_per_njy
+            obj = psf if star else galsim.Convolve([galsim.Exponential(
+                half_light_radius=0.6).shear(g1=g1, g2=g2), psf])
+            ix, iy = int(np.floor(pos[0, 0] + 0.5)), int(np.floor(pos[0, 1] + 0.5))
+            stamp = obj.withFlux(flux).drawImage(nx=51, ny=51, wcs=gwcs, offset=(
+                pos[0, 0] - ix, pos[0, 1] - iy)).array
+            img[iy - 25:iy + 26, ix - 25:ix + 26] += stamp
+        exposure = Exposure((120, 120), wcs=wcs, psf=GaussianPsf(sigma), filter=FilterLabel(
+            band=band), photo_calib=calib)
+        exposure.image.array[:] = img
+        exposure.variance.array[:] = noise ** 2
+        calexps.append(({"visit": 100 + i, "ccd": 0}, exposure))
+    n = len(truth)
+    ras = np.array([ra0 + t[0] / 3600.0 / np.cos(np.radians(dec0)) for t in truth])
+    decs = np.array([dec0 + t[1] / 3600.0 for t in truth])
+    refs = Catalog.from_columns(None, {
+        "id": np.arange(1, n + 1, dtype=np.int64), "coord_ra": np.radians(ras),
+        "coord_dec": np.radians(decs), "base_PsfFlux_instFlux": np.full(n, 1000.0),
+        "base_PsfFlux_instFluxErr": np.ones(n), "base_SdssShape_xx": np.full(n, np.nan),
+        "base_SdssShape_yy": np.full(n, np.nan), "base_SdssShape_xy": np.full(n, np.nan),
+        "detect_isPrimary": np.ones(n, bool), "deblend_nChild": np.zeros(n, np.int32)})
+    task = MultifitTask()
+    result = task.run(refs, calexps, {}, None, {}, ["g", "r"])
+    cat, epochs = result.catalog, result.epochs
+    assert len(cat) == 2 and len(epochs) == 8
+    assert list(cat["multifit_nEpochs"]) == [4, 4]
+    gal, star = 0, 1
+    for b, k in (("g", 2), ("r", 3)):
+        assert cat[f"multifit_exp_{b}_flux"][gal] == pytest.approx(truth[gal][k], rel=0.03)
+        assert cat[f"multifit_cmodel_{b}_flux"][gal] == pytest.approx(truth[gal][k], rel=0.03)
+        assert cat[f"multifit_point_{b}_flux"][star] == pytest.approx(truth[star][k], rel=0.02)
+    assert cat["multifit_exp_e1"][gal] == pytest.approx(0.2, abs=0.03)
+    assert cat["multifit_exp_e2"][gal] == pytest.approx(-0.1, abs=0.03)
+    assert cat["multifit_exp_r"][gal] == pytest.approx(0.6, rel=0.05)
+    assert cat["multifit_exp_flags"][gal] == 0 and cat["multifit_point_flags"][star] == 0
+    assert cat["multifit_cmodel_fracDev"][gal] < 0.5
+    # the fitted position is the truth's (the references are exact here)
+    np.testing.assert_allclose(np.degrees(cat["coord_ra"]), ras, atol=0.02 / 3600)
+    np.testing.assert_allclose(np.degrees(cat["coord_dec"]), decs, atol=0.02 / 3600)
+    red = epochs["exp_chi2"][epochs["objectId"] == 1] / epochs["nPix"][epochs["objectId"] == 1]
+    assert np.all((red > 0.7) & (red < 1.4))
+    assert set(epochs["visit"]) == {100, 101, 102, 103}
+    # the coadd comparison has no coadd here
+    assert np.all(cat["multifit_coadd_exp_flags"] & 2)
