@@ -20,7 +20,8 @@ from hpcpipe.pipe.quality import expected_psf_snr, match_truth
 
 SIM_ARGS = ["--visits", "3", "--ccds", "2", "--filters", "g,r", "--size", "1024", "--seed", "11",
             "--star-density", "100000"]
-SKYMAP = ["-c", "makeSkyMap.patchInnerDimensions=[1200,1200]", "makeSkyMap.patchBorder=50"]
+SKYMAP = ["-c", "makeSkyMap.patchInnerDimensions=[1200,1200]", "makeSkyMap.patchBorder=50",
+          "multifit.maxObjects=40"]
 
 pytestmark = pytest.mark.slow
 
@@ -151,11 +152,47 @@ def check_forced_photometry_errors_match_the_scatter(release):
     assert ratio == pytest.approx(1.0, abs=0.2)
 
 
+def check_multifit_stars_match_the_truth(release):
+    """The multi-epoch point-source fluxes of bright stars are their true fluxes (within the
+    PSF model's normalisation), every epoch is fitted with chi^2 per pixel near 1."""
+    from hpcpipe.pipe.quality import match_truth
+
+    butler = release
+    truth = butler.get("truth_cat")
+    sky_map = butler.get("skyMap")
+    ratios, n_epochs, red_chi2 = [], [], []
+    for tract in sky_map:
+        for patch_info in tract:
+            key = {"tract": tract.tract_id, "patch": "{},{}".format(*patch_info.index)}
+            if not butler.datasetExists("deepCoadd_multifit", **key):
+                continue
+            cat = butler.get("deepCoadd_multifit", **key)
+            epochs = butler.get("deepCoadd_multifitEpoch", **key)
+            assert cat.metadata["FILTERS"] == "g,r"
+            assert set(epochs["objectId"]) <= set(cat["id"])
+            n_epochs += list(cat["multifit_nEpochs"])
+            ok = epochs["nPix"] > 0
+            red_chi2 += list(epochs["exp_chi2"][ok] / epochs["nPix"][ok])
+            m = match_truth(np.degrees(cat["coord_ra"]), np.degrees(cat["coord_dec"]), truth,
+                            0.5, np.nonzero(truth["is_star"])[0])
+            for band in ("g", "r"):
+                flux = cat[f"multifit_point_{band}_flux"][m.source_index]
+                err = cat[f"multifit_point_{band}_fluxErr"][m.source_index]
+                true = 10.0 ** (-0.4 * (truth[f"mag_{band}"][m.truth_index] - 31.4))
+                good = (flux / err > 50) & ~cat["multifit_point_flag"][m.source_index]
+                ratios += list(flux[good] / true[good])
+    assert len(ratios) > 20
+    assert np.median(ratios) == pytest.approx(1.0, abs=0.02)
+    assert np.median(n_epochs) >= 4  # 3 visits in each of 2 filters, CCD gaps aside
+    assert 0.7 < np.median(red_chi2) < 1.5
+
+
 CHECKS = [check_every_output_reads_back_through_the_butler,
           check_detection_completeness_and_purity,
           check_astrometry_and_photometry_of_bright_stars,
           check_coadd_is_deeper_by_the_expected_amount,
-          check_forced_photometry_errors_match_the_scatter]
+          check_forced_photometry_errors_match_the_scatter,
+          check_multifit_stars_match_the_truth]
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=[c.__name__.removeprefix("check_")

@@ -66,6 +66,10 @@ def demo_configs(production: Any, settings: DemoSettings) -> dict[str, Any]:
         if step.name == "makeSkyMap":
             config.patchInnerDimensions = [inner, inner]
             config.patchBorder = 50
+        if step.name == "multifit":  # the demo fits the brightest objects of each patch
+            config.maxObjects = 10
+            config.psfCellSize = 1024
+            config.psfGaussians = 2
         config.freeze()
         configs[step.name] = config
     return configs

@@ -26,8 +26,8 @@ __all__ = ["load_native", "use_native", "kernel_status", "kernels_used", "KERNEL
 log = logging.getLogger(__name__)
 
 #: The compiled kernel modules hpcpipe knows (``hpcpipe/kernels/pythran/<name>.py``).
-KERNEL_MODULES = ("background", "coadd", "convolve", "cosmic", "detect", "isr", "measure",
-                  "photometry", "stats", "warp")
+KERNEL_MODULES = ("background", "coadd", "convolve", "cosmic", "detect", "gmrender", "isr",
+                  "measure", "photometry", "stats", "warp")
 #: How to compile the kernels of a source tree (run in the tree's top directory).
 BUILD_COMMAND = "python setup.py build_ext --inplace  (or: bash scripts/bootstrap.sh)"
 

@@ -141,6 +141,14 @@ def dataset_types() -> list[DatasetType]:
         _t("deepCoadd_forced_src", HDF5_CATALOG,
            f"deepCoadd-results/{PATCH}/forced_src_{PATCH_NAME}.h5",
            "Forced photometry on the coadd of one filter, at the deepCoadd_ref positions."),
+        _t("deepCoadd_multifit", HDF5_CATALOG,
+           "deepCoadd-results/merged/{tract:d}/{patch}/multifit_{tract:d}_{patch}.h5",
+           "Models fitted jointly to every calexp of a patch's objects (multifit): point "
+           "source, exponential, de Vaucouleurs and CModel fluxes per filter, shapes, chi^2, "
+           "flags, and the exponential fitted on the coadds for comparison."),
+        _t("deepCoadd_multifitEpoch", HDF5_CATALOG,
+           "deepCoadd-results/merged/{tract:d}/{patch}/multifitEpoch_{tract:d}_{patch}.h5",
+           "The multifit chi^2 of each object on each calexp (one row per object and epoch)."),
         _t("forced_src", HDF5_CATALOG,
            "forced/v{visit:07d}/{filter}/{tract:d}/forced_src_" + CCD_NAME + ".h5",
            "Forced photometry on one calexp at the deepCoadd_ref positions of a tract."),

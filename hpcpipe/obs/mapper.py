@@ -105,6 +105,7 @@ class CameraMapper(Mapper):
         "mergeCoaddMeasurements": ("tract", "patch"),
         "forcedPhotCoadd": ("tract", "patch", "filter"),
         "forcedPhotCcd": ("visit", "ccd", "tract"),
+        "multifit": ("tract", "patch"),
         "imageDifference": ("visit", "ccd"),
     }
     default_units: ClassVar[tuple[tuple[str, ...], ...]] = (

@@ -13,6 +13,8 @@ The steps, their units and what each unit waits for (LSST's Gen2 production orde
     mergeCoaddMeasurements  (tract, patch)          every filter's measurements
     forcedPhotCoadd         (tract, patch, filter)  the reference catalog of the patch
     forcedPhotCcd           (visit, ccd, tract)     the calexp and the tract's references
+    multifit                (tract, patch)          the reference catalog and the calexps
+                                                    reaching the patch
 
 Which patches a visit's warps cover is decided from the raw headers' WCS (the telescope's
 pointing, good to a few arcseconds) with a margin, before the calexps exist, so that the
@@ -40,6 +42,7 @@ from hpcpipe.pipe.coadd_measurement import MeasureCoaddSourcesTask, MergeMeasure
 from hpcpipe.pipe.coadd_warp import MakeCoaddTempExpTask
 from hpcpipe.pipe.forced import ForcedPhotCcdTask, ForcedPhotCoaddTask
 from hpcpipe.pipe.make_skymap import MakeSkyMapTask
+from hpcpipe.pipe.multifit import MultifitTask
 from hpcpipe.pipe.process_ccd import ProcessCcdTask
 
 __all__ = ["production", "make_production", "warp_units", "ccd_patches"]
@@ -129,6 +132,18 @@ def _forced_ccd_needs(unit: Any, ctx: ProductionContext) -> list[tuple[str, Any]
     return needs
 
 
+def _multifit_needs(unit: Any, ctx: ProductionContext) -> list[tuple[str, Any]]:
+    """The patch's reference catalog and every CCD that may reach the patch."""
+    ccds = {ccd for ccd, patches in ccd_patches(ctx).items()
+            if (int(unit["tract"]), unit["patch"]) in patches}
+    needs: list[tuple[str, Any]] = [
+        ("mergeCoaddMeasurements", u) for u in ctx.matching(
+            "mergeCoaddMeasurements", {"tract": unit["tract"], "patch": unit["patch"]})]
+    needs += [("processCcd", u) for u in ctx.matching("processCcd", {})
+              if (int(u["visit"]), int(u["ccd"])) in ccds]
+    return needs
+
+
 def make_production() -> Production:
     """The SimCam production (a new object each call)."""
     patch_filter = ("tract", "patch", "filter")
@@ -164,6 +179,9 @@ def make_production() -> Production:
                        inputs=("processCcd", "mergeCoaddMeasurements"),
                        list_units=_forced_ccd_units, upstream=_forced_ccd_needs,
                        listing_needs=("makeSkyMap",)),
+        ProductionStep("multifit", MultifitTask, patch,
+                       inputs=("processCcd", "mergeCoaddMeasurements"), list_units=_patch_units,
+                       upstream=_multifit_needs, listing_needs=("makeSkyMap",)),
     ], doc="raw exposures to calibrated exposures, coadds, multi-band catalogs and forced "
            "photometry")
 
