@@ -18,6 +18,17 @@ def test_demo_serial(tmp_path, capsys):
     assert "processCcd" in out and "astrometry: median offset" in out
     assert (tmp_path / "report" / "report.html").exists()
     assert (tmp_path / "coadd.png").exists()
+    # the multifit models are in the release, every row of every patch once, and in its HATS
+    from hpcpipe.butler import Butler
+    from hpcpipe.catalog.query import ReleaseDatabase
+
+    butler = Butler(tmp_path / "rerun")
+    fitted = butler.get("release_multifit", tract=0)
+    patches = sorted({p.decode() if isinstance(p, bytes) else str(p) for p in fitted["patch"]})
+    assert len(fitted) == sum(len(butler.get("deepCoadd_multifit", tract=0, patch=p))
+                              for p in patches) > 0
+    db = ReleaseDatabase(tmp_path / "rerun" / "release" / "hats")
+    assert db.query("SELECT count(*) AS n FROM multifit")["n"][0] == len(fitted)
     # a second run resumes: nothing left to do
     assert main(argv) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines()

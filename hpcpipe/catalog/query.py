@@ -54,7 +54,7 @@ __all__ = ["QueryError", "ReleaseDatabase", "ConeSearch", "cone_ranges", "write_
            "TABLES", "MAX_QUERY_LENGTH"]
 
 #: The catalogs of a release, as table names.
-TABLES = ("objects", "sources", "forced")
+TABLES = ("objects", "sources", "forced", "multifit")
 #: Longest query text accepted (characters).
 MAX_QUERY_LENGTH = 20_000
 
@@ -413,7 +413,9 @@ class ReleaseDatabase:
                     "release (HATS catalogs)', 0), ('TAP_SCHEMA', NULL, 'this service', 1)")
         descriptions = {"objects": "objects measured on the coadds (deepCoadd_ref), all tracts",
                         "sources": "single-frame sources (src) of every visit and CCD",
-                        "forced": "forced photometry on the coadds, every tract and filter"}
+                        "forced": "forced photometry on the coadds, every tract and filter",
+                        "multifit": "galaxy models fitted jointly to every epoch "
+                                    "(deepCoadd_multifit), all tracts"}
         for k, name in enumerate(self.catalogs):
             con.execute('INSERT INTO "TAP_SCHEMA".tables VALUES (?, ?, ?, NULL, ?, ?)',
                         ["main", name, "table", descriptions.get(name, name), k])

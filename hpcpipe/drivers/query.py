@@ -24,7 +24,7 @@ def find_hats_directory(repo: str | Path) -> Path:
     root = Path(repo)
     for candidate in (root / "release" / "hats", root / "hats", root):
         if any((candidate / name / "collection.properties").exists()
-               for name in ("objects", "sources", "forced")):
+               for name in ("objects", "sources", "forced", "multifit")):
             return candidate
     raise HpcpipeError(f"{repo}: no HATS catalogs in REPO/release/hats, REPO/hats or REPO; write "
                      "them with `hpcpipe release REPO --format hats` or `hpcpipe "

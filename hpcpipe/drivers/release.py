@@ -10,6 +10,8 @@ virtual dataset). The layout is ``docs/release_layout.md``:
   visit, with ``visit`` and ``ccd`` columns;
 * ``objects/tract-<tract>.h5``: dataset ``objects``, the ``deepCoadd_ref`` rows of every
   patch of the tract, with a ``patch`` column;
+* ``multifit/tract-<tract>.h5``: dataset ``multifit``, the ``deepCoadd_multifit`` rows of every
+  patch (where the production ran ``multifit``), with a ``patch`` column;
 * ``forced/tract-<tract>-<filter>.h5``: dataset ``forced``, the ``deepCoadd_forced_src`` rows
   of every patch in one filter;
 * ``coadds/tract-<tract>.h5``: every ``deepCoadd_calexp`` of the tract.
@@ -60,21 +62,26 @@ def release_units(butler: Any) -> dict[str, Any]:
     -------
     dict
         ``visits``: ``{visit: [ccd, ...]}`` with a ``src``; ``patches``: ``{tract: [patch,
-        ...]}`` with a ``deepCoadd_ref``; ``filters``: the repository's filters.
+        ...]}`` with a ``deepCoadd_ref``; ``multifit``: the same for ``deepCoadd_multifit``;
+        ``filters``: the repository's filters.
     """
     visits: dict[int, list[int]] = {}
     for visit, ccd in butler.queryMetadata("raw", ["visit", "ccd"]):
         if butler.datasetExists("src", visit=visit, ccd=ccd):
             visits.setdefault(int(visit), []).append(int(ccd))
     patches: dict[int, list[str]] = {}
+    multifit: dict[int, list[str]] = {}
     if butler.datasetExists("skyMap"):
         for tract in butler.get("skyMap"):
             for patch_info in tract:
                 patch = "{},{}".format(*patch_info.index)
                 if butler.datasetExists("deepCoadd_ref", tract=tract.tract_id, patch=patch):
                     patches.setdefault(tract.tract_id, []).append(patch)
+                    if butler.datasetExists("deepCoadd_multifit", tract=tract.tract_id,
+                                            patch=patch):
+                        multifit.setdefault(tract.tract_id, []).append(patch)
     filters = sorted(str(f) for f in butler.queryMetadata("raw", "filter"))
-    return {"visits": visits, "patches": patches, "filters": filters}
+    return {"visits": visits, "patches": patches, "filters": filters, "multifit": multifit}
 
 
 def _mine(items: Sequence[Any], world: World) -> list[Any]:
@@ -165,6 +172,21 @@ def write_release(butler: Any, directory: str | Path, world: World | None = None
                                               compression=compression,
                                               provenance=provenance(ids))
         written.append(str(path))
+        # the multifit models, where the production ran that step
+        fitted = units.get("multifit", {}).get(tract, [])
+        if fitted:
+
+            def multifit_of(patch: str, t: int = tract) -> Catalog:
+                return with_columns(butler.get("deepCoadd_multifit", tract=t, patch=patch),
+                                    {"patch": (patch, "S8", "patch x,y")})
+
+            table = _gather_table(world, lambda first=fitted[0]: multifit_of(first),
+                                  [multifit_of(p) for p in _mine(fitted, world)])
+            path = directory / "multifit" / f"tract-{tract}.h5"
+            rows[str(path)] = write_release_table(
+                path, "multifit", table, world, mode=mode, compression=compression,
+                provenance=provenance([{"tract": tract, "patch": p} for p in fitted]))
+            written.append(str(path))
         for band in units["filters"]:
             have = [p for p in patches if butler.datasetExists(
                 "deepCoadd_forced_src", tract=tract, patch=p, filter=band)]

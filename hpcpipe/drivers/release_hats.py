@@ -5,7 +5,9 @@ Three HATS collections go under ``<release>/hats`` (layout: ``docs/release_datab
 * ``objects``: the ``deepCoadd_ref`` rows of every patch of every tract, with ``tract`` and
   ``patch`` columns (the HDF5 ``objects/tract-<tract>.h5`` files, together);
 * ``sources``: the ``src`` rows of every CCD of every visit, with ``visit`` and ``ccd``;
-* ``forced``: the ``deepCoadd_forced_src`` rows, with ``tract``, ``filter`` and ``patch``.
+* ``forced``: the ``deepCoadd_forced_src`` rows, with ``tract``, ``filter`` and ``patch``;
+* ``multifit``: the ``deepCoadd_multifit`` rows (where the production ran ``multifit``), with
+  ``tract`` and ``patch``.
 
 Each has ``ra`` and ``dec`` in degrees (from ``coord_ra``, ``coord_dec``), the
 ``_healpix_29`` index, a margin cache, and units, UCDs and descriptions in the Parquet
@@ -37,7 +39,8 @@ __all__ = ["HATS_TABLES", "write_release_hats", "convert_release", "hats_directo
            "release_files"]
 
 #: The HATS catalogs of a release and their HATS catalog types.
-HATS_TABLES = {"objects": "object", "sources": "source", "forced": "source"}
+HATS_TABLES = {"objects": "object", "sources": "source", "forced": "source",
+               "multifit": "object"}
 
 
 def hats_directory(release: str | Path) -> Path:
@@ -114,6 +117,12 @@ def write_release_hats(butler: Any, directory: str | Path, world: World | None =
         parts["objects"].append(catalog_to_arrow(with_columns(
             butler.get("deepCoadd_ref", tract=tract, patch=patch),
             {"patch": (patch, "S8", "patch x,y")}), _objects_extra(tract)))
+    multifit_units = [(t, p) for t, patches in sorted(units.get("multifit", {}).items())
+                      for p in patches]
+    for tract, patch in multifit_units[world.rank::world.size]:
+        parts["multifit"].append(catalog_to_arrow(with_columns(
+            butler.get("deepCoadd_multifit", tract=tract, patch=patch),
+            {"patch": (patch, "S8", "patch x,y")}), _objects_extra(tract)))
     for tract, patch, band in forced_units[world.rank::world.size]:
         if butler.datasetExists("deepCoadd_forced_src", tract=tract, patch=patch, filter=band):
             parts["forced"].append(catalog_to_arrow(with_columns(
@@ -146,6 +155,10 @@ def release_files(release: str | Path) -> list[tuple[str, Path, dict[str, Any]]]
         match = _OBJECTS.search(path.name)
         if match:
             found.append(("objects", path, _objects_extra(int(match.group(1)))))
+    for path in sorted((release / "multifit").glob("tract-*.h5")):
+        match = _OBJECTS.search(path.name)
+        if match:
+            found.append(("multifit", path, _objects_extra(int(match.group(1)))))
     for path in sorted((release / "forced").glob("tract-*-*.h5")):
         match = _FORCED.search(path.name)
         if match:

@@ -183,6 +183,10 @@ def dataset_types() -> list[DatasetType]:
            "release/objects/tract-{tract:d}.h5",
            "Release file of one tract's objects (deepCoadd_ref of every patch, with a patch "
            "column)."),
+        _t("release_multifit", ReleaseTableFormatter("multifit"),
+           "release/multifit/tract-{tract:d}.h5",
+           "Release file of one tract's multifit models (deepCoadd_multifit of every patch, "
+           "with a patch column)."),
         _t("release_forced", ReleaseTableFormatter("forced"),
            "release/forced/tract-{tract:d}-{filter}.h5",
            "Release file of one tract's forced photometry on the coadds of one filter."),
