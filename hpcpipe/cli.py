@@ -258,9 +258,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    from hpcpipe.comm.logs import LOG_FORMAT, install_record_fields
+
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.loglevel,
-                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    install_record_fields()  # records carry rank@host (lines of many ranks in one batch log)
+    logging.basicConfig(level=args.loglevel, format=LOG_FORMAT)
     if hasattr(args, "handler"):  # commands that bring their own handler (butler, ingest)
         return int(args.handler(args))
     handlers = {"demo": _cmd_demo, "info": _cmd_info, "submit": _cmd_submit,
