@@ -1,0 +1,206 @@
+"""Campaigns: jobs cut by their walltime resume, status lines in a batch log, memory per unit.
+
+The toy production of tests/production_tasks.py on the repository of tests/test_production.py
+(8 toyIsr units, a sky map, 4 coadds, 2 merges). A run given too short a ``--walltime-left``
+stops handing out units, lets the ones in flight finish, writes the report and the journal and
+exits with 75 (more to do); the same command then finishes the production with the outputs of
+an uninterrupted run, serially and under ``mpirun -n 3``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_production import (
+    ALL_KEYS,
+    PRODUCTION,
+    _clean_env,
+    _mpirun_command,
+    assert_same_outputs,
+    drp,
+    isr_key,
+    simulate,
+    states,
+    units,
+)
+
+from hpcpipe.comm.journal import archive_journal, journal_history, read_events
+from hpcpipe.comm.walltime import MORE_TO_DO_EXIT, StepDurations, job_end_time
+
+SLOW = ("-c", "toyIsr.slow_filter=r", "toyIsr.sleep=0.6")
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    return simulate(tmp_path_factory.mktemp("campaign") / "repo")
+
+
+@pytest.fixture(scope="module")
+def reference(repo, tmp_path_factory):
+    """An uninterrupted run's output repository."""
+    out = tmp_path_factory.mktemp("reference") / "out"
+    assert drp(repo, out, "--id") == 0
+    return out
+
+
+def check_cut_then_resumed(report: Path, first: dict, second: dict) -> None:
+    """The cut run left units pending and said so in its journal; the rerun did the rest."""
+    assert "pending" in states(first).values()
+    assert not {"failed", "blocked"} & set(states(first).values())
+    ended = [e for e in read_events(report / "journal.1.jsonl") if e["event"] == "end"]
+    assert ended and ended[-1]["more_to_do"] and ended[-1]["status"] == MORE_TO_DO_EXIT
+    assert set(second) == ALL_KEYS
+    assert set(states(second).values()) <= {"done", "skipped"}
+    done_first = {k for k, s in states(first).items() if s == "done"}
+    assert done_first and {k for k, s in states(second).items() if s == "skipped"} >= done_first
+
+
+def test_walltime_cut_then_rerun_serial(repo, reference, tmp_path):
+    out, report = tmp_path / "out", tmp_path / "report"
+    started = time.time()
+    code = drp(repo, out, "--id", "--walltime-left", "1.5", *SLOW, report=report)
+    assert code == MORE_TO_DO_EXIT
+    first = units(out, report)
+    # nothing started after the end (less the reserve); what was in flight finished
+    assert max(u["start"] for u in first.values() if u["start"] is not None) < started + 1.5
+    assert (report / "report.html").exists()
+    assert drp(repo, out, "--id", *SLOW, report=report) == 0
+    second = units(out, report)
+    check_cut_then_resumed(report, first, second)
+    assert_same_outputs(reference, out)
+
+
+@pytest.mark.slow
+def test_walltime_cut_then_rerun_mpi_with_status_lines_and_rank_logs(repo, reference, tmp_path):
+    """Under mpirun -n 3: the cut and the resume as serially; the master's status lines are in
+    its (non-terminal) log, its records carry rank@host, the workers log to files."""
+    mpirun = _mpirun_command(3)
+    if mpirun is None:
+        pytest.skip("no mpirun")
+    out, report = tmp_path / "out", tmp_path / "report"
+    command = [*mpirun, sys.executable, "-m", "hpcpipe", "drp", str(repo), "--output", str(out),
+               "--id", "--production", PRODUCTION, "--report", str(report), *SLOW,
+               "--status-interval", "0.3", "--rank-logs", "files"]
+    cut = subprocess.run([*command, "--walltime-left", "2"], env=_clean_env(),
+                         capture_output=True, text=True, timeout=300)
+    assert cut.returncode == MORE_TO_DO_EXIT, cut.stdout + cut.stderr
+    first = units(out, report)
+    lines = [line for line in cut.stderr.splitlines() if "hpcpipe.progress" in line]
+    assert lines, cut.stderr
+    assert all(" 0@" in line and "units/s" in line for line in lines)
+    assert any("ETA" in line and "toyIsr" in line for line in lines)
+    assert "not started" in cut.stderr  # the master said why it stopped
+    for rank in (1, 2):
+        assert (report / "logs" / f"rank-{rank:05d}.log").exists()
+    again = subprocess.run(command, env=_clean_env(), capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    check_cut_then_resumed(report, first, units(out, report))
+    assert_same_outputs(reference, out)
+
+
+def test_sigusr1_stops_the_handing_out(repo, tmp_path):
+    """SIGUSR1 (what SLURM sends before the walltime): no unit starts after it, the run ends
+    with 75 and its report."""
+    out, report = tmp_path / "out", tmp_path / "report"
+    command = [sys.executable, "-m", "hpcpipe", "drp", str(repo), "--output", str(out), "--id",
+               "--production", PRODUCTION, "--report", str(report), *SLOW]
+    env = {**_clean_env(), "HPCPIPE_NO_MPI": "1"}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    journal = report / "journal.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:  # wait for the first toyIsr
+        if journal.exists() and '"job": "toyIsr"' in journal.read_text():
+            break
+        time.sleep(0.05)
+    signalled = time.time()
+    proc.send_signal(signal.SIGUSR1)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == MORE_TO_DO_EXIT, stdout + stderr
+    assert "SIGUSR1" in stderr
+    records = units(out, report)
+    assert "pending" in states(records).values()
+    started = [u["start"] for u in records.values() if u["start"] is not None]
+    assert sum(s > signalled for s in started) == 0
+
+
+def test_memory_limit_fails_the_unit_alone_and_its_retry_gets_more(repo, tmp_path):
+    """A unit that allocates past its step's limit fails alone ("exceeded its memory limit of
+    0.15 GB"); the others are done; with a retry (twice the limit) it succeeds. Every unit's
+    peak memory is in the report."""
+    out, report = tmp_path / "out", tmp_path / "report"
+    hungry = ("-c", "toyIsr.allocate_mb=250", "toyIsr.allocate_visit=1001")
+    code = drp(repo, out, "--id", "--steps", "toyIsr", "--memory-limit", "toyIsr=0.15",
+               *hungry, report=report)
+    assert code == 2  # visit 1001 on two CCDs
+    records = units(out, report)
+    failed = {k for k, s in states(records).items() if s == "failed"}
+    assert failed == {isr_key(1001, 0), isr_key(1001, 1)}
+    assert all("exceeded its memory limit of 0.15 GB" in records[k]["error"] for k in failed)
+    assert {s for k, s in states(records).items() if k not in failed} == {"done"}
+    assert all(u["peak_rss"] and u["peak_rss"] > 1e6 for u in records.values())
+    summary = json.loads((report / "report.json").read_text())["summary"]
+    assert summary["peak_rss"]["toyIsr"] > 0
+    # the retry gets 0.3 GB: the unit succeeds there, and its peak shows the allocation
+    out2, report2 = tmp_path / "out2", tmp_path / "report2"
+    assert drp(repo, out2, "--id", "--steps", "toyIsr", "--memory-limit", "toyIsr=0.15",
+               "--retries", "1", *hungry, report=report2) == 0
+    records = units(out2, report2)
+    hungry_unit = records[isr_key(1001, 0)]
+    assert hungry_unit["attempts"] == 2 and hungry_unit["state"] == "done"
+    light = records[isr_key(1000, 0)]
+    assert hungry_unit["peak_rss"] - light["peak_rss"] > 0.2e9
+
+
+def test_memory_limit_usage_errors(repo, tmp_path, capsys):
+    for bad, word in ((["--memory-limit", "nostep=1"], "nostep"),
+                      (["--memory-limit", "toyIsr=0"], "more than 0"),
+                      (["--memory-limit", "lots"], "[STEP=]GB"),
+                      (["--walltime-left", "-3"], "--walltime-left")):
+        capsys.readouterr()
+        assert drp(repo, tmp_path / "out", "--id", *bad) == 2
+        assert word in capsys.readouterr().err
+
+
+def test_job_end_time_sources():
+    assert job_end_time(10, {}, now=100.0) == 110.0
+    assert job_end_time(None, {"SLURM_JOB_END_TIME": "5000"}) == 5000.0
+    env = {"HPCPIPE_JOB_END_TIME": "7000", "SLURM_JOB_END_TIME": "5000"}
+    assert job_end_time(None, env) == 7000.0  # the job script's own first
+    assert job_end_time(None, {}) is None
+    with pytest.raises(ValueError, match="SLURM_JOB_END_TIME"):
+        job_end_time(None, {"SLURM_JOB_END_TIME": "soon"})
+
+
+def test_step_durations_running_median():
+    durations = StepDurations()
+    assert durations.expected("a") == 0.0
+    for seconds in (1.0, 2.0, 100.0):
+        durations.add("a", seconds)
+    durations.add("b", math.nan)  # ignored
+    assert durations.median("a") == 2.0 and durations.median("b") is None
+    assert durations.expected("b") == 2.0  # an unmeasured step: the largest known median
+    for _ in range(1000):
+        durations.add("a", 5.0)
+    assert durations.median("a") == 5.0  # only the latest units count
+
+
+def test_journals_are_kept_in_run_order(tmp_path):
+    path = tmp_path / "journal.jsonl"
+    assert archive_journal(path) is None
+    for k in range(3):
+        path.write_text(f'{{"event": "run", "title": "{k}"}}\n')
+        assert archive_journal(path) == tmp_path / f"journal.{k + 1}.jsonl"
+    path.write_text('{"event": "run", "title": "now"}\n')
+    history = journal_history(path)
+    assert [p.name for p in history] == ["journal.1.jsonl", "journal.2.jsonl",
+                                         "journal.3.jsonl", "journal.jsonl"]
+    assert [read_events(p)[0]["title"] for p in history] == ["0", "1", "2", "now"]
