@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from test_production import (
     units,
 )
 
+from hpcpipe.cli import main
 from hpcpipe.comm.journal import archive_journal, journal_history, read_events
 from hpcpipe.comm.walltime import MORE_TO_DO_EXIT, StepDurations, job_end_time
 
@@ -204,3 +206,99 @@ def test_journals_are_kept_in_run_order(tmp_path):
     assert [p.name for p in history] == ["journal.1.jsonl", "journal.2.jsonl",
                                          "journal.3.jsonl", "journal.jsonl"]
     assert [read_events(p)[0]["title"] for p in history] == ["0", "1", "2", "now"]
+
+
+# --- campaigns: status, chained submissions, the job script itself -------------------------
+def test_status_of_a_cut_then_finished_campaign(repo, tmp_path, capsys):
+    out, report = tmp_path / "out", tmp_path / "report"
+    assert drp(repo, out, "--id", "--walltime-left", "1.5", *SLOW,
+               report=report) == MORE_TO_DO_EXIT
+    first = units(out, report)
+    capsys.readouterr()
+    assert main(["status", str(report), "--check"]) == MORE_TO_DO_EXIT
+    printed = capsys.readouterr().out
+    pending = sum(s == "pending" for s in states(first).values())
+    assert f"remaining: {pending} unit(s)" in printed and "more to do" in printed
+    row = next(line.split() for line in printed.splitlines() if line.startswith("toyIsr"))
+    isr = states(first, "toyIsr").values()
+    assert row[1:6] == [str(len(isr)), str(sum(s == "done" for s in isr)), "0", "0",
+                        str(sum(s == "pending" for s in isr))]
+    assert "units/s" in printed and "core-hours" in printed
+    assert drp(repo, out, "--id", *SLOW, report=report) == 0
+    assert main(["status", str(report), "--check"]) == 0
+    printed = capsys.readouterr().out
+    assert "2 run(s)" in printed and printed.rstrip().endswith("complete")
+    assert main(["status", str(tmp_path / "nowhere")]) == 2
+    assert "OUT" in capsys.readouterr().err
+
+
+def fake_scheduler(directory: Path) -> Path:
+    """A fake sbatch that numbers the jobs from 100 and records each call's arguments, and a
+    fake srun that runs its command (without MPI) and records that it did."""
+    directory.mkdir(exist_ok=True)
+    calls = directory / "sbatch.calls"
+    sbatch = directory / "sbatch"
+    sbatch.write_text(f'#!/bin/bash\nn=$(( $(wc -l < {calls} 2>/dev/null || echo 0) + 100 ))\n'
+                      f'echo "$@" >> {calls}\necho "Submitted batch job $n"\n')
+    srun = directory / "srun"
+    srun.write_text(f'#!/bin/bash\necho ran >> {directory}/srun.calls\n'
+                    'while [[ "$1" == --* ]]; do shift; done\nexec "$@"\n')
+    for tool in (sbatch, srun):
+        tool.chmod(0o755)
+    return calls
+
+
+def test_chain_dry_run_prints_dependent_jobs(repo, tmp_path, capsys):
+    batch = tmp_path / "batch"
+    assert main(["submit", "--batch-type", "pbs", "--time", "1:00:00", "--chain", "3",
+                 "--dry-run", "--batch-output", str(batch), "drp", str(repo), "--output",
+                 str(tmp_path / "out"), "--id", "--production", PRODUCTION]) == 0
+    printed = capsys.readouterr().out
+    submits = [line for line in printed.splitlines() if line.startswith("# submit with:")]
+    assert len(submits) == 3 and "depend" not in submits[0]
+    assert "-W 'depend=afterany:<job 1>'" in submits[1]
+    assert "-W 'depend=afterany:<job 2>'" in submits[2]
+    assert printed.count("status --check") == 1  # in the followers' script only
+    assert "HPCPIPE_JOB_END_TIME" in printed and "kill -USR1" in printed
+    assert not batch.exists()
+
+
+def test_chain_with_fake_sbatch_then_the_scripts_run(repo, reference, tmp_path, monkeypatch):
+    """--chain 3 with a fake sbatch: each job depends on the one before. Then the scripts
+    run here with a fake srun: the first job, cut by SIGUSR1 forwarded by the script, exits
+    75; a follower finishes the production; the last finds nothing to do and ends at once."""
+    bin_dir = tmp_path / "bin"
+    calls = fake_scheduler(bin_dir)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("PYTHONPATH", _clean_env()["PYTHONPATH"])
+    monkeypatch.setenv("HPCPIPE_NO_MPI", "1")
+    out, batch = tmp_path / "out", tmp_path / "batch"
+    assert main(["submit", "--batch-type", "slurm", "--time", "10", "--chain", "3",
+                 "--job", "dr1", "--batch-output", str(batch), "drp", str(repo), "--output",
+                 str(out), "--id", "--production", PRODUCTION, *SLOW]) == 0
+    recorded = [line.split() for line in calls.read_text().splitlines()]
+    first, follower = str(batch / "dr1.slurm.sh"), str(batch / "dr1.next.slurm.sh")
+    assert recorded == [[first], ["--dependency=afterany:100", follower],
+                        ["--dependency=afterany:101", follower]]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMIX_"))}
+    env.update(SLURM_JOB_ID="100", SLURM_NTASKS="1", SLURM_JOB_NUM_NODES="1")
+    job = subprocess.Popen(["bash", first], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    journal = out / "report" / "journal.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and job.poll() is None:
+        if journal.exists() and '"job": "toyIsr"' in journal.read_text():
+            break
+        time.sleep(0.05)
+    job.send_signal(signal.SIGUSR1)  # what SLURM's --signal=B:USR1@... does
+    log = job.communicate(timeout=120)[0]
+    assert job.returncode == MORE_TO_DO_EXIT, log
+    assert "SIGUSR1, the walltime is near" in log and "exit status 75" in log
+    second = subprocess.run(["bash", follower], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert_same_outputs(reference, out)
+    third = subprocess.run(["bash", follower], env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert third.returncode == 0 and "nothing left to do" in third.stdout, third.stdout
+    assert (bin_dir / "srun.calls").read_text().count("ran") == 2  # not run by the third

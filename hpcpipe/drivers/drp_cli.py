@@ -43,7 +43,7 @@ from hpcpipe.errors import HpcpipeError
 from hpcpipe.task.argparser import non_negative_int, positive_float
 
 __all__ = ["add_drp_command", "run_drp_command", "parse_drp_args", "prepare_drp_submission",
-           "production_config_class"]
+           "production_config_class", "drp_report_directory"]
 
 PROG = "hpcpipe drp"
 #: With ``--rank-logs auto``, jobs of more ranks than this write one log file per worker.
@@ -267,6 +267,17 @@ def prepare_drp_submission(argv: Sequence[str], dry_run: bool = False,
         "configs of %s %s in %s", ", ".join(configs),
         "checked" if dry_run else "written", request.output_root or request.input_root)
     return 0
+
+
+def drp_report_directory(argv: Sequence[str], production: Production | None = None
+                         ) -> Path | None:
+    """The absolute report directory of a ``hpcpipe drp`` command line (where its journals
+    are: what a campaign's chained jobs check), or None if the arguments do not parse."""
+    try:
+        request = parse_drp_args(argv, production)
+    except SystemExit:
+        return None
+    return report_directory(request).resolve()
 
 
 def add_drp_command(subparsers: Any, production: Production | None = None) -> None:
