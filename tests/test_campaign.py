@@ -302,3 +302,27 @@ def test_chain_with_fake_sbatch_then_the_scripts_run(repo, reference, tmp_path, 
                            timeout=300)
     assert third.returncode == 0 and "nothing left to do" in third.stdout, third.stdout
     assert (bin_dir / "srun.calls").read_text().count("ran") == 2  # not run by the third
+
+
+# --- many ranks on a few cores -----------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("ranks", [16, 32])
+def test_production_on_many_more_ranks_than_cores(repo, reference, tmp_path, ranks):
+    """mpirun -n 16 and -n 32 (oversubscribed on this 2-core machine): the production, its
+    report and its outputs as with one rank; above 16 ranks the workers log to files."""
+    mpirun = _mpirun_command(ranks)
+    if mpirun is None:
+        pytest.skip("no mpirun")
+    out, report = tmp_path / "out", tmp_path / "report"
+    run = subprocess.run([*mpirun, sys.executable, "-m", "hpcpipe", "drp", str(repo),
+                          "--output", str(out), "--id", "--production", PRODUCTION,
+                          "--report", str(report)],
+                         env=_clean_env(), capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout + run.stderr
+    records = units(out, report)
+    assert set(records) == ALL_KEYS and set(states(records).values()) == {"done"}
+    assert len({u["rank"] for u in records.values()}) >= 8  # the toyIsr units at once
+    assert_same_outputs(reference, out)
+    if ranks > 16:  # --rank-logs auto: one log file per worker
+        logs = sorted(p.name for p in (report / "logs").glob("rank-*.log"))
+        assert logs == [f"rank-{r:05d}.log" for r in range(1, ranks)]
