@@ -326,3 +326,35 @@ def test_production_on_many_more_ranks_than_cores(repo, reference, tmp_path, ran
     if ranks > 16:  # --rank-logs auto: one log file per worker
         logs = sorted(p.name for p in (report / "logs").glob("rank-*.log"))
         assert logs == [f"rank-{r:05d}.log" for r in range(1, ranks)]
+
+
+# --- the pool's API (what other drivers use) ------------------------------------------------
+def _nap(cache, seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def test_pool_end_time_status_lines_and_stop(caplog):
+    """Pool(end_time=...): units that would not fit stay pending (result None, record
+    "pending"), out_of_time is set; status lines go to hpcpipe.progress; request_stop()."""
+    from hpcpipe.comm.pool import Pool
+    from hpcpipe.comm.world import World
+
+    world = World()
+    if world.size > 1:
+        pytest.skip("serial")
+    pool = Pool(world, end_time=time.time() + 1.0, walltime_reserve=0.0, status_interval=0.2)
+    caplog.set_level("INFO", logger="hpcpipe.progress")
+    results = pool.map(_nap, [0.25] * 10, name="naps")
+    ran = [r for r in results if r is not None]
+    assert 1 <= len(ran) <= 5 and pool.out_of_time  # 4 fit on an idle machine
+    records = pool.records
+    assert [r.state for r in records].count("pending") == 10 - len(ran)
+    # a unit started only while its step's median (0.25 s) still fitted before the end
+    assert all(r.start <= pool.end_time - 0.2 for r in records if r.state == "done")
+    lines = [r.getMessage() for r in caplog.records if r.name == "hpcpipe.progress"]
+    assert any("units/s" in line and "naps" in line for line in lines)
+    assert pool.durations.median("naps") >= 0.25
+    stopped = Pool(world)
+    stopped.request_stop()
+    assert stopped.map(_nap, [0.0] * 3) == [None] * 3 and stopped.out_of_time
