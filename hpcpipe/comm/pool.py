@@ -84,7 +84,8 @@ from hpcpipe.comm.walltime import StepDurations, default_reserve
 from hpcpipe.comm.world import World
 
 __all__ = ["Pool", "WorkerCache", "LaunchError", "check_launch", "TARGET_CHUNK_SECONDS",
-           "HEARTBEAT_SECONDS", "SILENCE_SECONDS", "LOST_WORKER_EXIT", "grace_seconds"]
+           "HEARTBEAT_SECONDS", "SILENCE_SECONDS", "LOST_WORKER_EXIT", "MEMORY_RETRY_FACTOR",
+           "grace_seconds"]
 
 log = logging.getLogger("hpcpipe.comm.pool")
 #: Where the master's status lines go (``status_interval``).
@@ -717,6 +718,9 @@ class Pool:
         return out
 
     def _start_status(self, job: _Job) -> None:
+        if not self.status_interval:
+            self._next_status = math.inf
+            return
         job.status_t0 = time.time()
         job.status_skipped = int(np.count_nonzero(job.state == _SKIPPED))
         if job.job_names is not None:
@@ -724,16 +728,13 @@ class Pool:
                                      return_inverse=True)
             order = list(dict.fromkeys(job.job_names))  # steps in the order of their units
             job.status_steps = order
-            remap = np.array([order.index(n) for n in names])
+            remap = np.array([order.index(n) for n in names], dtype=np.int64)
             job.status_codes = remap[codes]
         else:
             job.status_steps = [job.name]
             job.status_codes = np.zeros(len(job.state), np.int64)
-        if self.status_interval:
-            self._next_status = time.monotonic() + float(self.status_interval)
-            progress_log.info("%s", self._status_line(job))
-        else:
-            self._next_status = math.inf
+        self._next_status = time.monotonic() + float(self.status_interval)
+        progress_log.info("%s", self._status_line(job))
 
     def _maybe_status(self, job: _Job) -> None:
         if time.monotonic() >= self._next_status:
