@@ -4,7 +4,9 @@ Subcommands:
 
 * ``hpcpipe demo``: the built-in demonstration (run it under ``mpiexec`` for several ranks).
 * ``hpcpipe info``: versions, MPI and parallel HDF5 support, and which kernels are compiled.
-* ``hpcpipe submit``: a batch job script from ``jobs/``, submitted to SLURM or PBS.
+* ``hpcpipe submit``: a batch job script from ``jobs/``, submitted to SLURM or PBS
+  (``--chain N``: a campaign of N dependent jobs).
+* ``hpcpipe status OUT``: where a campaign stands (:mod:`hpcpipe.drivers.status`).
 * ``hpcpipe simulate REPO``: a simulated survey, ingested into a repository.
 * ``hpcpipe run TASK REPO --id ...``: a command-line task (:mod:`hpcpipe.task.cmdline`).
 * ``hpcpipe drp REPO --output OUT --id ...``: a data release production
@@ -72,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_drp_command(sub)
     add_release_command(sub)
+    from hpcpipe.drivers.status import add_status_command
+
+    add_status_command(sub)
     from hpcpipe.drivers.release_hats_cli import (
         add_release_convert_command,
         extend_release_command,
@@ -148,6 +153,10 @@ def _add_submit_parser(sub: argparse._SubParsersAction) -> None:
                         help="directory of the script and the job's log (default batch)")
     submit.add_argument("--dry-run", action="store_true",
                         help="print the script and the submit command; submit nothing")
+    submit.add_argument("--chain", type=positive_int, default=1, metavar="N",
+                        help="a campaign: N jobs, each waiting for the one before "
+                        "(afterany) and resuming its run; the later ones end at once when "
+                        "nothing is left (hpcpipe status --check OUT)")
     submit.add_argument("driver", metavar="DRIVER", help="the hpcpipe command the job runs")
     submit.add_argument("driver_args", nargs=argparse.REMAINDER, metavar="...",
                         help="the driver's arguments (REPO --id ...)")
@@ -180,7 +189,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         SubmitError,
         estimate_walltime,
         parse_walltime,
-        submit,
+        submit_chain,
     )
 
     try:
@@ -204,16 +213,23 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     except SubmitError as exc:  # checked before anything is written
         print(f"hpcpipe submit: error: {exc}", file=sys.stderr)
         return 2
+    precheck = None
     if args.driver == "drp" and "--help" not in args.driver_args:
         # the configs go to the output repository now, so that the job's ranks never race
         # to write them (and a refused config is reported here, not in the job's log)
-        from hpcpipe.drivers.drp_cli import prepare_drp_submission
+        from hpcpipe.drivers.drp_cli import drp_report_directory, prepare_drp_submission
 
         code = prepare_drp_submission(args.driver_args, dry_run=args.dry_run)
         if code:
             return code
+        report = drp_report_directory(args.driver_args)
+        if report is not None:
+            precheck = [sys.executable, "-m", "hpcpipe", "status", "--check", str(report)]
+    elif args.chain > 1:
+        print("hpcpipe submit: note: --chain without drp: every job runs the command again "
+              "(no check that the campaign is complete)", file=sys.stderr)
     try:
-        submit(request, dry_run=args.dry_run)
+        submit_chain(request, args.chain, precheck=precheck, dry_run=args.dry_run)
     except SubmitError as exc:
         print(f"hpcpipe submit: error: {exc}", file=sys.stderr)
         return 1
@@ -258,9 +274,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    from hpcpipe.comm.logs import LOG_FORMAT, install_record_fields
+
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.loglevel,
-                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    install_record_fields()  # records carry rank@host (lines of many ranks in one batch log)
+    logging.basicConfig(level=args.loglevel, format=LOG_FORMAT)
     if hasattr(args, "handler"):  # commands that bring their own handler (butler, ingest)
         return int(args.handler(args))
     handlers = {"demo": _cmd_demo, "info": _cmd_info, "submit": _cmd_submit,

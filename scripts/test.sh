@@ -29,3 +29,15 @@ for n in 3 2; do
         exit 1
     fi
 done
+
+# Opt-in: the pool and production MPI tests at many more ranks than cores, e.g.
+# HPCPIPE_TEST_MANY_RANKS="16 32" (about 2 and 10 minutes on 2 busy cores: not in CI's default).
+for n in ${HPCPIPE_TEST_MANY_RANKS:-}; do
+    echo "== MPI tests of the pool and the production under mpirun -n $n"
+    if ! mpirun "${MPIRUN_FLAGS[@]}" -n "$n" "$py" "$here/scripts/mpi_pytest.py" "$logs" \
+            -p no:cacheprovider --with-mpi -m mpi "$@" tests/test_pool.py \
+            tests/test_production.py; then
+        for f in "$logs"/rank-*.log; do echo "---- $f"; tail -n 50 "$f"; done
+        exit 1
+    fi
+done

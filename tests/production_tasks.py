@@ -40,6 +40,9 @@ class ToyIsrConfig(Config):
     crash_mode = Field("how it crashes: sigkill, sigstop (the process stops), exit "
                        "(sys.exit(0)), interrupt (KeyboardInterrupt), mpirecv (blocks in an "
                        "MPI receive nobody answers)", str, default="sigkill")
+    allocate_mb = Field("megabytes the unit of allocate_visit allocates and touches", float,
+                        default=0.0)
+    allocate_visit = Field("the visit that allocates allocate_mb", int, default=-1)
 
 
 class ToyIsrTask(CmdLineTask):
@@ -69,6 +72,9 @@ class ToyIsrTask(CmdLineTask):
                 os.kill(os.getpid(), signal.SIGKILL)
         if config.slow_filter and data_id["filter"] == config.slow_filter:
             time.sleep(config.sleep)
+        if config.allocate_mb and data_id["visit"] == config.allocate_visit:
+            block = np.ones(int(config.allocate_mb * 1e6 / 8))  # touched: resident
+            self.metadata["allocated"] = float(block.sum())
         raw = data_ref.get("raw")
         image = raw.image.array
         out = raw.clone()

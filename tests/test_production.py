@@ -152,7 +152,8 @@ def check_no_barrier_between_steps(repo, tmp):
         # a g coadd starts while r visits are still being processed: no step barrier
         assert g_coadd_start < r_isr_end
         if World().size > 2:
-            assert len({u["rank"] for u in records.values()}) == World().size - 1
+            # the 8 toyIsr units start at once, on as many workers as there are (up to 8)
+            assert len({u["rank"] for u in records.values()}) >= min(World().size - 1, 8)
     on_root(World(), check)
 
 

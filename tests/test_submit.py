@@ -82,7 +82,8 @@ def test_submit_with_stub_sbatch(tmp_path, monkeypatch, capsys):
     assert log.read_text().split() == [str(script)]
     text = (tmp_path / "sbatch.script").read_text()
     assert "#SBATCH --time=00:30:00" in text
-    assert text.rstrip().endswith("-m hpcpipe demo --ccds 8")
+    # the driver runs in the background, so that the script can pass SIGUSR1 on to it
+    assert "-m hpcpipe demo --ccds 8 &\n" in text and "#SBATCH --signal=B:USR1@90" in text
     assert "job 4242" in capsys.readouterr().err
 
 

@@ -6,6 +6,11 @@ leaves no report, but its journal holds every unit that ended until then, so tha
 it. Lines are strict JSON (a time that is not known is ``null``, never ``NaN``); each is
 written whole and flushed at once, so a kill loses at most the line being written, which the
 reader skips.
+
+A campaign is several runs into one output repository (one per batch job): before a run
+starts its journal, :func:`archive_journal` renames the previous one to ``journal.<k>.jsonl``
+(k = 1, 2, ... in the order of the runs), so that ``hpcpipe status`` reads the history of
+every job (:func:`journal_history`).
 """
 
 from __future__ import annotations
@@ -14,13 +19,15 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from pathlib import Path
 from typing import IO, Any
 
 from hpcpipe.comm.records import UnitRecord
 
-__all__ = ["Journal", "read_journal", "strict"]
+__all__ = ["Journal", "read_journal", "read_events", "strict", "archive_journal",
+           "journal_history"]
 
 log = logging.getLogger("hpcpipe.comm.journal")
 
@@ -99,8 +106,59 @@ def read_journal(path: str | os.PathLike[str]) -> tuple[str, list[UnitRecord]]:
                 title = str(entry.get("title", title))
             elif entry.get("event") == "unit":
                 values = {k: v for k, v in entry.items() if k in fields}
-                for name in ("start", "end"):
+                for name in ("start", "end", "peak_rss"):
                     values[name] = math.nan if values.get(name) is None else values[name]
                 record = UnitRecord(**values)
                 latest[(record.job, record.key)] = record
     return title, list(latest.values())
+
+
+def read_events(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every entry of a journal that is not a unit's (``run``, ``plan``, ``end``...), in order.
+
+    A line cut short by a kill is skipped.
+    """
+    events = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(entry, dict) and entry.get("event") != "unit":
+                events.append(entry)
+    return events
+
+
+_ARCHIVED = re.compile(r"(.+)\.(\d+)(\.jsonl)$")
+
+
+def journal_history(path: str | os.PathLike[str]) -> list[Path]:
+    """The archived journals of ``path`` (``journal.1.jsonl``...) in run order, then ``path``
+    itself if it exists."""
+    path = Path(path)
+    stem, suffix = path.name[: -len(path.suffix)] if path.suffix else path.name, path.suffix
+    found = []
+    if path.parent.is_dir():
+        for candidate in path.parent.iterdir():
+            match = _ARCHIVED.fullmatch(candidate.name)
+            if match and match.group(1) == stem and match.group(3) == suffix:
+                found.append((int(match.group(2)), candidate))
+    out = [p for _, p in sorted(found)]
+    if path.is_file():
+        out.append(path)
+    return out
+
+
+def archive_journal(path: str | os.PathLike[str]) -> Path | None:
+    """Rename an existing journal to the next ``<stem>.<k><suffix>``; return its new path
+    (None if there was none)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    history = journal_history(path)[:-1]
+    last = _ARCHIVED.fullmatch(history[-1].name) if history else None
+    number = int(last.group(2)) + 1 if last else 1
+    target = path.with_name(f"{path.stem}.{number}{path.suffix}")
+    os.replace(path, target)
+    return target

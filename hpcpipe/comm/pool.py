@@ -37,15 +37,31 @@ and the others go on; when the master's main function has returned (summary and 
 written), the job ends with ``MPI_Abort``, since the lost rank would keep ``mpirun`` and
 ``MPI_Finalize`` waiting. A worker that leaves its loop for any reason (``KeyboardInterrupt``,
 a ``BaseException``) tells the master first; a unit that calls ``sys.exit`` only fails.
+
+Campaigns (optional, all off by default):
+
+* ``end_time``: the job's end (:mod:`hpcpipe.comm.walltime`). The master hands out a unit only
+  if its step's running median unit time fits before the end, less a reserve; ``SIGUSR1``
+  (or :meth:`Pool.request_stop`) stops the handing out at once. The units in flight finish;
+  the others stay ``pending`` and :attr:`Pool.out_of_time` is set.
+* ``status_interval``: every so many seconds the master logs a status line (units done and
+  failed per step, units per second, the time to the end) to ``hpcpipe.progress``, with or
+  without a terminal, so that a batch log shows how the run goes.
+* ``memory_limits``: bytes a unit of a step may allocate (:mod:`hpcpipe.comm.memory`); past
+  it the unit fails alone ("exceeded its memory limit of N GB"), and may be retried. Every
+  unit's peak resident memory is measured and recorded (``UnitRecord.peak_rss``).
 """
 
 from __future__ import annotations
 
 import collections
 import functools
+import itertools
 import logging
+import math
 import os
 import pickle
+import signal
 import sys
 import threading
 import time
@@ -64,12 +80,16 @@ from hpcpipe.comm.records import (
     run_chunk,
 )
 from hpcpipe.comm.transport import Tag, Transport
+from hpcpipe.comm.walltime import StepDurations, default_reserve
 from hpcpipe.comm.world import World
 
 __all__ = ["Pool", "WorkerCache", "LaunchError", "check_launch", "TARGET_CHUNK_SECONDS",
-           "HEARTBEAT_SECONDS", "SILENCE_SECONDS", "LOST_WORKER_EXIT", "grace_seconds"]
+           "HEARTBEAT_SECONDS", "SILENCE_SECONDS", "LOST_WORKER_EXIT", "MEMORY_RETRY_FACTOR",
+           "grace_seconds"]
 
 log = logging.getLogger("hpcpipe.comm.pool")
+#: Where the master's status lines go (``status_interval``).
+progress_log = logging.getLogger("hpcpipe.progress")
 
 #: Dynamic chunks aim at about this much work each (seconds), at least.
 TARGET_CHUNK_SECONDS = 0.02
@@ -87,6 +107,8 @@ HEARTBEAT_SECONDS = 1.0
 SILENCE_SECONDS = float(os.environ.get("HPCPIPE_SILENCE_SECONDS", "120"))
 #: The exit status of a job ended by ``MPI_Abort`` because a worker was lost.
 LOST_WORKER_EXIT = 3
+#: A unit's memory limit is multiplied by this on each retry.
+MEMORY_RETRY_FACTOR = 2.0
 
 
 def grace_seconds(timeout: float) -> float:
@@ -154,6 +176,7 @@ class _Job:
         self.start = np.full(n, np.nan)
         self.end = np.full(n, np.nan)
         self.attempts = np.zeros(n, np.int32)
+        self.peak = np.full(n, np.nan)
         self.errors: dict[int, tuple[str, str]] = {}
         self.excluded: dict[int, set[int]] = {}
         self.hosts: dict[int, str] = {}
@@ -170,6 +193,11 @@ class _Job:
         self.job_names: Sequence[str] | None = None
         #: Called with the record of each unit that ends (the run journal), if set.
         self.on_end: Callable[[UnitRecord], None] | None = None
+        # the status lines: when the job started, units skipped then, each unit's step
+        self.status_t0 = time.time()
+        self.status_skipped = 0
+        self.status_steps: list[str] = [name]
+        self.status_codes = np.zeros(n, np.int64)
         for i, parents in enumerate(deps or ()):
             for parent in parents:
                 if not 0 <= parent < n or parent == i:
@@ -230,13 +258,19 @@ class _Job:
                 self.ended((child,))
                 stack.extend(self.children[child])
 
+    def step(self, index: int) -> str:
+        """The step (job name) of unit ``index``."""
+        return self.job_names[index] if self.job_names is not None else self.name
+
     def record_batch(self, indices: list[int], values: list[Any], starts: list[float],
                      ends: list[float], failures: dict[int, tuple[str, str]], rank: int,
-                     host: str) -> list[int]:
+                     host: str, peaks: Sequence[float] | None = None) -> list[int]:
         """Store a batch of outcomes from one worker; return the indices that succeeded."""
         idx = np.asarray(indices, dtype=np.int64)
         st, en = np.asarray(starts), np.asarray(ends)
         self.rank[idx], self.start[idx], self.end[idx] = rank, st, en
+        if peaks is not None:
+            self.peak[idx] = np.asarray(peaks, dtype=float)
         self.attempts[idx] += 1
         self.hosts.setdefault(rank, host)
         mean = float(np.maximum(en - st, 1e-7).mean())
@@ -293,7 +327,7 @@ class _Job:
             name, i, self.keys[i], _STATE_NAMES[state], rank, self.hosts.get(rank, ""),
             float(self.start[i]), float(self.end[i]), int(self.attempts[i]),
             error if state != _DONE else "", trace if state != _DONE else "",
-            set(self.excluded.get(i, ())))
+            float(self.peak[i]), set(self.excluded.get(i, ())))
 
     def records(self) -> list[UnitRecord]:
         """One :class:`UnitRecord` per unit."""
@@ -321,17 +355,40 @@ class Pool:
         Stop at the first failed unit and raise :class:`UnitError`.
     progress : bool
         Show a progress bar on the master (only when its output is a terminal).
+    end_time : float, optional
+        The job's end (Unix time): no unit is handed out that would not finish before it.
+    walltime_reserve : float, optional
+        Seconds kept before ``end_time`` for what the master does after the units (the
+        report); default :func:`~hpcpipe.comm.walltime.default_reserve`.
+    status_interval : float, optional
+        Seconds between the master's status lines (None: none).
+    memory_limits : dict, optional
+        Bytes a unit may allocate, by step (job name; ``"*"`` for every step).
     """
 
     def __init__(self, world: World | None = None, retries: int = 0,
                  timeout: float | None = None, doraise: bool = False,
-                 progress: bool = False) -> None:
+                 progress: bool = False, *, end_time: float | None = None,
+                 walltime_reserve: float | None = None, status_interval: float | None = None,
+                 memory_limits: dict[str, float] | None = None) -> None:
         self.world = world or World()
         check_launch(self.world)
         self.retries = int(retries)
         self.timeout = timeout
         self.doraise = doraise
         self.progress = progress
+        #: The job's end (Unix time; None: unknown).
+        self.end_time = end_time
+        self.walltime_reserve = (walltime_reserve if walltime_reserve is not None else
+                                 default_reserve(end_time - time.time()) if end_time else 0.0)
+        #: True once units were left pending because the walltime (or SIGUSR1) ended the run.
+        self.out_of_time = False
+        self._stop_requested = False
+        #: Each step's running median unit time (seed it with earlier runs' times).
+        self.durations = StepDurations()
+        self.status_interval = status_interval
+        self.memory_limits = dict(memory_limits or {})
+        self._next_status = math.inf
         self.cache = WorkerCache()
         self._jobs: list[_Job] = []
         self._transport = Transport(self.world.comm) if self.world.is_parallel else None
@@ -360,13 +417,35 @@ class Pool:
         Returns ``main``'s value on the master and None on the workers. The pool is closed
         when ``main`` returns or raises; every rank then returns (nothing hangs).
         """
-        if not self.is_master:
-            self._serve()
-            return None
+        previous = self._catch_usr1()
         try:
-            return main(self, *args, **kwargs)
+            if not self.is_master:
+                self._serve()
+                return None
+            try:
+                return main(self, *args, **kwargs)
+            finally:
+                self.close()
         finally:
-            self.close()
+            if previous is not None:
+                signal.signal(signal.SIGUSR1, previous)
+
+    def request_stop(self) -> None:
+        """Hand out no more units (the units in flight finish); what SIGUSR1 does."""
+        self._stop_requested = True
+
+    def _catch_usr1(self) -> Any:
+        """SIGUSR1 (the walltime is near) stops the handing out on the master; the workers
+        ignore it (SLURM signals every rank). Returns the previous handler."""
+        if not hasattr(signal, "SIGUSR1") or threading.current_thread() is not \
+                threading.main_thread():
+            return None
+
+        def handler(signum: int, frame: Any) -> None:
+            if self.is_master:
+                self._stop_requested = True
+
+        return signal.signal(signal.SIGUSR1, handler)
 
     def close(self) -> None:
         """Tell the workers to return from :meth:`run` (master only; idempotent)."""
@@ -501,6 +580,7 @@ class Pool:
         if self.journal is not None:
             job.on_end = self.journal.unit
         bar = self._progress_bar(job)
+        self._start_status(job)
         try:
             if self._transport is None:
                 self._map_serial(job, func, args, bar)
@@ -509,6 +589,8 @@ class Pool:
         finally:
             if bar is not None:
                 bar.close()
+        if self.status_interval:
+            progress_log.info("%s", self._status_line(job, final=True))
         if self.doraise and job.failed_for_good is not None:
             raise UnitError(job.failure(job.failed_for_good))
         return job.results
@@ -540,16 +622,151 @@ class Pool:
     def _map_serial(self, job: _Job, func: Callable[..., Any], args: tuple[Any, ...],
                     bar: Any) -> None:
         while job.pending or job.retry:
-            queue = job.pending if job.pending else job.retry
-            index = queue.popleft()
+            name = "pending" if job.pending else "retry"
+            if self._limited():
+                chosen = self._pop_fitting(job, name, 1)
+                if not chosen and name == "pending" and job.retry:
+                    chosen = self._pop_fitting(job, "retry", 1)
+                if not chosen:
+                    self._ran_out_of_time(job)
+                    return
+                index = chosen[0]
+            else:
+                index = getattr(job, name).popleft()
             job.state[index] = _RUNNING
-            values, starts, ends, failures = run_chunk(func, self.cache, [job.units[index]],
-                                                       args, self.timeout, [index])
-            done = job.record_batch([index], values, starts, ends, failures, 0, HOSTNAME)
+            values, starts, ends, failures, peaks = run_chunk(
+                func, self.cache, [job.units[index]], args, self.timeout, [index],
+                memory_limits=self._memory_limits(job, [index]))
+            done = job.record_batch([index], values, starts, ends, failures, 0, HOSTNAME, peaks)
+            self._learn(job, done)
             if bar is not None and (done or job.state[index] == _FAILED):
                 bar.update(1)
+            self._maybe_status(job)
             if self.doraise and job.failed_for_good is not None:
                 return
+
+    # --- walltime, status lines, memory -----------------------------------------------------
+    def _limited(self) -> bool:
+        """Whether units are handed out only if they fit (an end time, or a stop)."""
+        return self._stop_requested or self.end_time is not None
+
+    def _pop_fitting(self, job: _Job, queue_name: str, count: int,
+                     allowed: Callable[[int], bool] | None = None) -> list[int]:
+        """Take up to ``count`` units of ``job.<queue_name>`` whose expected times, one after
+        the other, end before the job's end less the reserve (none after a stop)."""
+        if self._stop_requested:
+            return []
+        queue: collections.deque[int] = getattr(job, queue_name)
+        limit = (self.end_time if self.end_time is not None else math.inf) \
+            - self.walltime_reserve
+        clock = time.time()
+        shortest = min(self.durations.medians().values(), default=0.0)
+        if clock + shortest > limit:
+            return []
+        expected: dict[str, float] = {}
+        taken: list[int] = []
+        for i in queue:
+            if allowed is not None and not allowed(i):
+                continue
+            step = job.step(i)
+            seconds = expected.get(step)
+            if seconds is None:
+                seconds = expected[step] = self.durations.expected(step)
+            if clock + seconds <= limit:
+                taken.append(i)
+                clock += seconds
+                if len(taken) >= count:
+                    break
+        if taken:
+            if list(itertools.islice(queue, len(taken))) == taken:
+                for _ in taken:
+                    queue.popleft()
+            else:
+                chosen = set(taken)
+                setattr(job, queue_name, collections.deque(i for i in queue if i not in chosen))
+        return taken
+
+    def _ran_out_of_time(self, job: _Job) -> None:
+        """No unit fits before the end any more: say so once per job."""
+        left = int(np.count_nonzero(job.state == _PENDING))
+        self.out_of_time = True
+        why = ("SIGUSR1 (the walltime is near)" if self._stop_requested else
+               f"the job ends at {time.strftime('%H:%M:%S', time.localtime(self.end_time))} "
+               f"(less {self.walltime_reserve:.1f} s for the report)")
+        medians = ", ".join(f"{k} {v:.3g} s" for k, v in self.durations.medians().items())
+        log.warning("%s: %d unit(s) not started: %s; median unit times: %s. Rerun the same "
+                    "command (the next job of the campaign) to do them.", job.name, left, why,
+                    medians or "none measured")
+
+    def _learn(self, job: _Job, done: Iterable[int]) -> None:
+        """Add the times of units just done to their steps' running medians."""
+        add = self.durations.add
+        for i in done:
+            add(job.step(i), float(job.end[i] - job.start[i]))
+
+    def _memory_limits(self, job: _Job, chunk: Sequence[int]) -> list[float | None] | None:
+        """Each unit's memory limit in bytes: its step's (or ``"*"``), doubled on each
+        retry (as Gen3's memory multiplier: a unit that needs more gets more next time)."""
+        if not self.memory_limits:
+            return None
+        limits = self.memory_limits
+        out: list[float | None] = []
+        for i in chunk:
+            limit = limits.get(job.step(i), limits.get("*"))
+            out.append(None if limit is None else
+                       float(limit) * MEMORY_RETRY_FACTOR ** int(job.attempts[i]))
+        return out
+
+    def _start_status(self, job: _Job) -> None:
+        if not self.status_interval:
+            self._next_status = math.inf
+            return
+        job.status_t0 = time.time()
+        job.status_skipped = int(np.count_nonzero(job.state == _SKIPPED))
+        if job.job_names is not None:
+            names, codes = np.unique(np.asarray(job.job_names, dtype=object).astype(str),
+                                     return_inverse=True)
+            order = list(dict.fromkeys(job.job_names))  # steps in the order of their units
+            job.status_steps = order
+            remap = np.array([order.index(n) for n in names], dtype=np.int64)
+            job.status_codes = remap[codes]
+        else:
+            job.status_steps = [job.name]
+            job.status_codes = np.zeros(len(job.state), np.int64)
+        self._next_status = time.monotonic() + float(self.status_interval)
+        progress_log.info("%s", self._status_line(job))
+
+    def _maybe_status(self, job: _Job) -> None:
+        if time.monotonic() >= self._next_status:
+            progress_log.info("%s", self._status_line(job))
+            self._next_status = time.monotonic() + float(self.status_interval or math.inf)
+
+    def _status_line(self, job: _Job, final: bool = False) -> str:
+        """Units done / total per step, failed, units per second, the time to the end."""
+        state, codes, k = job.state, job.status_codes, len(job.status_steps)
+
+        def per_step(*states: int) -> np.ndarray:
+            return np.bincount(codes[np.isin(state, states)], minlength=k)
+
+        total = np.bincount(codes, minlength=k)
+        done = per_step(_DONE, _SKIPPED)
+        failed = per_step(_FAILED, _BLOCKED)
+        n_done, n_failed = int(done.sum()), int(failed.sum())
+        running = int(np.count_nonzero(state == _RUNNING))
+        elapsed = max(time.time() - job.status_t0, 1e-9)
+        rate = (n_done - job.status_skipped) / elapsed
+        left = len(state) - n_done - n_failed
+        eta = (_clock(left / rate) if rate > 0 else "unknown") if left else "0:00:00"
+        parts = [f"{job.name}: {n_done}/{len(state)} units done "
+                 f"({100.0 * n_done / max(1, len(state)):.0f}%)",
+                 f"{n_failed} failed", f"{running} running", f"{rate:.3g} units/s",
+                 ("finished in " + _clock(elapsed)) if final else f"ETA {eta}"]
+        if self.end_time is not None and not final:
+            parts.append(f"walltime left {_clock(max(0.0, self.end_time - time.time()))}")
+        steps = ", ".join(
+            f"{name} {done[j]}/{total[j]}" + (f" ({failed[j]} failed)" if failed[j] else "")
+            for j, name in enumerate(job.status_steps))
+        return "progress " + ", ".join(parts) + " | " + steps
 
     def _chunk_size(self, job: _Job) -> int:
         """Units per chunk: enough work to keep the master's message rate bounded, but
@@ -563,16 +780,33 @@ class Pool:
 
     def _next_chunk(self, job: _Job, worker: int, mode: str) -> list[int]:
         """Pick the units to send to ``worker`` next (empty if none suits it now)."""
+        limited = self._limited()
         if job.retry:
             # a retry goes to another worker, unless it has failed on every one of them
             everywhere = set(range(1, self.world.size)) - set(self.lost)
-            for index in job.retry:
+
+            def allowed(index: int) -> bool:
                 tried = job.excluded.get(index, set())
-                if worker not in tried or everywhere <= tried:
-                    job.retry.remove(index)
-                    return [index]
+                return worker not in tried or everywhere <= tried
+
+            if limited:
+                chosen = self._pop_fitting(job, "retry", 1, allowed)
+                if chosen:
+                    return chosen
+            else:
+                for index in job.retry:
+                    if allowed(index):
+                        job.retry.remove(index)
+                        return [index]
         if not job.pending:
             return []
+        if limited:
+            if mode == "previous":
+                affinity = self._affinity
+                return self._pop_fitting(
+                    job, "pending", self._chunk_size(job),
+                    lambda i: affinity.get(job.keys[i], worker) == worker)
+            return self._pop_fitting(job, "pending", self._chunk_size(job))
         if mode == "previous":
             affinity = self._affinity
             mine = [i for i in job.pending if affinity.get(job.keys[i], worker) == worker]
@@ -616,11 +850,15 @@ class Pool:
                 if not workers:  # every worker lost: what is left cannot run
                     self._fail_unrunnable(job)
                     break
+                if self._limited():  # nothing fits before the job's end
+                    self._ran_out_of_time(job)
+                    break
                 raise RuntimeError("pool: units pending but no worker can take them")
-            found = transport.poll(until=self._deadline(in_flight))
+            found = transport.poll(until=min(self._deadline(in_flight), self._next_status))
             if found is None:
                 for worker in [w for w in workers if in_flight[w]]:
                     self._check_deadline(job, worker, in_flight, workers)
+                self._maybe_status(job)
                 continue
             worker, tag = found
             if tag == Tag.HEARTBEAT:
@@ -635,13 +873,16 @@ class Pool:
                 self._lose_worker(job, worker, f"left the pool: {message[2]}", in_flight,
                                   workers)
                 continue
-            reply_job, indices, values, starts, ends, failures, host = message
+            reply_job, indices, values, starts, ends, failures, host, peaks = message
             if reply_job != job_id:
                 continue  # a late reply of an earlier, aborted job
             in_flight[worker] -= len(indices)
             self._assigned[worker].difference_update(indices)
             self._heard[worker] = time.monotonic()
-            done = job.record_batch(indices, values, starts, ends, failures, worker, host)
+            done = job.record_batch(indices, values, starts, ends, failures, worker, host,
+                                    peaks)
+            self._learn(job, done)
+            self._maybe_status(job)
             if track_affinity:
                 for i in done:
                     self._affinity[job.keys[i]] = worker
@@ -714,7 +955,8 @@ class Pool:
         self._assigned[worker].update(chunk)
         assert self._transport is not None
         units = job.units
-        self._transport.send((job_id, chunk, [units[i] for i in chunk]), worker, Tag.WORK)
+        self._transport.send((job_id, chunk, [units[i] for i in chunk],
+                              self._memory_limits(job, chunk)), worker, Tag.WORK)
 
     def _serve(self) -> None:
         """The worker loop: run units of the current job until the master says stop.
@@ -773,24 +1015,24 @@ class Pool:
                 elif command == "end":
                     func, args = None, ()
                 continue
-            reply_job, indices, units = message
+            reply_job, indices, units, limits = message
             if reply_job != job_id or func is None:
                 continue
             self._job_counter = job_id
             self._busy.set()
             try:
                 run_chunk(func, self.cache, units, args, timeout, indices,
-                          functools.partial(self._reply, job_id), FLUSH_SECONDS)
+                          functools.partial(self._reply, job_id), FLUSH_SECONDS, limits)
             finally:
                 self._busy.clear()
 
     def _reply(self, job_id: int, part: tuple[Any, ...]) -> None:
         """Send a batch of results; a value that cannot be pickled fails its unit."""
         assert self._transport is not None
-        indices, values, starts, ends, failures = part
+        indices, values, starts, ends, failures, peaks = part
         try:
-            self._transport.send((job_id, indices, values, starts, ends, failures, HOSTNAME),
-                                 0, Tag.RESULT)
+            self._transport.send((job_id, indices, values, starts, ends, failures, HOSTNAME,
+                                  peaks), 0, Tag.RESULT)
             return
         except Exception:  # noqa: BLE001 - an unpicklable result must not kill the worker
             pass  # pickling failed before anything was sent: find the culprits below
@@ -802,8 +1044,16 @@ class Pool:
                 failures[i] = (f"the unit's result cannot be sent: {type(exc).__name__}: "
                                f"{exc}", "")
                 values[k] = None
-        self._transport.send((job_id, indices, values, starts, ends, failures, HOSTNAME),
-                             0, Tag.RESULT)
+        self._transport.send((job_id, indices, values, starts, ends, failures, HOSTNAME,
+                              peaks), 0, Tag.RESULT)
+
+
+def _clock(seconds: float) -> str:
+    """Seconds as ``H:MM:SS``."""
+    if not math.isfinite(seconds):
+        return "unknown"
+    whole = int(round(seconds))
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
 def _threads_allowed() -> bool:

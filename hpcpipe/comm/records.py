@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from hpcpipe.comm.memory import UnitMemory
+
 __all__ = ["UnitRecord", "UnitFailure", "UnitTimeoutError", "UnitError", "run_chunk",
            "HOSTNAME"]
 
@@ -58,7 +60,9 @@ class UnitRecord:
     """The life of one unit of one job.
 
     ``state`` is ``pending``, ``running``, ``done``, ``failed``, ``skipped`` (done by an
-    earlier run) or ``blocked`` (an input failed); ``start`` and ``end`` are Unix times.
+    earlier run) or ``blocked`` (an input failed); ``start`` and ``end`` are Unix times;
+    ``pending`` at the end of a run means not started (``--doraise`` stopped the run, or the
+    job's walltime was too short for it).
     """
 
     job: str
@@ -72,6 +76,8 @@ class UnitRecord:
     attempts: int = 0
     error: str = ""
     traceback: str = ""
+    #: The unit's peak resident memory in bytes (its last attempt; NaN if not measured).
+    peak_rss: float = math.nan
     excluded_ranks: set[int] = field(default_factory=set, repr=False)
 
     @property
@@ -101,7 +107,8 @@ def run_chunk(
     indices: Sequence[int],
     reply: Callable[[tuple[Any, ...]], None] | None = None,
     flush_seconds: float = math.inf,
-) -> tuple[list[Any], list[float], list[float], dict[int, tuple[str, str]]] | None:
+    memory_limits: Sequence[float | None] | None = None,
+) -> tuple[list[Any], list[float], list[float], dict[int, tuple[str, str]], list[float]] | None:
     """Run ``func(cache, unit, *args)`` for each unit, catching any exception.
 
     Parameters
@@ -111,14 +118,18 @@ def run_chunk(
     indices : sequence of int
         The units' indices in their job, used to label the results.
     reply : callable, optional
-        Called with a batch ``(indices, values, start times, end times, failures)`` at least
-        every ``flush_seconds`` and at the end; then nothing is returned.
+        Called with a batch ``(indices, values, start times, end times, failures, peaks)`` at
+        least every ``flush_seconds`` and at the end; then nothing is returned.
+    memory_limits : sequence of float or None, optional
+        Bytes each unit may allocate (:class:`~hpcpipe.comm.memory.UnitMemory`); past it the
+        unit fails with "exceeded its memory limit of N GB".
 
     Returns
     -------
     tuple or None
-        Without ``reply``: the values (None for failed units), Unix start and end times, and
-        ``{index: (error message, traceback)}`` for the units that raised.
+        Without ``reply``: the values (None for failed units), Unix start and end times,
+        ``{index: (error message, traceback)}`` for the units that raised, and each unit's
+        peak resident memory in bytes (NaN where unknown).
     """
     use_alarm = timeout is not None and timeout > 0
     previous = signal.signal(signal.SIGALRM, _alarm) if use_alarm else None
@@ -126,19 +137,25 @@ def run_chunk(
     values: list[Any] = []
     starts: list[float] = []
     ends: list[float] = []
+    peaks: list[float] = []
     failures: dict[int, tuple[str, str]] = {}
     now = time.time
     last_flush = time.perf_counter()
     try:
-        for index, unit in zip(indices, units):
+        for k, (index, unit) in enumerate(zip(indices, units)):
             start = now()
+            memory = UnitMemory(memory_limits[k] if memory_limits is not None else None)
             if use_alarm:
                 signal.setitimer(signal.ITIMER_REAL, float(timeout))  # type: ignore[arg-type]
             try:
-                value = func(cache, unit, *args)
+                with memory:
+                    value = func(cache, unit, *args)
             except (Exception, SystemExit) as exc:  # noqa: BLE001 - a failing unit must never
                 # stop the others; sys.exit() in a unit fails that unit, not its worker
-                if isinstance(exc, UnitTimeoutError):
+                explained = memory.explain(exc)
+                if explained is not None:
+                    message = explained
+                elif isinstance(exc, UnitTimeoutError):
                     message = f"UnitTimeoutError: the unit ran longer than its {timeout} s timeout"
                 elif isinstance(exc, SystemExit):
                     message = (f"SystemExit: {exc.code!r} (a unit may not end its process: "
@@ -154,15 +171,16 @@ def run_chunk(
             values.append(value)
             starts.append(start)
             ends.append(now())
+            peaks.append(memory.peak)
             if reply is not None and time.perf_counter() - last_flush > flush_seconds:
-                reply((batch_idx, values, starts, ends, failures))
-                batch_idx, values, starts, ends, failures = [], [], [], [], {}
+                reply((batch_idx, values, starts, ends, failures, peaks))
+                batch_idx, values, starts, ends, failures, peaks = [], [], [], [], {}, []
                 last_flush = time.perf_counter()
     finally:
         if use_alarm:
             signal.signal(signal.SIGALRM, previous)
     if reply is None:
-        return values, starts, ends, failures
+        return values, starts, ends, failures, peaks
     if batch_idx:
-        reply((batch_idx, values, starts, ends, failures))
+        reply((batch_idx, values, starts, ends, failures, peaks))
     return None

@@ -6,8 +6,10 @@ against 0.3 GB/s pickled in band), and no message hits MPI's 2 GiB count limit.
 
 Waiting for a message neither burns a core nor adds a fixed latency: the receiver polls
 (``Iprobe``) in a tight loop for a short while, so that a quick answer is taken at once,
-then sleeps between polls for a time that doubles up to :data:`MAX_SLEEP` seconds. A rank
-waiting for a long unit therefore uses almost no CPU, and one waiting for a short one no sleep.
+then sleeps between polls for a time that doubles up to :data:`MAX_SLEEP` seconds, and up to
+:data:`IDLE_SLEEP` once it has waited :data:`IDLE_AFTER` seconds. A rank waiting for a long
+unit therefore uses almost no CPU (tens of idle ranks oversubscribed on a few cores stay
+asleep), and one waiting for a short one no sleep.
 
 Only a few fixed tags are used (MPI only promises tags up to 32767): see :class:`Tag`.
 """
@@ -18,12 +20,16 @@ import enum
 import time
 from typing import Any
 
-__all__ = ["Tag", "Transport", "MAX_SLEEP", "SPIN_SECONDS"]
+__all__ = ["Tag", "Transport", "MAX_SLEEP", "SPIN_SECONDS", "IDLE_AFTER", "IDLE_SLEEP"]
 
 #: How long a receiver polls without sleeping before it backs off (seconds).
 SPIN_SECONDS = 2e-4
 #: The longest sleep between two polls while waiting (seconds).
 MAX_SLEEP = 2e-3
+#: After waiting this long (seconds), a receiver backs off further ...
+IDLE_AFTER = 1.0
+#: ... to sleeps of up to this (seconds): an idle rank polls 50 times a second, not 500.
+IDLE_SLEEP = 2e-2
 
 
 class Tag(enum.IntEnum):
@@ -76,12 +82,17 @@ class Transport:
         while time.perf_counter() - start < SPIN_SECONDS:
             if iprobe(src, tg, status):
                 return status.Get_source(), status.Get_tag()
-        delay = 2e-5
+        delay, cap = 2e-5, MAX_SLEEP
+        idle_at = time.monotonic() + IDLE_AFTER
         while not iprobe(src, tg, status):
-            if until is not None and time.monotonic() >= until:
+            now = time.monotonic()
+            if until is not None and now >= until:
                 return None
-            time.sleep(delay)
-            delay = min(2.0 * delay, MAX_SLEEP)
+            if now >= idle_at:
+                cap = IDLE_SLEEP
+            pause = min(delay, until - now) if until is not None else delay
+            time.sleep(pause)
+            delay = min(2.0 * delay, cap)
         return status.Get_source(), status.Get_tag()
 
     def send_heartbeat(self) -> None:

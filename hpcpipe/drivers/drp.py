@@ -12,7 +12,10 @@
    each stage's graph with :meth:`~hpcpipe.comm.pool.Pool.map_graph`: a unit runs as soon as
    its inputs are done, on whichever worker is free; the units done by an earlier run (their
    ``<step>_metadata`` exists) are skipped unless ``--clobber-outputs``;
-5. write the run report (JSON, timeline PNG, HTML) and return the number of failed units.
+5. write the run report (JSON, timeline PNG, HTML) and return the number of failed units
+   (at most 74), or :data:`~hpcpipe.comm.walltime.MORE_TO_DO_EXIT` (75) when the job's
+   walltime left units for the next job (the pool's ``end_time``; the journal of each run is
+   kept, ``journal.<k>.jsonl``, and its unit times seed the next run's estimates).
 
 Each unit runs ``task.run_data_ref(ref)`` on a data reference of the output butler, then
 writes ``<step>_metadata`` (:func:`hpcpipe.task.cmdline.process_data_ref`). The workers make
@@ -24,15 +27,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hpcpipe.butler import Butler, ButlerDataRef, ButlerError
-from hpcpipe.comm.journal import Journal
+from hpcpipe.comm.journal import Journal, archive_journal, journal_history, read_journal
+from hpcpipe.comm.memory import format_gb
 from hpcpipe.comm.pool import Pool
 from hpcpipe.comm.records import UnitError, UnitRecord
+from hpcpipe.comm.walltime import MORE_TO_DO_EXIT
 from hpcpipe.drivers.production import (
     DataId,
     Production,
@@ -45,7 +51,6 @@ from hpcpipe.drivers.report import JOURNAL_NAME, rebuild_report
 from hpcpipe.drivers.unitgraph import UnitGraph, plan_stages
 from hpcpipe.io.atomic import remove_debris
 from hpcpipe.task.cmdline import (
-    MAX_EXIT_STATUS,
     config_conflict,
     outputs_open,
     persist_config,
@@ -53,7 +58,13 @@ from hpcpipe.task.cmdline import (
 )
 
 __all__ = ["DrpRequest", "DrpResult", "DrpUsageError", "run_production", "select_inputs",
-           "write_configs", "declare_task_units", "format_summary"]
+           "write_configs", "declare_task_units", "format_summary", "report_directory",
+           "MAX_FAILED_STATUS", "MORE_TO_DO_EXIT"]
+
+#: The exit status counts failed units up to this (75 means "more to do": MORE_TO_DO_EXIT).
+MAX_FAILED_STATUS = MORE_TO_DO_EXIT - 1
+#: Earlier journals whose unit times seed a resumed run's estimates (walltime).
+SEED_JOURNALS = 3
 
 log = logging.getLogger("hpcpipe.drivers.drp")
 
@@ -99,6 +110,14 @@ class DrpRequest:
     retries: int = 0
     timeout: float | None = None
     doraise: bool = False
+    #: Seconds of walltime left at the start (None: from the environment, or unlimited).
+    walltime_left: float | None = None
+    #: Seconds between the master's status lines (0: none).
+    status_interval: float = 60.0
+    #: Bytes a unit may allocate, by step (``"*"``: every step).
+    memory_limits: dict[str, float] = field(default_factory=dict)
+    #: Where the workers' log records go: ``auto``, ``files`` or ``stream``.
+    rank_logs: str = "auto"
 
     def selected_steps(self) -> list[ProductionStep]:
         return self.production.select(self.steps)
@@ -119,6 +138,8 @@ class DrpResult:
     wall_seconds: float = 0.0
     ranks: int = 1
     message: str = ""
+    #: The walltime left units for the next job (the exit status is MORE_TO_DO_EXIT).
+    more_to_do: bool = False
 
 
 @dataclass
@@ -269,11 +290,7 @@ def run_production(pool: Pool, request: DrpRequest) -> DrpResult:
         return DrpResult([], 0, message="--show data")
     write_configs(butler, {s.name: request.configs[s.name] for s in steps},
                   request.clobber_config)
-    report_dir = request.report_dir
-    if report_dir is None and request.output_root is not None:
-        report_dir = request.output_root / "report"
-    elif report_dir is None:
-        report_dir = request.input_root / "report"
+    report_dir = report_directory(request)
     if request.output_root is not None and request.output_root.is_dir():
         # a resumed run: the temporary files of writes killed with the last run go first
         removed = remove_debris(request.output_root)
@@ -281,7 +298,11 @@ def run_production(pool: Pool, request: DrpRequest) -> DrpResult:
             log.info("removed %d temporary file(s) left by killed writes in %s", len(removed),
                      request.output_root)
     title = f"hpcpipe drp: {request.production.name}"
+    archive_journal(report_dir / JOURNAL_NAME)  # the campaign's history: kept, renumbered
+    _seed_durations(pool, report_dir / JOURNAL_NAME)
     journal = pool.journal = Journal(report_dir / JOURNAL_NAME, title)
+    journal.write({"event": "start", "time": started, "ranks": pool.world.size,
+                   "end_time": pool.end_time, "batch_job": _batch_job_id()})
     token = f"{id(request)}-{started}"
     pool.store(drp=_WorkerSpec(
         token, str(request.input_root),
@@ -290,6 +311,7 @@ def run_production(pool: Pool, request: DrpRequest) -> DrpResult:
     graph = UnitGraph()
     records: dict[int, UnitRecord] = {}
     message = ""
+    number = 0
     for number, stage in enumerate(stages):
         for step in stage:
             units = [u for u in step.units(ctx) if ctx.selected(u)]
@@ -308,6 +330,10 @@ def run_production(pool: Pool, request: DrpRequest) -> DrpResult:
             return True
 
         job = graph.stage_job(number, is_done, request.clobber_outputs)
+        per_step: dict[str, int] = {}
+        for g in job.indices:
+            per_step[graph.steps[g]] = per_step.get(graph.steps[g], 0) + 1
+        journal.write({"event": "plan", "stage": number, "units": per_step})
         for g, cause in job.blocked.items():
             graph.state[g] = "blocked"
             records[g] = UnitRecord(graph.steps[g], g, graph.keys[g], "blocked",
@@ -327,21 +353,58 @@ def run_production(pool: Pool, request: DrpRequest) -> DrpResult:
         for rec in _relabel(stage_records, graph, job.indices):
             graph.state[rec.index] = rec.state
             records[rec.index] = rec
-        if stopped:
-            break
+        if stopped or pool.out_of_time:
+            break  # a later stage's units may not even be listable without this one's
     ordered = [records[i] for i in sorted(records)]
     failed = sum(r.state == "failed" for r in ordered)
-    status = min(failed, MAX_EXIT_STATUS)
+    status = min(failed, MAX_FAILED_STATUS)
     if message and not status:
         status = 1
+    more = pool.out_of_time and not stopped
+    if more:
+        left = sum(r.state == "pending" for r in ordered)
+        later = len(stages) - 1 - number
+        message = (f"stopped for the walltime: {left} unit(s) left"
+                   + (f" and {later} later stage(s)" if later else "")
+                   + f" for the next job (exit status {MORE_TO_DO_EXIT})")
+        status = MORE_TO_DO_EXIT
     result = DrpResult(ordered, status, wall_seconds=time.time() - started,
-                       ranks=pool.world.size, message=message)
+                       ranks=pool.world.size, message=message, more_to_do=more)
     for rec in ordered:  # the final state of every unit (skipped and blocked ones too)
         journal.unit(rec)
+    journal.write({"event": "end", "time": time.time(), "status": status, "more_to_do": more,
+                   "failed": failed, "ranks": pool.world.size})
     journal.close()
     pool.journal = None
     result.report = rebuild_report(report_dir)
     return result
+
+
+def report_directory(request: DrpRequest) -> Path:
+    """Where a run's report and journal go: ``--report``, else ``OUT/report`` (or the input
+    repository's ``report/`` when writing into it)."""
+    if request.report_dir is not None:
+        return request.report_dir
+    return (request.output_root or request.input_root) / "report"
+
+
+def _batch_job_id() -> str | None:
+    return os.environ.get("SLURM_JOB_ID") or os.environ.get("PBS_JOBID") or None
+
+
+def _seed_durations(pool: Pool, journal_path: Path) -> None:
+    """Give the pool the unit times of the last runs, so that a resumed run knows at once
+    which units fit before its walltime."""
+    if pool.end_time is None:
+        return
+    for path in journal_history(journal_path)[-SEED_JOURNALS:]:
+        try:
+            _title, previous = read_journal(path)
+        except OSError:
+            continue
+        for rec in previous:
+            if rec.state == "done" and math.isfinite(rec.seconds):
+                pool.durations.add(rec.job, rec.seconds)
 
 
 def format_summary(result: DrpResult, max_failures: int = 10) -> str:
@@ -351,11 +414,17 @@ def format_summary(result: DrpResult, max_failures: int = 10) -> str:
     for rec in result.records:
         per_step.setdefault(rec.job, dict.fromkeys(states, 0))
         per_step[rec.job][rec.state] = per_step[rec.job].get(rec.state, 0) + 1
+    peaks: dict[str, float] = {}
+    for rec in result.records:
+        if math.isfinite(rec.peak_rss):
+            peaks[rec.job] = max(peaks.get(rec.job, 0.0), rec.peak_rss)
     width = max([len("step"), *map(len, per_step)])
-    lines = [f"{'step':<{width}}  {'units':>6}" + "".join(f"  {s:>7}" for s in states)]
+    lines = [f"{'step':<{width}}  {'units':>6}" + "".join(f"  {s:>7}" for s in states)
+             + "  peak memory"]
     for step, counts in per_step.items():
         lines.append(f"{step:<{width}}  {sum(counts.values()):>6}"
-                     + "".join(f"  {counts.get(s, 0):>7}" for s in states))
+                     + "".join(f"  {counts.get(s, 0):>7}" for s in states)
+                     + (f"  {format_gb(peaks[step]):>11}" if step in peaks else ""))
     busy = sum(r.seconds for r in result.records if math.isfinite(r.seconds))
     lines.append(f"{len(result.records)} units in {result.wall_seconds:.1f} s on "
                  f"{result.ranks} rank(s) ({busy:.1f} s of unit time)")

@@ -6,9 +6,11 @@ registered name or ``package.module:attribute``), or the one given to
 :func:`add_drp_command`. The options are those of every command-line task (``--id``,
 ``--output``/``--rerun``, ``--show``, ``--loglevel``, ``--doraise``, ``--clobber-config``,
 ``-C``/``-c`` with ``step.field`` names) and ``--steps``, ``--clobber-outputs``,
-``--retries``, ``--timeout`` and ``--report``. Run it under ``mpiexec``/``srun`` for several
-ranks; usage errors exit with status 2 naming the option or data id, before any unit runs;
-otherwise the exit status is the number of failed units (at most 255).
+``--retries``, ``--timeout`` and ``--report``, and for campaigns ``--walltime-left``,
+``--status-interval``, ``--memory-limit`` and ``--rank-logs``. Run it under ``mpiexec``/``srun``
+for several ranks; usage errors exit with status 2 naming the option or data id, before any
+unit runs; otherwise the exit status is the number of failed units (at most 74), or 75 when
+the walltime left units for the next job.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from hpcpipe.drivers.drp import (
     DrpRequest,
     DrpUsageError,
     format_summary,
+    report_directory,
     run_production,
     write_configs,
 )
@@ -40,9 +43,24 @@ from hpcpipe.errors import HpcpipeError
 from hpcpipe.task.argparser import non_negative_int, positive_float
 
 __all__ = ["add_drp_command", "run_drp_command", "parse_drp_args", "prepare_drp_submission",
-           "production_config_class"]
+           "production_config_class", "drp_report_directory"]
 
 PROG = "hpcpipe drp"
+#: With ``--rank-logs auto``, jobs of more ranks than this write one log file per worker.
+RANK_LOG_FILES_ABOVE = 16
+
+
+def _memory_limit(text: str) -> tuple[str, float]:
+    """``[STEP=]GB`` -> (step or ``"*"``, bytes)."""
+    step, _, value = text.rpartition("=")
+    try:
+        gb = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give [STEP=]GB, e.g. 4 or "
+                                         "processCcd=2.5") from None
+    if not gb > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the limit must be more than 0 GB")
+    return step.strip() or "*", gb * 1e9
 
 
 def production_config_class(production: Production) -> type[Config]:
@@ -127,6 +145,23 @@ def parse_drp_args(argv: Sequence[str], production: Production | None = None
     parser.add_argument("--report", type=Path, metavar="DIR",
                         help="where to write report.json, timeline.png and report.html "
                              "(default OUT/report)")
+    parser.add_argument("--walltime-left", type=positive_float, metavar="SECONDS",
+                        help="the job ends in SECONDS: hand out no unit whose step's median "
+                             "time would not fit, finish the others, write the report and "
+                             "exit with status 75 (more to do); default: from "
+                             "HPCPIPE_JOB_END_TIME or SLURM_JOB_END_TIME, if set")
+    parser.add_argument("--status-interval", type=float, default=60.0, metavar="SECONDS",
+                        help="log a status line (units done per step, failed, units/s, "
+                             "ETA) every SECONDS on the master (default 60; 0: never)")
+    parser.add_argument("--memory-limit", type=_memory_limit, action="append", default=[],
+                        metavar="[STEP=]GB",
+                        help="a unit (of STEP, or of every step) that allocates more than GB "
+                             "fails alone instead of bringing the OOM killer; its retries get "
+                             "twice the limit each (repeatable)")
+    parser.add_argument("--rank-logs", choices=("auto", "files", "stream"), default="auto",
+                        help="where the workers log: files (REPORT/logs/rank-NNNNN.log), "
+                             f"stream (stderr, as the master), auto (files above "
+                             f"{RANK_LOG_FILES_ABOVE} ranks; the default)")
     ns = parser.parse_task_args(
         list(argv), known_id_keys=repository_keys(parser),
         camera_defaults=camera_defaults((found or empty).step_names, nested=True))
@@ -144,6 +179,13 @@ def parse_drp_args(argv: Sequence[str], production: Production | None = None
                          f"step of {found.name} (its steps: {', '.join(found.step_names)})")
     if not ns.id_strings:
         parser.error("argument --id: give the data to process (a bare --id means all data)")
+    if ns.status_interval < 0:
+        parser.error(f"argument --status-interval: {ns.status_interval:g} is negative")
+    limits = dict(ns.memory_limit)
+    unknown = [s for s in limits if s != "*" and s not in found.step_names]
+    if unknown:
+        parser.error(f"argument --memory-limit: {', '.join(unknown)} is not a step of "
+                     f"{found.name} (its steps: {', '.join(found.step_names)})")
     inputs, output = repository_paths(ns)
     configs = {}
     for step in found.steps:
@@ -154,7 +196,9 @@ def parse_drp_args(argv: Sequence[str], production: Production | None = None
                          clobber_outputs=ns.clobber_outputs, clobber_config=ns.clobber_config,
                          verify_outputs=ns.verify_outputs,
                          report_dir=ns.report, show_data=ns.show_data, retries=ns.retries,
-                         timeout=ns.timeout, doraise=ns.doraise)
+                         timeout=ns.timeout, doraise=ns.doraise, walltime_left=ns.walltime_left,
+                         status_interval=ns.status_interval, memory_limits=limits,
+                         rank_logs=ns.rank_logs)
     return request
 
 
@@ -162,16 +206,29 @@ def run_drp_command(argv: Sequence[str], production: Production | None = None,
                     world: Any = None) -> int:
     """Parse the arguments and run the production on the ranks of ``world`` (default: the
     launch world); returns the exit status (0 on the workers)."""
+    from hpcpipe.comm.logs import log_to_rank_file, set_log_rank
     from hpcpipe.comm.pool import Pool
+    from hpcpipe.comm.walltime import job_end_time
     from hpcpipe.comm.world import World
 
     try:
         request = parse_drp_args(argv, production)
     except SystemExit as exc:
         return int(exc.code or 0)
+    try:
+        end_time = job_end_time(request.walltime_left)
+    except ValueError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
     world = world or World()
+    set_log_rank(world.rank)
+    if world.rank and (request.rank_logs == "files" or request.rank_logs == "auto"
+                       and world.size > RANK_LOG_FILES_ABOVE):
+        log_to_rank_file(report_directory(request) / "logs", world.rank)
     pool = Pool(world, retries=request.retries, timeout=request.timeout,
-                doraise=request.doraise, progress=True)
+                doraise=request.doraise, progress=True, end_time=end_time,
+                status_interval=request.status_interval or None,
+                memory_limits=request.memory_limits)
     try:
         result = pool.run(run_production, request)
     except DrpUsageError as exc:
@@ -210,6 +267,17 @@ def prepare_drp_submission(argv: Sequence[str], dry_run: bool = False,
         "configs of %s %s in %s", ", ".join(configs),
         "checked" if dry_run else "written", request.output_root or request.input_root)
     return 0
+
+
+def drp_report_directory(argv: Sequence[str], production: Production | None = None
+                         ) -> Path | None:
+    """The absolute report directory of a ``hpcpipe drp`` command line (where its journals
+    are: what a campaign's chained jobs check), or None if the arguments do not parse."""
+    try:
+        request = parse_drp_args(argv, production)
+    except SystemExit:
+        return None
+    return report_directory(request).resolve()
 
 
 def add_drp_command(subparsers: Any, production: Production | None = None) -> None:

@@ -45,11 +45,15 @@ STATE_COLOURS = {
 
 
 def summarize(records: Iterable[UnitRecord]) -> dict[str, Any]:
-    """Counts per state (over all jobs and per job) and the wall-clock span of the run."""
+    """Counts per state (over all jobs and per job), the wall-clock span of the run, and
+    each job's largest peak resident memory of a unit (``peak_rss``, bytes)."""
     records = list(records)
     per_job: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    peaks: dict[str, float] = {}
     for rec in records:
         per_job[rec.job][rec.state] += 1
+        if math.isfinite(rec.peak_rss):
+            peaks[rec.job] = max(peaks.get(rec.job, 0.0), rec.peak_rss)
     starts = [r.start for r in records if math.isfinite(r.start)]
     ends = [r.end for r in records if math.isfinite(r.end)]
     totals = collections.Counter(r.state for r in records)
@@ -61,6 +65,7 @@ def summarize(records: Iterable[UnitRecord]) -> dict[str, Any]:
         "busy_seconds": sum(r.end - r.start for r in records
                             if math.isfinite(r.start) and math.isfinite(r.end)),
         "ranks": sorted({r.rank for r in records if r.rank >= 0}),
+        "peak_rss": peaks,
     }
 
 
@@ -135,6 +140,7 @@ def _html(records: list[UnitRecord], summary: dict[str, Any], png: bytes, title:
         f"<pre>{esc(r.traceback)}</pre></details>"
         for r in records if r.state in ("failed", "blocked"))
     header = "".join(f"<th>{s}</th>" for s in STATE_COLOURS)
+    memory = ", ".join(f"{job} {peak / 1e9:.3g} GB" for job, peak in summary["peak_rss"].items())
     image = base64.b64encode(png).decode()
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{esc(title)}</title>
@@ -144,6 +150,7 @@ pre{{background:#f4f4f4;padding:6px;overflow-x:auto}}</style></head>
 <p>{summary['units']} units on {len(summary['ranks'])} rank(s), wall time
 {summary['wall_seconds']:.1f} s, busy {summary['busy_seconds']:.1f} s.</p>
 <table><tr><th>job</th>{header}</tr>{rows}</table>
+<p>Largest peak memory of a unit: {esc(memory) or 'not measured'}.</p>
 <h2>Timeline</h2><img alt="timeline" src="data:image/png;base64,{image}">
 <h2>Failures</h2>{failures or '<p>none</p>'}
 </body></html>

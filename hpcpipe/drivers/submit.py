@@ -18,10 +18,20 @@ account use letters, digits, ``.``, ``_`` and ``-`` (a queue may list several, s
 characters; no value or path may hold a newline or another control character, which would
 end the directive line and turn the rest into a shell command (sbatch and qsub also stop
 reading directives at the first command, silently dropping the ones after it).
+
+Campaigns: the script exports the job's end (``HPCPIPE_JOB_END_TIME``: SLURM's
+``SLURM_JOB_END_TIME``, or the start plus the walltime) so that the run stops handing out units
+that would not fit and exits with 75 ("more to do"), and asks for ``SIGUSR1`` some minutes
+before the end (SLURM ``--signal=B:USR1@MARGIN``, forwarded to the ranks; under PBS the script
+sends it itself). ``--chain N`` (:func:`submit_chain`) submits N jobs, each depending on the one
+before (``sbatch --dependency=afterany:ID``, ``qsub -W depend=afterany:ID``), each resuming
+where the last stopped; every job after the first starts with a check (``hpcpipe status
+--check OUT``) and ends at once when the campaign has nothing left to do.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import math
 import os
@@ -33,11 +43,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
+from hpcpipe.comm.walltime import MORE_TO_DO_EXIT
 from hpcpipe.errors import HpcpipeError
 from hpcpipe.io.atomic import atomic_path
 
 __all__ = ["BatchRequest", "SubmitError", "NAME_CHARACTERS", "estimate_walltime", "format_walltime",
-           "parse_walltime", "job_environment", "make_script", "submit", "JOBS_DIR"]
+           "parse_walltime", "job_environment", "make_script", "submit", "submit_chain",
+           "signal_margin", "JOBS_DIR"]
 
 #: The directory of the job templates (``HPCPIPE_JOBS_DIR`` overrides it).
 JOBS_DIR = Path(os.environ.get("HPCPIPE_JOBS_DIR",
@@ -54,7 +66,10 @@ _CARRIED = ("PATH", "LD_LIBRARY_PATH", "PYTHONPATH", "VIRTUAL_ENV", "HDF5_DIR", 
 
 
 class SubmitError(HpcpipeError, ValueError):
-    """A submission request that cannot work (bad option, failed submit command)."""
+    """A submission request that cannot work (bad option, failed submit command); ``status``
+    is the exit status of a run that ``smp``/``none`` ran and that failed."""
+
+    status: int | None = None
 
 
 def parse_walltime(text: str) -> int:
@@ -96,6 +111,13 @@ def estimate_walltime(seconds_per_unit: float, units: int, ranks: int,
     return startup + margin * rounds * seconds_per_unit
 
 
+def signal_margin(walltime_seconds: float) -> int:
+    """Seconds before the walltime at which the job is sent SIGUSR1: 5% of the walltime,
+    at least a minute and at most ten (never more than half the walltime)."""
+    margin = min(600.0, max(60.0, 0.05 * walltime_seconds))
+    return max(1, int(min(margin, 0.5 * walltime_seconds)))
+
+
 def job_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
     """The variables a job needs: search paths, the virtual environment, ``HPCPIPE_*``.
 
@@ -128,6 +150,11 @@ class BatchRequest:
     log_dir: Path = Path("batch")
     workdir: Path = field(default_factory=Path.cwd)
     environment: dict[str, str] = field(default_factory=job_environment)
+    #: A command run before the driver: if it exits with 0 the job has nothing to do and
+    #: ends (the chained jobs of a campaign: ``hpcpipe status --check OUT``).
+    precheck: list[str] | None = None
+    #: "job i of N" in the job's log (campaigns).
+    chain_text: str = ""
 
     def __post_init__(self) -> None:
         if self.batch_type not in ("slurm", "pbs", "smp", "none"):
@@ -180,8 +207,9 @@ def check_request(request: BatchRequest) -> None:
         _no_control(f"the environment variable {name}", value)
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             raise SubmitError(f"the environment variable name {name!r} cannot be exported")
-    for arg in request.command:
+    for arg in [*request.command, *(request.precheck or ())]:
         _no_control("the driver's argument", arg)
+    _no_control("the chain", request.chain_text)
 
 
 def make_script(request: BatchRequest) -> str:
@@ -199,6 +227,11 @@ def make_script(request: BatchRequest) -> str:
     extra = "".join(f"{directive} {opt}\n" for opt in request.extra_options)
     environment = "\n".join(f"export {k}={shlex.quote(v)}"
                             for k, v in sorted(request.environment.items()))
+    precheck = ""
+    if request.precheck:
+        precheck = (f"if {shlex.join(request.precheck)}; then\n"
+                    f"    echo \"hpcpipe job {request.job}: nothing left to do, the campaign is "
+                    "complete\"\n    exit 0\nfi")
     return template.substitute(
         job=request.job,
         made_on=datetime.datetime.now().isoformat(timespec="seconds"),
@@ -206,6 +239,10 @@ def make_script(request: BatchRequest) -> str:
         procs_per_node=request.procs_per_node,
         ranks=request.ranks,
         walltime=format_walltime(request.walltime_seconds),
+        walltime_seconds=int(60 * math.ceil(request.walltime_seconds / 60.0)),
+        signal_margin=signal_margin(60 * math.ceil(request.walltime_seconds / 60.0)),
+        precheck=precheck,
+        chain_text=request.chain_text,
         log_dir=shlex.quote(str(Path(request.log_dir).resolve())),
         queue_line=queue_line,
         extra_lines=extra,
@@ -216,8 +253,25 @@ def make_script(request: BatchRequest) -> str:
     )
 
 
-def submit(request: BatchRequest, dry_run: bool = False) -> str | None:
+def _dependency(batch_type: str, job_id: str) -> list[str]:
+    """The submit command's options making a job wait for ``job_id`` to end, however."""
+    if batch_type == "slurm":
+        return [f"--dependency=afterany:{job_id}"]
+    return ["-W", f"depend=afterany:{job_id}"]
+
+
+def submit(request: BatchRequest, dry_run: bool = False, after: str | None = None,
+           script_name: str | None = None, show_script: bool = True) -> str | None:
     """Write the script and submit it (or, for ``smp``/``none``, run the command now).
+
+    Parameters
+    ----------
+    after : str, optional
+        The id of a job this one waits for (``afterany``: however it ends).
+    script_name : str, optional
+        The script's file name in the log directory (default ``<job>.<batch type>.sh``).
+    show_script : bool
+        Print the script in a dry run (else only the submit command).
 
     Returns
     -------
@@ -234,14 +288,18 @@ def submit(request: BatchRequest, dry_run: bool = False) -> str | None:
             return None
         code = subprocess.call(argv, env={**os.environ, **request.environment})
         if code:
-            raise SubmitError(f"the run exited with status {code}")
+            error = SubmitError(f"the run exited with status {code}")
+            error.status = code
+            raise error
         return None
     text = make_script(request)
     log_dir = Path(request.log_dir)
-    script = log_dir / f"{request.job}.{request.batch_type}.sh"
-    submit_cmd = ["sbatch" if request.batch_type == "slurm" else "qsub", str(script)]
+    script = log_dir / (script_name or f"{request.job}.{request.batch_type}.sh")
+    submit_cmd = ["sbatch" if request.batch_type == "slurm" else "qsub",
+                  *(_dependency(request.batch_type, after) if after else ()), str(script)]
     if dry_run:
-        print(text)
+        if show_script:
+            print(text)
         print("# submit with: " + shlex.join(submit_cmd))
         return None
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -263,3 +321,50 @@ def submit(request: BatchRequest, dry_run: bool = False) -> str | None:
         job_id = proc.stdout.strip()
     print(f"submitted {script} as job {job_id}", file=sys.stderr)
     return job_id
+
+
+def submit_chain(request: BatchRequest, count: int, precheck: list[str] | None = None,
+                 dry_run: bool = False) -> list[str | None]:
+    """Submit a campaign: ``count`` jobs, each waiting for the one before to end (however it
+    ends: ``afterany``), each resuming the run; the jobs after the first run ``precheck``
+    first and end at once if it exits with 0 (nothing left to do).
+
+    With ``smp``/``none`` the command runs up to ``count`` times, again while it exits with
+    75 (more to do).
+
+    Returns
+    -------
+    list
+        The job ids (None for dry runs and ``smp``/``none``).
+    """
+    if count < 1:
+        raise SubmitError(f"--chain {count}: give at least 1 job")
+    if request.batch_type in ("smp", "none"):
+        return _run_chain_here(request, count, dry_run)
+    ids: list[str | None] = []
+    previous: str | None = None
+    follower = dataclasses.replace(request, precheck=precheck)
+    for number in range(1, count + 1):
+        job = request if number == 1 else follower
+        job = dataclasses.replace(job, chain_text=f" ({number} of {count})" if count > 1
+                                  else "")
+        name = (f"{request.job}.{request.batch_type}.sh" if number == 1 else
+                f"{request.job}.next.{request.batch_type}.sh")
+        job_id = submit(job, dry_run=dry_run, after=previous, script_name=name,
+                        show_script=number <= 2)
+        ids.append(job_id)
+        previous = job_id if job_id is not None else f"<job {number}>"
+    return ids
+
+
+def _run_chain_here(request: BatchRequest, count: int, dry_run: bool) -> list[str | None]:
+    """``smp``/``none`` campaigns: run again while the run exits with 75 (more to do)."""
+    for number in range(1, count + 1):
+        try:
+            submit(request, dry_run=dry_run)
+            return [None] * number
+        except SubmitError as exc:
+            if exc.status != MORE_TO_DO_EXIT or number == count:
+                raise
+            print(f"run {number} of {count}: more to do, running again", file=sys.stderr)
+    return [None] * count
