@@ -204,13 +204,28 @@ class Butler:
         IncompleteDataIdError, AmbiguousDataIdError
             If the data id cannot be completed to exactly one dataset.
         """
+        self._put(obj, datasetType, dataId, keys, True)
+
+    def put_marker(self, obj: Any, datasetType: str, dataId: DataIdLike = None) -> None:
+        """Write a completion marker or a log (``<task>_metadata``, ``<task>_log``) as
+        :meth:`put` does, with its data synced but not its directory entry: after a power
+        cut it is whole or missing, and a missing marker only means its unit is redone.
+        One ``fsync`` instead of two."""
+        self._put(obj, datasetType, dataId, {}, False)
+
+    def _put(self, obj: Any, datasetType: str, dataId: DataIdLike, keys: Mapping[str, Any],
+             sync_directory: bool) -> None:
         resolved = self.mapper.dataset_type(
             datasetType, self.mapper.validate(self._merge(dataId, keys)))
         resolved.formatter.check(obj, resolved.name)
         resolved, full = self._resolve(datasetType, dataId, keys, for_write=True)
         relpath = resolved.template.format(full)
         formatter = resolved.formatter
-        self.output.storage.write(relpath, lambda path: formatter.write(obj, path))
+        if sync_directory:
+            self.output.storage.write(relpath, lambda path: formatter.write(obj, path))
+        else:
+            self.output.storage.write(relpath, lambda path: formatter.write(obj, path),
+                                      sync_directory=False)  # type: ignore[call-arg]
         if self.writes is not None:
             self.writes.append((resolved.name, {k: full[k] for k in resolved.keys}))
 

@@ -249,9 +249,14 @@ def _load_yaml(path: Path) -> Any:
         raise FileFormatError(str(path), f"not valid YAML ({exc})") from exc
 
 
+#: libyaml's safe dumper when PyYAML was built with it (the same output, 5-10x faster).
+_SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def _dump_yaml(data: Any, path: Path) -> None:
     with open(path, "w", encoding="utf-8") as handle:
-        yaml.safe_dump(to_plain(data), handle, sort_keys=False, default_flow_style=False)
+        yaml.dump(to_plain(data), handle, Dumper=_SAFE_DUMPER, sort_keys=False,
+                  default_flow_style=False)
 
 
 class YamlConfigFormatter(Formatter):

@@ -313,7 +313,10 @@ def process_data_ref(task: CmdLineTask, data_ref: Any, provenance: bool | None =
         if written is not None:  # what the unit wrote, for --verify-outputs on a resume
             metadata[OUTPUTS_KEY] = [{"datasetType": t, "dataId": dict(i)}
                                      for t, i in written[first:]]
-        data_ref.put(metadata, f"{task.name}_metadata")
+        if butler is not None and hasattr(butler, "put_marker"):
+            butler.put_marker(metadata, f"{task.name}_metadata", data_ref.dataId)
+        else:
+            data_ref.put(metadata, f"{task.name}_metadata")
         return result
     reads, writes = butler.track()
     handler = _RecordCollector()
@@ -335,9 +338,9 @@ def process_data_ref(task: CmdLineTask, data_ref: Any, provenance: bool | None =
         "inputs": [{"datasetType": t, "dataId": dict(i)} for t, i in _distinct(reads)],
         "logRecords": len(handler.records)}
     if handler.records:
-        data_ref.put(handler.records, f"{task.name}_log")
+        butler.put_marker(handler.records, f"{task.name}_log", data_ref.dataId)
     record_unit(butler, task.name, writes, reads)
-    data_ref.put(metadata, f"{task.name}_metadata")
+    butler.put_marker(metadata, f"{task.name}_metadata", data_ref.dataId)
     return result
 
 
