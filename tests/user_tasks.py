@@ -74,3 +74,29 @@ class ClashingTask(CmdLineTask):
 
     def run_data_ref(self, data_ref):
         return Struct()
+
+
+class ObjectSummaryTask(CmdLineTask):
+    """Per existing objectStats dataset (units from a dataset listing): a summary of it."""
+
+    _DefaultName = "objectSummary"
+    id_dataset_type = "objectStats"  # one unit per objectStats in the repositories
+    declared_datasets = (DatasetDeclaration("objectSummary", ("object",), "yaml",
+                                            "The rounded mean of an object's raw pixels."),)
+
+    def run_data_ref(self, data_ref):
+        stats = data_ref.get("objectStats")
+        data_ref.put({"rounded": round(stats["mean"])}, "objectSummary")
+        return Struct()
+
+
+class RedeclaringTask(CmdLineTask):
+    """Declares objectStats again, in another format (refused)."""
+
+    _DefaultName = "redeclaring"
+    id_dataset_type = None
+    declared_keys = ObjectStatsTask.declared_keys
+    declared_datasets = (DatasetDeclaration("objectStats", ("object",), "json", "other"),)
+
+    def run_data_ref(self, data_ref):
+        return Struct()

@@ -34,8 +34,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hpcpipe.butler import ButlerDataRef, ButlerError
-from hpcpipe.butler.userdatasets import declare
+from hpcpipe.butler import ButlerDataRef, ButlerError, Repository
+from hpcpipe.butler.userdatasets import declare, read_declarations
 from hpcpipe.comm.pool import Pool
 from hpcpipe.comm.world import World
 from hpcpipe.drivers.drp import (
@@ -120,6 +120,19 @@ def _read_id_files(parser: argparse.ArgumentParser, files: Sequence[Path],
     return out
 
 
+def _output_keys(ns: argparse.Namespace) -> set[str]:
+    """The keys declared in an existing output repository (by an earlier task's run)."""
+    # parsed before --rerun is split: read --output and --rerun as given
+    output = (Path(ns.output) if ns.output else
+              Path(ns.repo) / "rerun" / ns.rerun.split(":")[-1] if ns.rerun else None)
+    if output is None or not (output / "_mapper").exists():
+        return set()
+    try:
+        return set(read_declarations(Repository.open(output))["keys"])
+    except ButlerError:
+        return set()  # reported when the butler opens it
+
+
 def parse_task_args(task_class: type[CmdLineTask], argv: Sequence[str], prog: str
                     ) -> tuple[argparse.Namespace, TaskRequest]:
     """Parse ``hpcpipe run TASK`` arguments; exits with status 2 on a usage error."""
@@ -132,7 +145,7 @@ def parse_task_args(task_class: type[CmdLineTask], argv: Sequence[str], prog: st
     repo_keys = repository_keys(parser)
 
     def known_keys(ns: argparse.Namespace) -> set[str]:
-        return set(repo_keys(ns)) | declared
+        return set(repo_keys(ns)) | declared | _output_keys(ns)
 
     ns = parser.parse_task_args(list(argv), known_id_keys=known_keys,
                                 camera_defaults=camera_defaults([name]))
