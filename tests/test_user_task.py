@@ -251,3 +251,29 @@ def test_1000_units_under_mpirun_killed_resumed_with_a_retry(repo, tmp_path, cap
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "objectProfile object=990  <- objectStats"
     assert lines[1].startswith("  raw ") and "visit=1001" in lines[1] and "ccd=0" in lines[1]
+
+
+def test_a_user_step_appended_to_a_production(repo, tmp_path, capsys):
+    """`hpcpipe drp --add-step`: the user's task runs as a step of the production, in the
+    same job, on the production's fresh outputs; its lineage goes through them."""
+    out = tmp_path / "out"
+    argv = ["drp", str(repo), "--output", str(out), "--id", "--production",
+            "production_tasks:TOY", "--add-step", "user_tasks:CcdStatsTask",
+            "--steps", "toyIsr,ccdStats"]
+    assert main(argv) == 0
+    butler = Butler(out)
+    assert butler.get("ccdStats", visit=1001, ccd=1)["median"] == pytest.approx(
+        float(__import__("numpy").median(butler.get("postISRCCD", visit=1001,
+                                                    ccd=1).image.array)))
+    units = report_units(out)
+    assert {k for k in units if k.startswith("ccdStats")} == {
+        f"ccdStats visit={v} ccd={c}" for v in (1000, 1001) for c in (0, 1)}
+    capsys.readouterr()
+    assert main(["butler", "provenance", str(out), "ccdStats", "--id", "visit=1001",
+                 "ccd=1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "ccdStats ccd=1 filter=g visit=1001  <- ccdStats"
+    assert lines[1] == "  postISRCCD ccd=1 filter=g visit=1001  <- toyIsr"
+    assert lines[2].startswith("    raw ccd=1 filter=g visit=1001")
+    assert main([*argv[:-2], "--add-step", "user_tasks:NoSuchTask"]) == 2
+    assert "--add-step" in capsys.readouterr().err

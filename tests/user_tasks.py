@@ -100,3 +100,19 @@ class RedeclaringTask(CmdLineTask):
 
     def run_data_ref(self, data_ref):
         return Struct()
+
+
+class CcdStatsTask(CmdLineTask):
+    """A user's step appended to a production (``hpcpipe drp --add-step``): statistics of
+    each CCD after the production's ISR step."""
+
+    _DefaultName = "ccdStats"
+    unit_keys = ("visit", "ccd")
+    production_inputs = ("toyIsr",)  # runs once toyIsr is done for its CCD
+    declared_datasets = (DatasetDeclaration("ccdStats", ("visit", "ccd"), "yaml",
+                                            "Pixel statistics of a CCD after ISR."),)
+
+    def run_data_ref(self, data_ref):
+        pixels = data_ref.get("postISRCCD").image.array
+        data_ref.put({"median": float(np.median(pixels))}, "ccdStats")
+        return Struct()

@@ -192,7 +192,7 @@ def format_trace(tree: Mapping[str, Any]) -> str:
     lines: list[str] = []
 
     def walk(n: Mapping[str, Any], depth: int) -> None:
-        ident = " ".join(f"{k}={v}" for k, v in n["dataId"].items())
+        ident = " ".join(f"{k}={n['dataId'][k]}" for k in sorted(n["dataId"]))
         text = f"{'  ' * depth}{n['datasetType']} {ident}".rstrip()
         if n["seen"]:
             text += "  (see above)"

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcpipe.butler import Butler, ButlerDataRef, ButlerError
+from hpcpipe.butler.userdatasets import declare
 from hpcpipe.comm.journal import Journal
 from hpcpipe.comm.pool import Pool
 from hpcpipe.comm.records import UnitError, UnitRecord
@@ -53,7 +54,7 @@ from hpcpipe.task.cmdline import (
 )
 
 __all__ = ["DrpRequest", "DrpResult", "DrpUsageError", "run_production", "select_inputs",
-           "write_configs", "declare_task_units", "format_summary"]
+           "write_configs", "declare_task_units", "declare_datasets", "format_summary"]
 
 log = logging.getLogger("hpcpipe.drivers.drp")
 
@@ -147,6 +148,24 @@ def declare_task_units(mapper: Any, steps: list[ProductionStep]) -> None:
         elif set(known) != set(step.unit_keys):
             raise ProductionError(f"step {step.name}: unit keys {step.unit_keys} but the "
                                   f"{mapper} mapper declares {tuple(known)}")
+
+
+def declare_datasets(butler: Butler, steps: list[ProductionStep]) -> None:
+    """Register the dataset types the steps' tasks declare in the output repository.
+
+    Raises
+    ------
+    DrpUsageError
+        For a declaration that clashes with an existing dataset type.
+    """
+    for step in steps:
+        datasets = getattr(step.task_class, "declared_datasets", ())
+        keys = getattr(step.task_class, "declared_keys", ())
+        if datasets or keys:
+            try:
+                declare(butler, datasets, keys, task=step.name)
+            except ButlerError as exc:
+                raise DrpUsageError("", str(exc)) from None
 
 
 def _run_unit(cache: Any, unit: tuple[str, DataId]) -> None:
@@ -267,6 +286,7 @@ def run_production(pool: Pool, request: DrpRequest) -> DrpResult:
     if request.show_data:
         _show_units(stages, ctx)
         return DrpResult([], 0, message="--show data")
+    declare_datasets(butler, steps)
     write_configs(butler, {s.name: request.configs[s.name] for s in steps},
                   request.clobber_config)
     report_dir = request.report_dir

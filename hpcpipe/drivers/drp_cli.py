@@ -36,6 +36,7 @@ from hpcpipe.drivers.production import (
     find_production,
     registered_productions,
 )
+from hpcpipe.drivers.run_task import append_user_steps
 from hpcpipe.errors import HpcpipeError
 from hpcpipe.task.argparser import non_negative_int, positive_float
 
@@ -61,7 +62,17 @@ def _find_production(argv: Sequence[str], default: Production | None) -> Product
     pre = argparse.ArgumentParser(prog=PROG, add_help=False)
     pre.add_argument("repo", nargs="?")
     pre.add_argument("--production")
+    pre.add_argument("--add-step", action="append", default=[])
     known, _rest = pre.parse_known_args(list(argv))
+    if known.add_step:
+        found = _find_production([a for a in argv if a not in known.add_step
+                                  and a != "--add-step"], default)
+        if found is None:
+            return None
+        try:
+            return append_user_steps(found, known.add_step)
+        except ProductionError as exc:
+            pre.error(f"argument --add-step: {exc}")
     try:
         if known.production:
             return find_production(known.production)
@@ -111,6 +122,10 @@ def parse_drp_args(argv: Sequence[str], production: Production | None = None
     parser.add_argument("--production", metavar="NAME",
                         help="a registered production or package.module:attribute (default: "
                              "the one registered for REPO's camera)")
+    parser.add_argument("--add-step", action="append", default=[], metavar="TASK",
+                        help="append a user's task (registered name or package.module:Class) "
+                             "as a step; it reads the steps of its production_inputs "
+                             "(repeatable)")
     parser.add_argument("--steps", metavar="A,B,...",
                         help="run only these steps (default all: "
                              f"{','.join((found or empty).step_names)})")

@@ -46,7 +46,12 @@ from hpcpipe.drivers.drp import (
     run_production,
     write_configs,
 )
-from hpcpipe.drivers.production import Production, ProductionContext, ProductionStep
+from hpcpipe.drivers.production import (
+    Production,
+    ProductionContext,
+    ProductionError,
+    ProductionStep,
+)
 from hpcpipe.task.argparser import build_argument_parser, non_negative_int, positive_float
 from hpcpipe.task.cmdline import (
     MAX_EXIT_STATUS,
@@ -61,7 +66,7 @@ from hpcpipe.task.cmdline import (
 from hpcpipe.task.dataid import DataIdError, expand_data_ids
 from hpcpipe.task.versions import check_versions
 
-__all__ = ["run_task_command", "TaskRequest"]
+__all__ = ["run_task_command", "TaskRequest", "user_step", "append_user_steps"]
 
 log = logging.getLogger("hpcpipe.drivers.run_task")
 
@@ -77,6 +82,46 @@ class TaskRequest(DrpRequest):
         self.data_ids = data_ids
         self.clobber_versions = clobber_versions
         self.no_versions = no_versions
+
+
+def user_step(task_class: type[CmdLineTask]) -> ProductionStep:
+    """The production step of a user's task: its ``unit_keys`` and the steps it reads from
+    (its ``production_inputs``); its units are the distinct unit keys of the selected raws.
+
+    Raises
+    ------
+    ProductionError
+        For a task without a name.
+    """
+    name = task_class._DefaultName
+    if not name:
+        raise ProductionError(f"{task_class.__name__} has no _DefaultName")
+    return ProductionStep(name, task_class, tuple(task_class.unit_keys),
+                          inputs=tuple(getattr(task_class, "production_inputs", ())))
+
+
+def append_user_steps(production: Production, tasks: Sequence[str]) -> Production:
+    """``production`` with the users' tasks (registered names or import paths) appended as
+    steps (``hpcpipe drp --add-step TASK``).
+
+    Raises
+    ------
+    ProductionError
+        For a task that cannot be found, is not a CmdLineTask, or reads a step the
+        production does not have.
+    """
+    from hpcpipe.task.discovery import TaskNotFoundError, find_task  # entry points: lazily
+
+    steps = list(production.steps)
+    for text in tasks:
+        try:
+            task_class = find_task(text)
+        except TaskNotFoundError as exc:
+            raise ProductionError(str(exc)) from None
+        if not issubclass(task_class, CmdLineTask):
+            raise ProductionError(f"{text} is not a CmdLineTask")
+        steps.append(user_step(task_class))
+    return Production(production.name, steps, production.sky_map_dataset, production.doc)
 
 
 def _add_options(parser: argparse.ArgumentParser) -> None:
