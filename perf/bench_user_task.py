@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -52,8 +53,16 @@ def mpirun(n: int) -> list[str]:
     return [found, *flags, "-n", str(n)]
 
 
-def run(mode: str, repo: Path, out: Path, units: int, provenance: bool) -> float:
-    """Wall seconds of one ``hpcpipe run`` (start-up included)."""
+def children_cpu() -> float:
+    """CPU seconds (user + system) of the finished child processes so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(mode: str, repo: Path, out: Path, units: int, provenance: bool
+        ) -> tuple[float, float]:
+    """Wall and CPU seconds (every process of the run) of one ``hpcpipe run``, start-up
+    included."""
     argv = [sys.executable, "-m", "hpcpipe", "run", TASK, str(repo), "--output", str(out),
             "--id", f"object=0..{units - 1}", "-c", "read_raw=False", "--loglevel", "WARNING",
             "--no-versions"]
@@ -61,13 +70,13 @@ def run(mode: str, repo: Path, out: Path, units: int, provenance: bool) -> float
         argv += ["-j", "2"]
     if mode == "mpi":
         argv = [*mpirun(3), *argv]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), children_cpu()
     result = subprocess.run(argv, env=env(provenance), capture_output=True, text=True,
                             timeout=3600)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, children_cpu() - cpu
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed ({result.returncode}):\n{result.stderr}")
-    return seconds
+    return seconds, cpu
 
 
 def count_fsyncs(repo: Path, out: Path, units: int) -> dict[bool, float]:
@@ -114,24 +123,28 @@ def main_bench() -> None:
                         "--ccds", "1", "--filters", "g", "--size", "32", "--seed", "1"],
                        env=env(True), check=True, capture_output=True)
         fsyncs = count_fsyncs(repo, work, 200)
+        print(f"fsyncs per unit (serial, counted): provenance on {fsyncs[True]:.2f}, off "
+              f"{fsyncs[False]:.2f}", flush=True)
         rows = []
         for mode in args.modes:
             for provenance in (True, False):
-                times = {n: run(mode, repo, work / f"{mode}-{int(provenance)}-{n}", n,
-                                provenance) for n in (small, large)}
-                marginal = (times[large] - times[small]) / (large - small) * 1e3
-                rows.append((mode, provenance, times[small], times[large], marginal))
+                runs = {n: run(mode, repo, work / f"{mode}-{int(provenance)}-{n}", n,
+                               provenance) for n in (small, large)}
+                marginal = (runs[large][0] - runs[small][0]) / (large - small) * 1e3
+                cpu = (runs[large][1] - runs[small][1]) / (large - small) * 1e3
+                rows.append((mode, provenance, runs[small][0], runs[large][0], marginal, cpu))
                 print(f"  {mode:6s} provenance={'on ' if provenance else 'off'}: "
-                      f"{small} units {times[small]:.1f} s, {large} units {times[large]:.1f} s"
-                      f" -> {marginal:.2f} ms/unit", flush=True)
+                      f"{small} units {runs[small][0]:.1f} s, {large} units "
+                      f"{runs[large][0]:.1f} s -> {marginal:.2f} ms/unit wall, {cpu:.2f} "
+                      "ms/unit CPU (all processes)", flush=True)
     best = min(r[4] for r in rows)
     print(f"\nper-unit overhead, marginal between {small} and {large} units "
-          f"(ratio to the best configuration measured here):")
+          f"(wall ratio to the best configuration measured here; CPU summed over processes):")
     print(f"{'mode':8s} {'provenance':>10s} {'t(N1) s':>9s} {'t(N2) s':>9s} {'ms/unit':>8s} "
-          f"{'ratio':>6s}")
-    for mode, provenance, t1, t2, marginal in rows:
+          f"{'ratio':>6s} {'CPU ms/unit':>12s}")
+    for mode, provenance, t1, t2, marginal, cpu in rows:
         print(f"{mode:8s} {'on' if provenance else 'off':>10s} {t1:9.1f} {t2:9.1f} "
-              f"{marginal:8.2f} {marginal / best:6.2f}")
+              f"{marginal:8.2f} {marginal / best:6.2f} {cpu:12.2f}")
     print(f"\nfsyncs per unit (serial, counted): provenance on {fsyncs[True]:.2f}, off "
           f"{fsyncs[False]:.2f}")
     on = [r[4] for r in rows if r[1]]

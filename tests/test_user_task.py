@@ -277,3 +277,13 @@ def test_a_user_step_appended_to_a_production(repo, tmp_path, capsys):
     assert lines[2].startswith("    raw ccd=1 filter=g visit=1001")
     assert main([*argv[:-2], "--add-step", "user_tasks:NoSuchTask"]) == 2
     assert "--add-step" in capsys.readouterr().err
+
+
+def test_timeout_fails_a_unit_that_runs_too_long(repo, tmp_path):
+    out = tmp_path / "out"
+    assert run(STATS, repo, "--output", out, "--id", "object=0^1", "--timeout", "1", "-c",
+               "sleep=4") == 2
+    units = report_units(out)
+    assert {u["state"] for u in units.values()} == {"failed"}
+    assert all("1" in u["error"] and "time" in u["error"].lower() for u in units.values())
+    assert not (out / "metadata" / "objectStats").exists()
