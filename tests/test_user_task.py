@@ -251,6 +251,14 @@ def test_1000_units_under_mpirun_killed_resumed_with_a_retry(repo, tmp_path, cap
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "objectProfile object=990  <- objectStats"
     assert lines[1].startswith("  raw ") and "visit=1001" in lines[1] and "ccd=0" in lines[1]
+    # the lineage of units done by the killed run (whose stage never ended) was recorded
+    # from their metadata by the resumed run
+    for name in sorted(done_before)[:20]:
+        obj = int(name[7:-5])
+        tree = trace(butler, "objectStats", {"object": obj})
+        assert tree["task"] == "objectStats"
+        assert [i["datasetType"] for i in tree["inputs"]] == ["raw"]
+        assert tree["inputs"][0]["dataId"]["ccd"] == obj % 2
 
 
 def test_a_user_step_appended_to_a_production(repo, tmp_path, capsys):

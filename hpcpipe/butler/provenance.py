@@ -4,9 +4,16 @@ Every unit a task runs through :func:`hpcpipe.task.cmdline.process_data_ref` (``
 run`` and the steps of ``hpcpipe drp``, serial, ``-j`` or on the MPI pool) records, in the
 output repository's ``provenance.sqlite3``, one row per (output, input) pair: the datasets
 it wrote through the butler and those it read, each as its dataset type and its data id
-over the type's keys (JSON), with the task's name. The rows of one unit are written in one
-transaction, before its ``<task>_metadata`` (its completion marker), so that a unit marked
-done always has its lineage; a unit redone replaces its rows.
+over the type's keys (JSON), with the task's name. Run alone (``-j``, a task called
+directly) the rows of one unit are written in one transaction, before its
+``<task>_metadata`` (its completion marker); a unit redone replaces its rows.
+
+On the MPI pool (``hpcpipe run``, ``hpcpipe drp``) the workers do not write the table:
+each unit returns its lineage to the master, which records a whole stage's in one
+transaction when the stage ends (SQLite must not be written from several nodes of a network
+file system). A unit done by a run killed before its stage ended has its lineage in its
+``<task>_metadata`` (``hpcpipe_unit``: inputs and outputs); the resumed run records it from
+there when it skips the unit (the ``units`` table lists the units recorded).
 
 The table is kept apart from ``registry.sqlite3`` (the registry of raws and calibrations,
 which read-only input repositories share): it belongs to the repository a run writes.
@@ -34,8 +41,8 @@ from hpcpipe.butler.errors import StorageError
 if TYPE_CHECKING:
     from hpcpipe.butler.butler import Butler
 
-__all__ = ["ProvenanceTable", "PROVENANCE_FILE", "record_unit", "trace", "format_trace",
-           "encode_id"]
+__all__ = ["ProvenanceTable", "PROVENANCE_FILE", "record_unit", "output_table", "trace",
+           "format_trace", "encode_id"]
 
 #: The lineage database's file name in a repository.
 PROVENANCE_FILE = "provenance.sqlite3"
@@ -78,34 +85,66 @@ class ProvenanceTable:
                 "CREATE TABLE IF NOT EXISTS lineage (output_type TEXT NOT NULL, output_id TEXT "
                 "NOT NULL, input_type TEXT NOT NULL, input_id TEXT NOT NULL, task TEXT NOT "
                 "NULL, PRIMARY KEY (output_type, output_id, input_type, input_id))")
+            conn.execute("CREATE TABLE IF NOT EXISTS units (unit TEXT PRIMARY KEY, task TEXT "
+                         "NOT NULL)")
             self._conn, self._pid = conn, os.getpid()
         return self._conn
 
-    def record(self, task: str, outputs: Iterable[DatasetRef], inputs: Iterable[DatasetRef]
-               ) -> int:
+    def record(self, task: str, outputs: Iterable[DatasetRef], inputs: Iterable[DatasetRef],
+               unit: str | None = None) -> int:
         """Record that ``task`` made every output from every input (one transaction).
 
         An output's earlier rows are replaced. An output without inputs gets one row with an
-        empty input, so that it is known to be made here. Returns the rows written.
+        empty input, so that it is known to be made here. ``unit`` (a printable unit id) is
+        recorded as having its lineage. Returns the rows written.
         """
-        outs = list(dict.fromkeys((t, encode_id(i)) for t, i in outputs
-                                  if not t.endswith(_BOOKKEEPING)))
-        ins = list(dict.fromkeys((t, encode_id(i)) for t, i in inputs)) or [("", "")]
-        if not outs:
+        return self.record_many([(unit, task, list(outputs), list(inputs))])
+
+    def record_many(self, units: Sequence[tuple[str | None, str, Sequence[DatasetRef],
+                                                Sequence[DatasetRef]]]) -> int:
+        """Record the lineage of several units, ``(unit id or None, task, outputs,
+        inputs)`` each, in one transaction (see :meth:`record`)."""
+        deletes: list[tuple[str, str]] = []
+        rows: list[tuple[str, str, str, str, str]] = []
+        names: list[tuple[str, str]] = []
+        for unit, task, outputs, inputs in units:
+            outs = list(dict.fromkeys((t, encode_id(i)) for t, i in outputs
+                                      if not t.endswith(_BOOKKEEPING)))
+            ins = list(dict.fromkeys((t, encode_id(i)) for t, i in inputs)) or [("", "")]
+            deletes += outs
+            rows += [(ot, oi, it, ii, task) for ot, oi in outs for it, ii in ins
+                     if (it, ii) != (ot, oi)]
+            if unit is not None:
+                names.append((unit, task))
+        if not rows and not names:
             return 0
-        rows = [(ot, oi, it, ii, task) for ot, oi in outs for it, ii in ins
-                if (it, ii) != (ot, oi)]
         conn = self._writer()
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany("DELETE FROM lineage WHERE output_type = ? AND output_id = ?",
-                             outs)
+                             deletes)
             conn.executemany("INSERT OR REPLACE INTO lineage VALUES (?, ?, ?, ?, ?)", rows)
+            conn.executemany("INSERT OR REPLACE INTO units VALUES (?, ?)", names)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
         return len(rows)
+
+    def recorded_units(self) -> set[str]:
+        """The unit ids whose lineage is recorded (:meth:`record` with a ``unit``)."""
+        if not self.path.is_file():
+            return set()
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
+                               timeout=self.busy_timeout)
+        try:
+            return {row[0] for row in conn.execute("SELECT unit FROM units")}
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return set()
+            raise
+        finally:
+            conn.close()
 
     def inputs_of(self, dataset_type: str, data_id: Mapping[str, Any]
                   ) -> tuple[str, list[DatasetRef]] | None:
@@ -142,17 +181,23 @@ def _table(repo: Any) -> ProvenanceTable | None:
         return None
 
 
-def record_unit(butler: Butler, task: str, outputs: Sequence[DatasetRef],
-                inputs: Sequence[DatasetRef]) -> int:
-    """Record a unit's lineage in the butler's output repository (see
-    :meth:`ProvenanceTable.record`); the table is kept open on the butler."""
+def output_table(butler: Butler) -> ProvenanceTable | None:
+    """The lineage table of the butler's output repository (kept open on the butler), or
+    None for a storage without local files."""
     table = getattr(butler, "_provenance", None)
     if table is None:
         table = _table(butler.output)
-        if table is None:
-            return 0
-        butler._provenance = table  # type: ignore[attr-defined]
-    return table.record(task, outputs, inputs)
+        if table is not None:
+            butler._provenance = table  # type: ignore[attr-defined]
+    return table
+
+
+def record_unit(butler: Butler, task: str, outputs: Sequence[DatasetRef],
+                inputs: Sequence[DatasetRef], unit: str | None = None) -> int:
+    """Record a unit's lineage in the butler's output repository (see
+    :meth:`ProvenanceTable.record`)."""
+    table = output_table(butler)
+    return 0 if table is None else table.record(task, outputs, inputs, unit)
 
 
 def trace(butler: Butler, dataset_type: str, data_id: Mapping[str, Any],

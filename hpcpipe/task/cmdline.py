@@ -30,7 +30,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, ClassVar
 
-from hpcpipe.butler.provenance import record_unit
+from hpcpipe.butler.provenance import output_table, record_unit
 from hpcpipe.config import StoredConfig
 from hpcpipe.config.compare import ConfigDifference, format_differences
 from hpcpipe.io.atomic import atomic_path
@@ -40,7 +40,8 @@ from hpcpipe.task.task import Task
 
 __all__ = ["CmdLineTask", "run_cmdline_task", "MAX_EXIT_STATUS", "config_conflict",
            "persist_config", "stored_config", "process_data_ref", "outputs_open", "OUTPUTS_KEY",
-           "butler_for", "repository_keys", "camera_defaults", "UNIT_KEY"]
+           "butler_for", "repository_keys", "camera_defaults", "UNIT_KEY",
+           "lineage_from_metadata", "record_lineage"]
 
 log = logging.getLogger("hpcpipe.task.cmdline")
 
@@ -286,7 +287,8 @@ def persist_config(butler: Any, name: str, config: Any, clobber: bool) -> str | 
     return None
 
 
-def process_data_ref(task: CmdLineTask, data_ref: Any, provenance: bool | None = None) -> Any:
+def process_data_ref(task: CmdLineTask, data_ref: Any, provenance: bool | None = None,
+                     lineage: list[Any] | None = None) -> Any:
     """Run ``task`` on one data reference and write its ``<task>_metadata`` there.
 
     The metadata is written only when :meth:`CmdLineTask.run_data_ref` returns, so its
@@ -299,7 +301,9 @@ def process_data_ref(task: CmdLineTask, data_ref: Any, provenance: bool | None =
     * the log records its task hierarchy emitted (``<task>_log``, JSON lines; only when
       there were some);
     * its lineage in the output repository (:mod:`hpcpipe.butler.provenance`), written
-      before the metadata: every dataset it wrote made from every dataset it read.
+      before the metadata: every dataset it wrote made from every dataset it read; with
+      ``lineage`` (a list) it is appended there as ``(task, outputs, inputs)`` instead,
+      for the caller to record (the pool's master records a stage's at once).
     """
     task.reset_metadata()
     written = getattr(data_ref, "written", None)
@@ -336,12 +340,37 @@ def process_data_ref(task: CmdLineTask, data_ref: Any, provenance: bool | None =
         "start": start, "end": end, "wallSeconds": end - start, "cpuSeconds": cpu1 - cpu0,
         "maxRssBytes": _peak_rss(), "host": _HOST, "pid": os.getpid(),
         "inputs": [{"datasetType": t, "dataId": dict(i)} for t, i in _distinct(reads)],
+        "outputs": [{"datasetType": t, "dataId": dict(i)} for t, i in _distinct(writes)],
         "logRecords": len(handler.records)}
     if handler.records:
         butler.put_marker(handler.records, f"{task.name}_log", data_ref.dataId)
-    record_unit(butler, task.name, writes, reads)
+    if lineage is not None:
+        lineage.append((task.name, _distinct(writes), _distinct(reads)))
+    else:
+        record_unit(butler, task.name, writes, reads)
     butler.put_marker(metadata, f"{task.name}_metadata", data_ref.dataId)
     return result
+
+
+def lineage_from_metadata(metadata: Any) -> tuple[list[Any], list[Any]] | None:
+    """The ``(outputs, inputs)`` a unit's ``<task>_metadata`` records (``hpcpipe_unit``),
+    as ``(dataset type, data id)`` pairs; None if it records none (provenance was off)."""
+    unit = metadata.get(UNIT_KEY) if isinstance(metadata, dict) else None
+    if not isinstance(unit, dict) or "outputs" not in unit:
+        return None
+    pairs = [[(d["datasetType"], dict(d["dataId"])) for d in unit.get(name) or []]
+             for name in ("outputs", "inputs")]
+    return pairs[0], pairs[1]
+
+
+def record_lineage(butler: Any, units: list[tuple[str, Any]]) -> int:
+    """Record the lineage of units run elsewhere (``(unit id, (task, outputs, inputs))``,
+    what :func:`process_data_ref` appends to ``lineage``) in one transaction; returns the
+    rows written."""
+    table = output_table(butler)
+    if table is None or not units:
+        return 0
+    return table.record_many([(key, task, outs, ins) for key, (task, outs, ins) in units])
 
 
 #: The environment variable that switches provenance off (``0``) for every unit.
