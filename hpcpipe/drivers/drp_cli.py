@@ -5,7 +5,8 @@ The production is the one registered for ``REPO``'s camera (its mapper's name; s
 registered name or ``package.module:attribute``), or the one given to
 :func:`add_drp_command`. The options are those of every command-line task (``--id``,
 ``--output``/``--rerun``, ``--show``, ``--loglevel``, ``--doraise``, ``--clobber-config``,
-``-C``/``-c`` with ``step.field`` names) and ``--steps``, ``--clobber-outputs``,
+``-C``/``-c`` with ``step.field`` names) and ``--add-step TASK`` (a user's task appended
+as a step, see docs/level3.md), ``--steps``, ``--clobber-outputs``,
 ``--retries``, ``--timeout`` and ``--report``. Run it under ``mpiexec``/``srun`` for several
 ranks; usage errors exit with status 2 naming the option or data id, before any unit runs;
 otherwise the exit status is the number of failed units (at most 255).
