@@ -123,7 +123,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"hpcpipe run: error: argument TASK: {args.task} is not a CmdLineTask",
               file=sys.stderr)
         return 2
-    return task_class.parse_and_run(args.task_args, prog=f"hpcpipe run {args.task}")
+    from hpcpipe.drivers.run_task import run_task_command  # the pool: loaded only when run
+
+    return run_task_command(task_class, args.task_args, prog=f"hpcpipe run {args.task}")
 
 
 def _add_submit_parser(sub: argparse._SubParsersAction) -> None:

@@ -7,6 +7,7 @@ status)::
     hpcpipe butler create REPO --camera mycam.yaml|NAME [--parent DIR ...]
     hpcpipe butler create REPO --mapper simcam  # the same as --camera simcam
     hpcpipe butler describe REPO                # or: --mapper simcam
+    hpcpipe butler provenance REPO DATASET --id KEY=VALUE ...
     hpcpipe ingest REPO FILE... [--mode copy|link|move]
 
 Errors of the butler (a missing repository, an unknown mapper) exit with status 2 and one line
@@ -27,6 +28,7 @@ from hpcpipe.butler.errors import ButlerError
 from hpcpipe.butler.storage import INGEST_MODES
 
 __all__ = ["add_butler_commands", "cmd_butler_create", "cmd_butler_describe", "cmd_ingest",
+           "cmd_butler_provenance",
            "HANDLERS", "main"]
 
 
@@ -98,11 +100,49 @@ def cmd_butler_describe(args: argparse.Namespace) -> int:
     elif args.mapper:
         mapper = args.mapper
     elif args.repo:
-        mapper = Repository.open(args.repo).mapper()
+        from hpcpipe.butler.butler import Butler  # the chain's mapper, with declared types
+
+        Repository.open(args.repo)  # a missing repository: MissingMapperError, exit 2
+        mapper = Butler(args.repo).mapper
     else:
         print("hpcpipe butler describe: give a repository or --mapper NAME", file=sys.stderr)
         return 2
     sys.stdout.write(describe(mapper))
+    return 0
+
+
+@_guarded
+def cmd_butler_provenance(args: argparse.Namespace) -> int:
+    """Print the lineage of a dataset back to the inputs of the chain (the raws)."""
+    from hpcpipe.butler.butler import Butler
+    from hpcpipe.butler.provenance import format_trace, trace
+
+    data_id: dict[str, Any] = {}
+    for item in args.id or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            print(f"hpcpipe butler provenance: argument --id: {item!r} is not key=value",
+                  file=sys.stderr)
+            return 2
+        data_id[key] = value
+    butler = Butler(args.repo)
+    for key, value in list(data_id.items()):  # the key's type (visit=12 is an int)
+        spec = butler.mapper.keys.get(key)
+        if spec is not None and spec.type is not str:
+            try:
+                data_id[key] = spec.parse(value)
+            except ValueError:
+                print(f"hpcpipe butler provenance: argument --id: {key}={value}: not a "
+                      f"{spec.type.__name__}", file=sys.stderr)
+                return 2
+    kind, ident = butler.dataset_id(args.dataset, data_id)
+    tree = trace(butler, kind, ident)
+    if args.json:
+        import json  # only for --json
+
+        print(json.dumps(tree, indent=1))
+    else:
+        print(format_trace(tree))
     return 0
 
 
@@ -125,6 +165,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "butler create": cmd_butler_create,
     "butler describe": cmd_butler_describe,
+    "butler provenance": cmd_butler_provenance,
     "ingest": cmd_ingest,
 }
 
@@ -154,6 +195,15 @@ def add_butler_commands(subparsers: Any) -> None:
                       help="describe this camera (a registered name or a camera file) instead "
                       "of a repository's")
     desc.set_defaults(handler=cmd_butler_describe)
+
+    prov = actions.add_parser("provenance", help="print the datasets a dataset was made from, "
+                              "back to the raws")
+    prov.add_argument("repo", help="repository path or file:// URL")
+    prov.add_argument("dataset", metavar="DATASET", help="the dataset type")
+    prov.add_argument("--id", nargs="*", metavar="KEY=VALUE", default=[],
+                      help="the dataset's data id (missing keys completed from the registry)")
+    prov.add_argument("--json", action="store_true", help="print the tree as JSON")
+    prov.set_defaults(handler=cmd_butler_provenance)
 
     ing = subparsers.add_parser("ingest", help="ingest raw and calibration files")
     ing.add_argument("repo", help="repository path or file:// URL")

@@ -105,6 +105,12 @@ def describe(mapper: Mapper | str) -> str:
         "(paths relative to this one, or URLs), searched in order after this one.")
     add("- `registry.sqlite3`: the registry of ingested raw exposures and calibration "
         "products (in repositories files were ingested into).")
+    add("- `_datasets.yaml`: the dataset types and data id keys declared by users' tasks "
+        "(`hpcpipe run`), read as data; they are listed with the others by "
+        "`hpcpipe butler describe REPO`.")
+    add("- `provenance.sqlite3`: the lineage of every dataset written by a task (the datasets "
+        "it was made from); `hpcpipe butler provenance REPO DATASET --id ...` prints it.")
+    add("- `packages.yaml`: the software versions of the runs into this repository.")
     add("- the datasets, at the paths of the templates above (temporary files being written "
         "start with `.tmp-`).")
     add("")

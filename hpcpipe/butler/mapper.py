@@ -208,6 +208,25 @@ class Mapper:
         """
         return {}
 
+    # --- dataset types declared by tasks -----------------------------------------------------
+    def user_template(self, name: str, keys: Sequence[str], extension: str) -> str:
+        """The path template of a dataset type a task declares (see
+        :mod:`hpcpipe.butler.userdatasets`): ``name/name_<key><value>....ext``, integer keys
+        as ``{key:d}``. Cameras override it to follow their own layout.
+
+        Parameters
+        ----------
+        name : str
+            The dataset type.
+        keys : sequence of str
+            Its data id keys (all known to this mapper).
+        extension : str
+            The file extension of its storage format (``fits``, ``h5``, ``yaml``).
+        """
+        fields = "".join(f"_{k}{{{k}{':d' if self.keys[k].type is int else ''}}}"
+                         for k in keys)
+        return f"{name}/{name}{fields}.{extension}"
+
     # --- services ---------------------------------------------------------------------------
     @property
     def full_name(self) -> str:

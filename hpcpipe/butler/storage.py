@@ -90,7 +90,9 @@ class Storage(ABC):
 
         The path given to ``writer`` does not exist yet and has the final name's suffix, so
         writers that choose the format by file name work. Nothing appears under ``relpath``
-        unless ``writer`` returns normally.
+        unless ``writer`` returns normally. Backends may take ``sync_directory=False``
+        (see :func:`hpcpipe.io.atomic.atomic_path`): the butler passes it only for files
+        whose loss after a power cut is harmless (completion markers, logs).
         """
 
     @abstractmethod
@@ -173,9 +175,11 @@ class PosixStorage(Storage):
     def read(self, relpath: str, reader: Callable[[Path], T]) -> T:
         return reader(self._path(relpath))
 
-    def write(self, relpath: str, writer: Callable[[Path], None]) -> None:
+    def write(self, relpath: str, writer: Callable[[Path], None],
+              sync_directory: bool = True) -> None:
         final = self._path(relpath)
-        with atomic_path(final) as tmp:  # the temporary name keeps the final suffix
+        # the temporary name keeps the final suffix
+        with atomic_path(final, sync_directory=sync_directory) as tmp:
             writer(tmp)
             if not tmp.exists():
                 raise StorageError(f"{self.url(relpath)}: the formatter wrote nothing")

@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from hpcpipe.butler import Butler, ButlerDataRef, ButlerError
+from hpcpipe.butler.provenance import output_table
+from hpcpipe.butler.userdatasets import declare
 from hpcpipe.comm.journal import Journal, archive_journal, journal_history, read_journal
 from hpcpipe.comm.memory import format_gb
 from hpcpipe.comm.pool import Pool
@@ -52,14 +54,16 @@ from hpcpipe.drivers.unitgraph import UnitGraph, plan_stages
 from hpcpipe.io.atomic import remove_debris
 from hpcpipe.task.cmdline import (
     config_conflict,
+    lineage_from_metadata,
     outputs_open,
     persist_config,
     process_data_ref,
+    record_lineage,
 )
 
 __all__ = ["DrpRequest", "DrpResult", "DrpUsageError", "run_production", "select_inputs",
-           "write_configs", "declare_task_units", "format_summary", "report_directory",
-           "MAX_FAILED_STATUS", "MORE_TO_DO_EXIT"]
+           "write_configs", "declare_task_units", "declare_datasets", "format_summary",
+           "report_directory", "MAX_FAILED_STATUS", "MORE_TO_DO_EXIT"]
 
 #: The exit status counts failed units up to this (75 means "more to do": MORE_TO_DO_EXIT).
 MAX_FAILED_STATUS = MORE_TO_DO_EXIT - 1
@@ -170,8 +174,28 @@ def declare_task_units(mapper: Any, steps: list[ProductionStep]) -> None:
                                   f"{mapper} mapper declares {tuple(known)}")
 
 
-def _run_unit(cache: Any, unit: tuple[str, DataId]) -> None:
-    """The pool's unit function: one step on one data id, through the output butler."""
+def declare_datasets(butler: Butler, steps: list[ProductionStep]) -> None:
+    """Register the dataset types the steps' tasks declare in the output repository.
+
+    Raises
+    ------
+    DrpUsageError
+        For a declaration that clashes with an existing dataset type.
+    """
+    for step in steps:
+        datasets = getattr(step.task_class, "declared_datasets", ())
+        keys = getattr(step.task_class, "declared_keys", ())
+        if datasets or keys:
+            try:
+                declare(butler, datasets, keys, task=step.name)
+            except ButlerError as exc:
+                raise DrpUsageError("", str(exc)) from None
+
+
+def _run_unit(cache: Any, unit: tuple[str, DataId]) -> Any:
+    """The pool's unit function: one step on one data id, through the output butler;
+    returns the unit's lineage ``(task, outputs, inputs)`` for the master to record (None
+    with provenance off)."""
     spec: _WorkerSpec = cache.drp
     if getattr(cache, "drp_token", None) != spec.token:
         inputs = Path(spec.input_root)
@@ -186,7 +210,31 @@ def _run_unit(cache: Any, unit: tuple[str, DataId]) -> None:
     if task is None:
         task_class, config, _keys = spec.tasks[name]
         task = cache.drp_tasks[name] = task_class(config=config)
-    process_data_ref(task, ButlerDataRef(cache.drp_butler, task.id_dataset_type, data_id))
+    lineage: list[Any] = []
+    process_data_ref(task, ButlerDataRef(cache.drp_butler, task.id_dataset_type, data_id),
+                     lineage=lineage)
+    return lineage[0] if lineage else None
+
+
+def _repair_lineage(butler: Butler, graph: UnitGraph, skipped: list[int]) -> None:
+    """Record the lineage of units done by an earlier run whose lineage is not in the
+    table (that run was killed before the end of their stage), from their metadata."""
+    table = output_table(butler)
+    if table is None or not skipped:
+        return
+    recorded = table.recorded_units()
+    missing = [g for g in skipped if graph.keys[g] not in recorded]
+    found: list[tuple[str, Any]] = []
+    for g in missing:
+        try:
+            metadata = butler.get(f"{graph.steps[g]}_metadata", graph.data_ids[g])
+        except Exception:  # noqa: BLE001 - an unreadable marker: no lineage to recover
+            continue
+        pairs = lineage_from_metadata(metadata)
+        found.append((graph.keys[g], (graph.steps[g], *(pairs or ([], [])))))
+    if found:
+        record_lineage(butler, found)
+        log.info("lineage of %d unit(s) done before recorded from their metadata", len(found))
 
 
 def select_inputs(butler: Butler, selection: list[DataId]) -> list[DataId]:
@@ -288,6 +336,7 @@ def run_production(pool: Pool, request: DrpRequest) -> DrpResult:
     if request.show_data:
         _show_units(stages, ctx)
         return DrpResult([], 0, message="--show data")
+    declare_datasets(butler, steps)
     write_configs(butler, {s.name: request.configs[s.name] for s in steps},
                   request.clobber_config)
     report_dir = report_directory(request)
@@ -341,14 +390,20 @@ def run_production(pool: Pool, request: DrpRequest) -> DrpResult:
         log.info("stage %d: %d unit(s) of %s, %d done before, %d blocked", number + 1,
                  len(job.indices), ", ".join(s.name for s in stage), len(job.skip),
                  len(job.blocked))
+        _repair_lineage(butler, graph, [job.indices[k] for k in job.skip])
         nodes = [(_run_unit, (graph.steps[g], graph.data_ids[g])) for g in job.indices]
         stopped = False
         try:
-            pool.map_graph(nodes, job.deps, keys=[graph.keys[g] for g in job.indices],
-                           skip=job.skip, name="drp", jobs=[graph.steps[g] for g in job.indices])
+            values = pool.map_graph(nodes, job.deps, keys=[graph.keys[g] for g in job.indices],
+                                    skip=job.skip, name="drp",
+                                    jobs=[graph.steps[g] for g in job.indices])
         except UnitError as exc:
             message = f"stopped at the first failure (--doraise): {exc.failure.key}"
             stopped = True
+            values = []
+        # the stage's lineage, in one transaction (the workers never write the table)
+        record_lineage(butler, [(graph.keys[g], value) for g, value in zip(job.indices, values)
+                                if isinstance(value, tuple)])
         stage_records = pool.records[-len(nodes):] if nodes else []
         for rec in _relabel(stage_records, graph, job.indices):
             graph.state[rec.index] = rec.state

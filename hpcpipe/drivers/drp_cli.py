@@ -5,12 +5,13 @@ The production is the one registered for ``REPO``'s camera (its mapper's name; s
 registered name or ``package.module:attribute``), or the one given to
 :func:`add_drp_command`. The options are those of every command-line task (``--id``,
 ``--output``/``--rerun``, ``--show``, ``--loglevel``, ``--doraise``, ``--clobber-config``,
-``-C``/``-c`` with ``step.field`` names) and ``--steps``, ``--clobber-outputs``,
-``--retries``, ``--timeout`` and ``--report``, and for campaigns ``--walltime-left``,
-``--status-interval``, ``--memory-limit`` and ``--rank-logs``. Run it under ``mpiexec``/``srun``
-for several ranks; usage errors exit with status 2 naming the option or data id, before any
-unit runs; otherwise the exit status is the number of failed units (at most 74), or 75 when
-the walltime left units for the next job.
+``-C``/``-c`` with ``step.field`` names) and ``--add-step TASK`` (a user's task appended
+as a step, see docs/level3.md), ``--steps``, ``--clobber-outputs``, ``--retries``,
+``--timeout`` and ``--report``, and for campaigns ``--walltime-left``, ``--status-interval``,
+``--memory-limit`` and ``--rank-logs``. Run it under ``mpiexec``/``srun`` for several ranks;
+usage errors exit with status 2 naming the option or data id, before any unit runs; otherwise
+the exit status is the number of failed units (at most 74), or 75 when the walltime left
+units for the next job.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from hpcpipe.drivers.production import (
     find_production,
     registered_productions,
 )
+from hpcpipe.drivers.run_task import append_user_steps
 from hpcpipe.errors import HpcpipeError
 from hpcpipe.task.argparser import non_negative_int, positive_float
 
@@ -79,7 +81,17 @@ def _find_production(argv: Sequence[str], default: Production | None) -> Product
     pre = argparse.ArgumentParser(prog=PROG, add_help=False)
     pre.add_argument("repo", nargs="?")
     pre.add_argument("--production")
+    pre.add_argument("--add-step", action="append", default=[])
     known, _rest = pre.parse_known_args(list(argv))
+    if known.add_step:
+        found = _find_production([a for a in argv if a not in known.add_step
+                                  and a != "--add-step"], default)
+        if found is None:
+            return None
+        try:
+            return append_user_steps(found, known.add_step)
+        except ProductionError as exc:
+            pre.error(f"argument --add-step: {exc}")
     try:
         if known.production:
             return find_production(known.production)
@@ -129,6 +141,10 @@ def parse_drp_args(argv: Sequence[str], production: Production | None = None
     parser.add_argument("--production", metavar="NAME",
                         help="a registered production or package.module:attribute (default: "
                              "the one registered for REPO's camera)")
+    parser.add_argument("--add-step", action="append", default=[], metavar="TASK",
+                        help="append a user's task (registered name or package.module:Class) "
+                             "as a step; it reads the steps of its production_inputs "
+                             "(repeatable)")
     parser.add_argument("--steps", metavar="A,B,...",
                         help="run only these steps (default all: "
                              f"{','.join((found or empty).step_names)})")

@@ -21,7 +21,7 @@ TEMP_PREFIX = ".tmp-"
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], sync_directory: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` when the block succeeds.
 
     The parent directory is created if needed. If the block raises, the temporary file is
@@ -31,6 +31,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     ----------
     path : str or os.PathLike
         The final name of the file.
+    sync_directory : bool, optional
+        Also make the rename durable (an ``fsync`` of the directory). Without it the file's
+        data is still synced before the rename (the file is never seen half-written or
+        empty), but after a power cut the new name may be missing: for files whose loss
+        is harmless, such as a completion marker whose unit is then simply redone.
 
     Yields
     ------
@@ -57,7 +62,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         with open(tmp, "rb") as handle:  # make the data durable before the rename
             os.fsync(handle.fileno())
         os.replace(tmp, final)
-        fsync_directory(final.parent)  # make the rename itself durable
+        if sync_directory:
+            fsync_directory(final.parent)  # make the rename itself durable
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -9,24 +9,23 @@ the detector on 3 so that listings sort naturally.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from hpcpipe.butler.datasets import DatasetType, DatasetTypePattern, PathTemplate
 from hpcpipe.butler.formatters import (
     CatalogFormatter,
     ConfigDataFormatter,
     ExposureFormatter,
+    JsonLinesFormatter,
     MetadataFormatter,
     ReleaseTableFormatter,
     SchemaFormatter,
     SkyMapFormatter,
 )
+from hpcpipe.butler.mapper import Mapper
 
-if TYPE_CHECKING:
-    from hpcpipe.butler.mapper import Mapper
-
-__all__ = ["dataset_types", "patterns", "TASK_NAME"]
+__all__ = ["dataset_types", "patterns", "user_template", "TASK_NAME"]
 
 FITS_EXPOSURE = ExposureFormatter("fits")
 HDF5_EXPOSURE = ExposureFormatter("hdf5")
@@ -36,6 +35,7 @@ SCHEMA = SchemaFormatter()
 CONFIG = ConfigDataFormatter()
 METADATA = MetadataFormatter("yaml")
 SKYMAP = SkyMapFormatter()
+LOG = JsonLinesFormatter()
 
 #: What a task name may look like in ``<task>_config`` and ``<task>_metadata``.
 TASK_NAME = r"[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*?"
@@ -216,6 +216,47 @@ def _metadata(mapper: Mapper, name: str, groups: dict[str, str], data_id: Mappin
                        f"per {', '.join(unit) or 'repository'}.", pattern="<task>_metadata")
 
 
+def _log(mapper: Mapper, name: str, groups: dict[str, str], data_id: Mapping[str, Any]
+         ) -> DatasetType:
+    task = groups["task"]
+    unit = mapper.task_unit(task, data_id)
+    template = f"logs/{task}" + "".join(f"/{k}={{{k}}}" for k in unit) + ".jsonl"
+    return DatasetType(name, LOG, PathTemplate(template),
+                       f"The log records of a run of task {task} per "
+                       f"{', '.join(unit) or 'repository'}, as JSON lines.",
+                       pattern="<task>_log")
+
+
+def user_template(mapper: Mapper, name: str, keys: Sequence[str], extension: str) -> str:
+    """The path template of a dataset type a task declares, in the camera's layout.
+
+    With ``visit`` and ``ccd``: as ``calexp`` (``name/v0000012/r/name_v0000012_c003.ext``,
+    ``filter`` added); with ``tract`` and ``patch``: as the coadd products
+    (``name/r/0/1,2/name_r_0_1,2.ext``, or ``name/merged/0/1,2/...`` without ``filter``);
+    with ``visit``: ``name/v0000012/name_v0000012.ext``; otherwise the mapper's generic
+    layout. Other keys follow in the file name as ``_<key><value>``.
+    """
+    keys = list(keys)
+
+    def rest(used: Sequence[str]) -> str:
+        return "".join(f"_{k}{{{k}{':d' if mapper.keys[k].type is int else ''}}}"
+                       for k in keys if k not in used)
+
+    if "visit" in keys and "ccd" in keys:
+        used = ("visit", "ccd", "filter")
+        return f"{name}/{CCD}/{name}_{CCD_NAME}{rest(used)}.{extension}"
+    if "tract" in keys and "patch" in keys:
+        if "filter" in keys:
+            used = ("tract", "patch", "filter")
+            return f"{name}/{PATCH}/{name}_{PATCH_NAME}{rest(used)}.{extension}"
+        used = ("tract", "patch")
+        return (f"{name}/merged/{{tract:d}}/{{patch}}/{name}_{{tract:d}}_{{patch}}"
+                f"{rest(used)}.{extension}")
+    if "visit" in keys:
+        return f"{name}/v{{visit:07d}}/{name}_v{{visit:07d}}{rest(('visit',))}.{extension}"
+    return Mapper.user_template(mapper, name, keys, extension)
+
+
 def patterns() -> list[DatasetTypePattern]:
     """The dataset type families named after tasks."""
     return [
@@ -234,4 +275,10 @@ def patterns() -> list[DatasetTypePattern]:
             "(tract, patch, filter), (tract, patch), (visit, ccd), (visit) whose keys are "
             "all in the data id given.",
             METADATA, "metadata/<task>/<key1>=<value1>/<key2>=<value2>.yaml", _metadata),
+        DatasetTypePattern(
+            "<task>_log", rf"(?P<task>{TASK_NAME})_log",
+            "The log records of one run of a task (processCcd_log...), one JSON object a "
+            "line (time, level, logger, message, file, line), with the keys of its "
+            "<task>_metadata; written for every unit that logged something.",
+            LOG, "logs/<task>/<key1>=<value1>/<key2>=<value2>.jsonl", _log),
     ]

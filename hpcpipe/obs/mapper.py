@@ -136,6 +136,11 @@ class CameraMapper(Mapper):
     def define_patterns(self) -> Sequence[DatasetTypePattern]:
         return datasets.patterns()
 
+    def user_template(self, name: str, keys: Sequence[str], extension: str) -> str:
+        """The camera's layout for a dataset type a task declares
+        (:func:`hpcpipe.obs.datasets.user_template`)."""
+        return datasets.user_template(self, name, keys, extension)
+
     @property
     def full_name(self) -> str:
         """The camera file (shipped ones relative to the hpcpipe checkout)."""

@@ -17,8 +17,12 @@ import argparse
 import cProfile
 import logging
 import multiprocessing
+import os
+import resource
 import shutil
+import socket
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -26,6 +30,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, ClassVar
 
+from hpcpipe.butler.provenance import output_table, record_unit
 from hpcpipe.config import StoredConfig
 from hpcpipe.config.compare import ConfigDifference, format_differences
 from hpcpipe.io.atomic import atomic_path
@@ -35,7 +40,8 @@ from hpcpipe.task.task import Task
 
 __all__ = ["CmdLineTask", "run_cmdline_task", "MAX_EXIT_STATUS", "config_conflict",
            "persist_config", "stored_config", "process_data_ref", "outputs_open", "OUTPUTS_KEY",
-           "butler_for", "repository_keys", "camera_defaults"]
+           "butler_for", "repository_keys", "camera_defaults", "UNIT_KEY",
+           "lineage_from_metadata", "record_lineage"]
 
 log = logging.getLogger("hpcpipe.task.cmdline")
 
@@ -50,8 +56,62 @@ class CmdLineTask(Task):
     exposures, :attr:`id_dataset_type`, and implement :meth:`run_data_ref`.
     """
 
-    #: The dataset type whose data ids ``--id`` selects (one reference per dataset).
-    id_dataset_type: ClassVar[str] = "raw"
+    #: The dataset type whose data ids ``--id`` selects (one reference per dataset: every
+    #: registered raw, every existing ``deepCoadd`` of a tract...); None: the units are the
+    #: ``--id`` (and ``--id-file``) data ids themselves (a list of objects, say).
+    id_dataset_type: ClassVar[str | None] = "raw"
+    #: The keys of one unit (those of ``<task>_metadata``); empty: the mapper's default for
+    #: the units' data ids, else the keys of ``id_dataset_type``, else of the ``--id``.
+    unit_keys: ClassVar[tuple[str, ...]] = ()
+    #: The dataset types the task writes that the camera does not have (registered in the
+    #: output repository by ``hpcpipe run``; see :mod:`hpcpipe.butler.userdatasets`).
+    declared_datasets: ClassVar[tuple[Any, ...]] = ()
+    #: The data id keys those dataset types add to the camera's (``KeyDeclaration``).
+    declared_keys: ClassVar[tuple[Any, ...]] = ()
+
+    @classmethod
+    def list_units(cls, butler: Any, data_ids: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The data ids of the units to run for the ``--id`` data ids (without duplicates).
+
+        By default one unit per dataset of :attr:`id_dataset_type` agreeing with a data id
+        (``butler.subset``), or the data ids themselves when it is None. Override it to list
+        units from a registry query (``butler.queryMetadata``) or anything else.
+
+        Raises
+        ------
+        ButlerError
+            For a data id the butler refuses (reported as a usage error of ``--id``).
+        """
+        units: list[dict[str, Any]] = []
+        seen: set[tuple[tuple[str, str], ...]] = set()
+        for data_id in data_ids:
+            if cls.id_dataset_type is None:
+                found = [butler.mapper.validate(data_id)]
+            else:
+                found = [ref.dataId for ref in butler.subset(cls.id_dataset_type, data_id)]
+            for unit in found:
+                key = tuple(sorted((k, str(v)) for k, v in unit.items()))
+                if key not in seen:
+                    seen.add(key)
+                    units.append(dict(unit))
+        return units
+
+    @classmethod
+    def units_keys(cls, butler: Any, units: Sequence[dict[str, Any]]) -> tuple[str, ...]:
+        """The unit keys of this task's units (see :attr:`unit_keys`)."""
+        if cls.unit_keys:
+            return tuple(cls.unit_keys)
+        mapper = butler.mapper
+        name = cls._DefaultName or ""
+        if name in type(mapper).task_units:
+            return tuple(type(mapper).task_units[name])
+        if units:
+            default = mapper.task_unit(name, units[0])
+            if default:
+                return tuple(default)
+        if cls.id_dataset_type is not None:
+            return tuple(mapper.dataset_type(cls.id_dataset_type).keys)
+        return tuple(units[0]) if units else ()
 
     def run_data_ref(self, data_ref: Any) -> Struct:
         """Process one data reference (read inputs and write outputs through it)."""
@@ -227,22 +287,132 @@ def persist_config(butler: Any, name: str, config: Any, clobber: bool) -> str | 
     return None
 
 
-def process_data_ref(task: CmdLineTask, data_ref: Any) -> Any:
+def process_data_ref(task: CmdLineTask, data_ref: Any, provenance: bool | None = None,
+                     lineage: list[Any] | None = None) -> Any:
     """Run ``task`` on one data reference and write its ``<task>_metadata`` there.
 
     The metadata is written only when :meth:`CmdLineTask.run_data_ref` returns, so its
-    existence marks the data id as done (what resumed runs look for).
+    existence marks the data id as done (what resumed runs look for). With ``provenance``
+    (the default, unless the environment sets ``HPCPIPE_PROVENANCE=0`` for every rank) the
+    unit also leaves
+
+    * in its metadata, under :data:`UNIT_KEY`: its start and end (Unix time), wall and CPU
+      seconds, the process's peak RSS (bytes), the host and pid, and the datasets it read;
+    * the log records its task hierarchy emitted (``<task>_log``, JSON lines; only when
+      there were some);
+    * its lineage in the output repository (:mod:`hpcpipe.butler.provenance`), written
+      before the metadata: every dataset it wrote made from every dataset it read; with
+      ``lineage`` (a list) it is appended there as ``(task, outputs, inputs)`` instead,
+      for the caller to record (the pool's master records a stage's at once).
     """
     task.reset_metadata()
     written = getattr(data_ref, "written", None)
     first = len(written) if written is not None else 0
-    result = task.run_data_ref(data_ref)
+    butler = getattr(data_ref, "butler", None)
+    if provenance is None:
+        provenance = os.environ.get(PROVENANCE_ENV, "1") != "0"
+    if not provenance or butler is None or not hasattr(butler, "track"):
+        result = task.run_data_ref(data_ref)
+        metadata = task.get_full_metadata()
+        if written is not None:  # what the unit wrote, for --verify-outputs on a resume
+            metadata[OUTPUTS_KEY] = [{"datasetType": t, "dataId": dict(i)}
+                                     for t, i in written[first:]]
+        if butler is not None and hasattr(butler, "put_marker"):
+            butler.put_marker(metadata, f"{task.name}_metadata", data_ref.dataId)
+        else:
+            data_ref.put(metadata, f"{task.name}_metadata")
+        return result
+    reads, writes = butler.track()
+    handler = _RecordCollector()
+    task.log.addHandler(handler)
+    start, cpu0 = time.time(), time.process_time()
+    try:
+        result = task.run_data_ref(data_ref)
+    finally:
+        task.log.removeHandler(handler)
+        butler.untrack()
+    end, cpu1 = time.time(), time.process_time()
     metadata = task.get_full_metadata()
-    if written is not None:  # what the unit wrote, for --verify-outputs on a resume
+    if written is not None:
         metadata[OUTPUTS_KEY] = [{"datasetType": t, "dataId": dict(i)}
                                  for t, i in written[first:]]
-    data_ref.put(metadata, f"{task.name}_metadata")
+    metadata[UNIT_KEY] = {
+        "start": start, "end": end, "wallSeconds": end - start, "cpuSeconds": cpu1 - cpu0,
+        "maxRssBytes": _peak_rss(), "host": _HOST, "pid": os.getpid(),
+        "inputs": [{"datasetType": t, "dataId": dict(i)} for t, i in _distinct(reads)],
+        "outputs": [{"datasetType": t, "dataId": dict(i)} for t, i in _distinct(writes)],
+        "logRecords": len(handler.records)}
+    if handler.records:
+        butler.put_marker(handler.records, f"{task.name}_log", data_ref.dataId)
+    if lineage is not None:
+        lineage.append((task.name, _distinct(writes), _distinct(reads)))
+    else:
+        record_unit(butler, task.name, writes, reads)
+    butler.put_marker(metadata, f"{task.name}_metadata", data_ref.dataId)
     return result
+
+
+def lineage_from_metadata(metadata: Any) -> tuple[list[Any], list[Any]] | None:
+    """The ``(outputs, inputs)`` a unit's ``<task>_metadata`` records (``hpcpipe_unit``),
+    as ``(dataset type, data id)`` pairs; None if it records none (provenance was off)."""
+    unit = metadata.get(UNIT_KEY) if isinstance(metadata, dict) else None
+    if not isinstance(unit, dict) or "outputs" not in unit:
+        return None
+    pairs = [[(d["datasetType"], dict(d["dataId"])) for d in unit.get(name) or []]
+             for name in ("outputs", "inputs")]
+    return pairs[0], pairs[1]
+
+
+def record_lineage(butler: Any, units: list[tuple[str, Any]]) -> int:
+    """Record the lineage of units run elsewhere (``(unit id, (task, outputs, inputs))``,
+    what :func:`process_data_ref` appends to ``lineage``) in one transaction; returns the
+    rows written."""
+    table = output_table(butler)
+    if table is None or not units:
+        return 0
+    return table.record_many([(key, task, outs, ins) for key, (task, outs, ins) in units])
+
+
+#: The environment variable that switches provenance off (``0``) for every unit.
+PROVENANCE_ENV = "HPCPIPE_PROVENANCE"
+#: The ``<task>_metadata`` entry with the unit's timings, resources and inputs.
+UNIT_KEY = "hpcpipe_unit"
+_HOST = socket.gethostname()
+
+
+def _distinct(refs: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    seen: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[str, dict[str, Any]]] = {}
+    for kind, data_id in refs:
+        seen.setdefault((kind, tuple(sorted((k, str(v)) for k, v in data_id.items()))),
+                        (kind, data_id))
+    return list(seen.values())
+
+
+def _peak_rss() -> int:
+    """The peak resident set size of this process, in bytes (``getrusage``: kilobytes on
+    Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+class _RecordCollector(logging.Handler):
+    """Keeps the log records of one unit as plain dicts (the ``<task>_log`` lines)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string must not fail the unit
+            message = str(record.msg)
+        entry: dict[str, Any] = {"time": record.created, "level": record.levelname,
+                                 "logger": record.name, "message": message,
+                                 "file": record.pathname, "line": record.lineno}
+        if record.exc_info and record.exc_info[0] is not None:
+            entry["exception"] = logging.Formatter().formatException(record.exc_info)
+        self.records.append(entry)
 
 
 #: The ``<task>_metadata`` entry listing the datasets a unit wrote through its data reference.
