@@ -80,13 +80,14 @@ def describe(mapper: Mapper | str) -> str:
         add("")
         for pattern in mapper.patterns:
             add(f"- **`{pattern.display}`**: {pattern.doc}")
-    if mapper.task_units:
+    task_units = mapper.declared_task_units()
+    if task_units:
         add("")
         add("Data units of the pipeline's tasks (the keys of `<task>_metadata`):")
         add("")
         add("| task | keys |")
         add("|---|---|")
-        for task, unit in mapper.task_units.items():
+        for task, unit in task_units.items():
             add(f"| `{task}` | {', '.join(unit) or '(none)'} |")
     if mapper.header_keywords:
         add("")

@@ -90,6 +90,8 @@ class Mapper:
     header_keywords: ClassVar[Sequence[HeaderKeyword]] = ()
     #: Data units of known tasks, for ``<task>_metadata`` (see :meth:`task_unit`).
     task_units: ClassVar[dict[str, tuple[str, ...]]] = {}
+    #: The tasks added to :attr:`task_units` at run time by :meth:`register_task`.
+    registered_tasks: ClassVar[frozenset[str]] = frozenset()
     #: Units tried, in order, for tasks without a declared unit: the first whose keys are all
     #: in the data id given is used.
     default_units: ClassVar[tuple[tuple[str, ...], ...]] = ((),)
@@ -176,6 +178,13 @@ class Mapper:
         units = dict(cls.task_units)
         units[task] = tuple(keys)
         cls.task_units = units  # per class: a subclass's registration leaves the base alone
+        cls.registered_tasks = cls.registered_tasks | {task}
+
+    def declared_task_units(self) -> dict[str, tuple[str, ...]]:
+        """The task units the mapper itself declares (not those registered at run time by
+        :meth:`register_task`, which depend on what ran in this process)."""
+        return {task: unit for task, unit in self.task_units.items()
+                if task not in self.registered_tasks}
 
     def task_unit(self, task: str, data_id: Mapping[str, Any]) -> tuple[str, ...]:
         """The keys of ``<task>_metadata``: declared for known tasks, else the first of
