@@ -13,7 +13,7 @@ import pytest
 
 from hpcpipe.solarsystem import heliolinc, kepler, orbit_fit, population, synthetic, tracklets
 
-T0 = 61000.2          # MJD TAI of the first night (the field below is near opposition)
+T0 = 61000.2          # MJD TAI of the first night (2025-11-21; the field is 59 deg from the Sun)
 FIELD = (180.0, 0.0)
 
 
