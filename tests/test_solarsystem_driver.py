@@ -14,9 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mpi_helpers import on_root, shared_dir
 
 from hpcpipe.ap.apdb import DIA_OBJECT_DTYPE, DIA_SOURCE_DTYPE, Apdb, new_rows
 from hpcpipe.ap.ssdb import SolarSystemDb
+from hpcpipe.cli import main
 from hpcpipe.comm.pool import Pool
 from hpcpipe.comm.world import World
 from hpcpipe.drivers.solarsystem import SolarSystemConfig, night_window, run_solarsystem
@@ -163,3 +165,67 @@ def test_report_and_rerun(nightly: dict) -> None:
     assert again.new_objects == 0 and again.attributed == 0
     after = _state(out)
     np.testing.assert_array_equal(before[0]["ssObjectId"], after[0]["ssObjectId"])
+
+
+def _scene(seed: int = 31, n: int = 25) -> tuple[np.ndarray, list[str]]:
+    rng = np.random.default_rng(seed)
+    orbits = population.population_in_field(n, *FIELD, 1.5, T0 + 4, rng)
+    times = synthetic.lsst_cadence(T0, 4, rng, night_step=(2, 3))
+    det = synthetic.synthetic_detections(orbits, times, *FIELD, 2.5, rng, sigma_arcsec=0.1,
+                                         n_false_per_visit=10)
+    return det, sorted({day_obs(t) for t in times})
+
+
+def test_command_line_and_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    det, nights = _scene()
+    out = tmp_path / "out"
+    fill_apdb(out / "apdb.sqlite", det)
+    for night in nights:
+        assert main(["solarsystem", str(tmp_path), "--output", str(out), "--night", night,
+                     "-c", "windowDays=10"]) == 0
+    printed = capsys.readouterr().out
+    assert "new SSObjects" in printed and (out / "solarsystem" / f"{nights[-1]}.json").exists()
+    with Apdb(out / "apdb.sqlite") as apdb:
+        assert len(SolarSystemDb(apdb).ss_objects()) >= 15
+    assert main(["solarsystem", str(tmp_path), "--output", str(out), "--night",
+                 "2025-13-01"]) == 2
+    assert "--night" in capsys.readouterr().err
+    assert main(["solarsystem", str(tmp_path), "--output", str(tmp_path / "none"),
+                 "--night", nights[0]]) == 2
+    assert "no APDB" in capsys.readouterr().err
+    assert main(["solarsystem", str(tmp_path / "nothing"), "--output", str(out), "--night",
+                 nights[0]]) == 2
+    assert main(["solarsystem", str(tmp_path), "--output", str(out), "--night", nights[0],
+                 "-c", "windowDays=-1"]) == 2
+    assert "--config" in capsys.readouterr().err
+
+
+@pytest.mark.mpi(min_size=2)
+def test_solarsystem_under_mpi_matches_serial(tmp_path_factory: pytest.TempPathFactory) -> None:
+    world = World()
+    root = Path(shared_dir(world, tmp_path_factory, "solarsystem-mpi"))
+    det, nights = _scene()
+    if world.rank == 0:
+        fill_apdb(root / "mpi" / "apdb.sqlite", det)
+        fill_apdb(root / "serial" / "apdb.sqlite", det)
+        from mpi4py import MPI  # an MPI test: mpi4py is there
+
+        for night in nights:  # one rank alone: a pool of its own
+            run_solarsystem(Pool(World(MPI.COMM_SELF)), root / "serial" / "apdb.sqlite",
+                            night, root / "serial")
+    world.barrier()
+    status = [main(["solarsystem", str(root), "--output", str(root / "mpi"), "--night", n])
+              for n in nights]
+
+    def check() -> None:
+        assert status == [0] * len(nights)
+        got = {}
+        for kind in ("serial", "mpi"):
+            with Apdb(root / kind / "apdb.sqlite") as apdb:
+                got[kind] = SolarSystemDb(apdb).source_attributions()
+        np.testing.assert_array_equal(got["mpi"], got["serial"])
+        assert np.sum(got["mpi"]["ssObjectId"] >= 0) >= 60
+        report = json.loads((root / "mpi" / "solarsystem" / f"{nights[-1]}.json").read_text())
+        assert report["ranks"] == world.size
+
+    on_root(world, check)
