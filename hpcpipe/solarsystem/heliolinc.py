@@ -9,7 +9,9 @@ full heliocentric state, which two-body dynamics carries to a common reference t
 ``t_ref``. Tracklets of one object, on different nights, land at the same place there if the
 hypothesis is near the truth; tracklets of different objects do not. Clusters of propagated
 positions (radius ``cluster_radius * r_ref`` au, a KD-tree search around every tracklet)
-with tracklets from at least ``min_nights`` nights are candidate linkages. A grid of
+with tracklets from at least ``min_nights`` nights are candidate linkages; a candidate keeps
+one tracklet a night, the closest to the tracklet it was grown from (in a dense field a
+cluster also gathers other objects' tracklets). A grid of
 hypotheses covers the populations sought; every hypothesis is independent (the unit of
 parallel work, see :func:`candidates_for_hypotheses`).
 
@@ -132,6 +134,8 @@ class Candidate:
     r: np.ndarray
     v: np.ndarray
     hypothesis: int
+    #: RMS distance of the members from their mean, in clustering radii.
+    spread: float = 0.0
 
 
 @dataclass
@@ -211,28 +215,41 @@ def candidates_for_hypotheses(data: LinkingInput, hypotheses: np.ndarray,
         if not len(seeds):
             continue
         seen: set[tuple[int, ...]] = set()
-        for members in tree.query_ball_point(r[index[seeds]], radius):
-            members = index[np.sort(np.asarray(members))]
+        for seed, members in zip(index[seeds], tree.query_ball_point(r[index[seeds]], radius)):
+            members = index[np.asarray(members)]
             if len(np.unique(data.night[members])) < config.min_nights:
                 continue
+            # one tracklet a night, the closest to the seed: in a dense field a cluster
+            # gathers other objects' tracklets, and an object leaves one tracklet a night
+            # (more only with more than two visits, which the refits take back)
+            dist = np.linalg.norm(r[members] - r[seed], axis=1)
+            order = np.lexsort((dist, data.night[members]))
+            nights = data.night[members][order]
+            first = np.ones(len(order), bool)
+            first[1:] = nights[1:] != nights[:-1]
+            members = np.sort(members[order][first])
             key = tuple(int(m) for m in members)
             if key in seen:
                 continue
             seen.add(key)
+            spread = float(np.sqrt(np.mean(np.sum((r[members] - r[members].mean(axis=0)) ** 2,
+                                                  axis=1))) / radius)
             out.append(Candidate(key, r[members].mean(axis=0), v[members].mean(axis=0),
-                                 first_index + k))
+                                 first_index + k, spread))
     return out
 
 
 def merge_candidates(parts: Sequence[Sequence[Candidate]]) -> list[Candidate]:
     """Candidates of several hypotheses with duplicates (same tracklets) removed, the
-    first found kept; ordered by size (largest first), then hypothesis."""
+    tightest kept; ordered by size (largest first), then tightness (the spread), then
+    hypothesis (a deterministic order whatever the split of the hypotheses)."""
     best: dict[tuple[int, ...], Candidate] = {}
     for part in parts:
         for cand in part:
-            if cand.tracklets not in best or cand.hypothesis < best[cand.tracklets].hypothesis:
+            old = best.get(cand.tracklets)
+            if old is None or (cand.spread, cand.hypothesis) < (old.spread, old.hypothesis):
                 best[cand.tracklets] = cand
-    return sorted(best.values(), key=lambda c: (-len(c.tracklets), c.hypothesis,
+    return sorted(best.values(), key=lambda c: (-len(c.tracklets), c.spread, c.hypothesis,
                                                 c.tracklets))
 
 
