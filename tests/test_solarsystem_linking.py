@@ -107,6 +107,33 @@ def test_heliolinc_completeness_and_purity(noisy_scene: dict) -> None:
     assert len(all_det) == len(np.unique(all_det))
 
 
+@pytest.mark.slow
+def test_heliolinc_in_a_dense_field() -> None:
+    """200 main-belt objects in 2 deg^2 at opposition (about 70 detections per deg^2 a visit
+    with the false ones: LSST's density near the ecliptic): the clusters gather other
+    objects' tracklets, the candidates keep one a night."""
+    rng = np.random.default_rng(4)
+    field, t0 = (120.0, 20.0), 61060.2
+    orbits = population.population_in_field(200, *field, 0.8, t0 + 4, rng)
+    times = synthetic.lsst_cadence(t0, 4, rng)
+    det = synthetic.synthetic_detections(orbits, times, *field, 0.8, rng, sigma_arcsec=0.1,
+                                         n_false_per_visit=20)
+    trk = tracklets.make_tracklets(det["mjd"], det["ra"], det["dec"])
+    links = heliolinc.link(heliolinc.LinkingInput.build(det, trk))
+    linkable = _linkable(det, trk)
+    assert len(linkable) >= 50
+    truth = det["objectId"]
+    found, impure = set(), 0
+    for link in links:
+        ids = np.unique(truth[link.detections])
+        if len(ids) == 1 and ids[0] >= 0:
+            found.add(int(ids[0]))
+        else:
+            impure += 1
+    assert len(found & linkable) >= 0.9 * len(linkable)
+    assert impure < 0.01 * len(links) or impure == 0
+
+
 def test_hypotheses_are_independent_units(noisy_scene: dict) -> None:
     """Splitting the hypothesis grid (as the parallel linking does) changes nothing."""
     data = noisy_scene["data"]

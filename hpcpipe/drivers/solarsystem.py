@@ -71,7 +71,7 @@ class SolarSystemConfig(Config):
                     check=lambda v: v >= 0)
     nRdot = Field("radial-velocity hypotheses (odd: zero included)", int, 5,
                   check=lambda v: v >= 1)
-    clusterRadius = Field("HelioLinC clustering radius per au of distance (au/au)", float, 1e-4,
+    clusterRadius = Field("HelioLinC clustering radius per au of distance (au/au)", float, 3e-4,
                           check=lambda v: v > 0)
     minNights = Field("nights a new linkage spans", int, 3, check=lambda v: v >= 2)
     maxReducedChi2 = Field("largest reduced chi-square of an accepted orbit", float, 4.0,

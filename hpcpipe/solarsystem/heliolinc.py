@@ -59,7 +59,7 @@ class LinkingConfig:
 
     r_values: tuple[float, ...] = tuple(np.round(np.geomspace(1.7, 4.2, 24), 4))
     rdot_values: tuple[float, ...] = (-0.006, -0.003, 0.0, 0.003, 0.006)
-    cluster_radius: float = 1e-4
+    cluster_radius: float = 3e-4
     min_nights: int = 3
     min_tracklets: int = 3
     max_reduced_chi2: float = 4.0
