@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hpcpipe.drivers.alerts import add_alerts_command
 
     add_alerts_command(sub)
+    from hpcpipe.drivers.solarsystem import add_solarsystem_command
+
+    add_solarsystem_command(sub)
     from hpcpipe.refcat.cli import add_refcat_command
 
     add_refcat_command(sub)
