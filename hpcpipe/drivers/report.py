@@ -2,8 +2,10 @@
 
 ``report.json`` holds one entry per unit (job, key, state, rank, host, start, end, attempts,
 error) and the counts per state; ``timeline.png`` draws one row per rank and one bar per unit
-(coloured by state, labelled by job); ``report.html`` puts the summary, the timeline and the
-failures with their tracebacks on one page. All three are written atomically; the JSON is
+(one colour per step, failed, blocked and retried units marked); ``report.html`` puts the
+summary, the interactive timeline (:mod:`hpcpipe.drivers.timeline_html`: zoom, pan, a tooltip
+per unit, filters; self-contained), the busy and idle time per rank and step, and the failures
+with their tracebacks on one page. All three are written atomically; the JSON is
 strict (a time that is not known is ``null``, never ``NaN``).
 
 The master also appends every unit's end to ``journal.jsonl`` in the same directory as it
@@ -25,6 +27,7 @@ from typing import Any
 
 from hpcpipe.comm.journal import read_journal, strict
 from hpcpipe.comm.records import UnitRecord
+from hpcpipe.drivers.timeline_html import busy_idle, busy_idle_table, step_order, timeline_section
 from hpcpipe.io.atomic import atomic_path
 
 __all__ = ["write_report", "rebuild_report", "find_journal", "summarize", "STATE_COLOURS",
@@ -70,11 +73,13 @@ STATE_MARKS = {"failed": ("xx", "#d62728"), "blocked": ("//", "#ff7f0e"),
 
 
 def step_colours(jobs: Iterable[str]) -> dict[str, str]:
-    """One colour per step (job), in the order given (matplotlib's tab20, then tab20b)."""
+    """One colour per step (job), in the order given: matplotlib's tab20, its ten strong
+    colours first (the first ten steps differ in hue), then its light ones, then tab20b."""
     import matplotlib
 
-    palette = [matplotlib.colors.to_hex(c) for name in ("tab20", "tab20b")
-               for c in matplotlib.colormaps[name].colors]  # type: ignore[attr-defined]
+    tab20 = matplotlib.colormaps["tab20"].colors  # type: ignore[attr-defined]
+    palette = [matplotlib.colors.to_hex(c) for c in
+               [*tab20[0::2], *tab20[1::2], *matplotlib.colormaps["tab20b"].colors]]  # type: ignore[attr-defined]
     return {job: palette[i % len(palette)] for i, job in enumerate(jobs)}
 
 
@@ -136,6 +141,7 @@ def _html(records: list[UnitRecord], summary: dict[str, Any], png: bytes, title:
         for r in records if r.state in ("failed", "blocked"))
     header = "".join(f"<th>{s}</th>" for s in STATE_COLOURS)
     image = base64.b64encode(png).decode()
+    colours = step_colours(step_order(records))
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{esc(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em}} td,th{{padding:2px 8px;text-align:right}}
@@ -144,7 +150,10 @@ pre{{background:#f4f4f4;padding:6px;overflow-x:auto}}</style></head>
 <p>{summary['units']} units on {len(summary['ranks'])} rank(s), wall time
 {summary['wall_seconds']:.1f} s, busy {summary['busy_seconds']:.1f} s.</p>
 <table><tr><th>job</th>{header}</tr>{rows}</table>
-<h2>Timeline</h2><img alt="timeline" src="data:image/png;base64,{image}">
+<h2>Timeline</h2>{timeline_section(records, colours)}
+<details><summary>the same as a picture (timeline.png)</summary>
+<img alt="timeline" src="data:image/png;base64,{image}"></details>
+<h2>Busy and idle time per rank</h2>{busy_idle_table(busy_idle(records), colours)}
 <h2>Failures</h2>{failures or '<p>none</p>'}
 </body></html>
 """
