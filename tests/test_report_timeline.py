@@ -212,3 +212,34 @@ def test_report_page_zoom_pan_and_filters(report_page, browser):
     assert browser.evaluate(f"hpcpipeTimeline.locate({json.dumps(failed.key)})") is None
     assert browser.evaluate(f"hpcpipeTimeline.locate({key})") is not None
     assert browser.exceptions == []
+
+
+def test_kernels_used_go_through_the_journal_into_the_report(tmp_path):
+    from hpcpipe.comm.journal import Journal
+    from hpcpipe.drivers.report import JOURNAL_NAME, rebuild_report
+
+    journal = Journal(tmp_path / JOURNAL_NAME, title="kernels")
+    journal.unit(UnitRecord("processCcd", 0, "visit=1 ccd=0", "done", 1, "node-a", 10.0, 11.0, 1))
+    journal.kernels(1, "node-a", {"isr": "pythran", "measure": "pythran"})
+    journal.kernels(2, "node-b", {"isr": "pythran", "measure": "numpy"})
+    journal.kernels(1, "node-a", {"warp": "pythran"})  # a later stage adds to rank 1's
+    journal.close()
+    paths = rebuild_report(tmp_path)
+    kernels = json.loads(paths["json"].read_text())["kernels"]
+    assert kernels["by_rank"] == {
+        "1": {"host": "node-a", "kernels": {"isr": "pythran", "measure": "pythran",
+                                            "warp": "pythran"}},
+        "2": {"host": "node-b", "kernels": {"isr": "pythran", "measure": "numpy"}}}
+    assert kernels["modules"]["measure"] == {"pythran": [1], "numpy": [2]}
+    assert kernels["modules"]["isr"] == {"pythran": [1, 2]}
+    assert kernels["slow"] == ["measure"]
+    page = paths["html"].read_text()
+    section = page.split("<h2>Kernels</h2>")[1]
+    assert "numpy (rank 2)" in section and "pythran (ranks 1, 2)" in section
+    assert "NumPy references of measure" in section
+
+
+def test_report_without_kernels_says_so(tmp_path):
+    paths = write_report([UnitRecord("a", 0, "k", "done", 0, "h", 0.0, 1.0, 1)], tmp_path)
+    assert json.loads(paths["json"].read_text())["kernels"] == {}
+    assert "Not recorded" in paths["html"].read_text().split("<h2>Kernels</h2>")[1]

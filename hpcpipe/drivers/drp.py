@@ -44,6 +44,7 @@ from hpcpipe.drivers.production import (
 from hpcpipe.drivers.report import JOURNAL_NAME, rebuild_report
 from hpcpipe.drivers.unitgraph import UnitGraph, plan_stages
 from hpcpipe.io.atomic import remove_debris
+from hpcpipe.kernels import kernels_used
 from hpcpipe.task.cmdline import (
     MAX_EXIT_STATUS,
     config_conflict,
@@ -149,8 +150,12 @@ def declare_task_units(mapper: Any, steps: list[ProductionStep]) -> None:
                                   f"{mapper} mapper declares {tuple(known)}")
 
 
-def _run_unit(cache: Any, unit: tuple[str, DataId]) -> None:
-    """The pool's unit function: one step on one data id, through the output butler."""
+def _run_unit(cache: Any, unit: tuple[str, DataId]) -> dict[str, str] | None:
+    """The pool's unit function: one step on one data id, through the output butler.
+
+    Returns the worker's kernel implementations (:func:`kernels_used`) when they changed
+    since its last unit of this run (for the report), else None.
+    """
     spec: _WorkerSpec = cache.drp
     if getattr(cache, "drp_token", None) != spec.token:
         inputs = Path(spec.input_root)
@@ -160,12 +165,18 @@ def _run_unit(cache: Any, unit: tuple[str, DataId]) -> None:
             if name not in type(butler.mapper).task_units:
                 type(butler.mapper).register_task(name, keys)
         cache.drp_butler, cache.drp_tasks, cache.drp_token = butler, {}, spec.token
+        cache.drp_kernels = None
     name, data_id = unit
     task = cache.drp_tasks.get(name)
     if task is None:
         task_class, config, _keys = spec.tasks[name]
         task = cache.drp_tasks[name] = task_class(config=config)
     process_data_ref(task, ButlerDataRef(cache.drp_butler, task.id_dataset_type, data_id))
+    used = kernels_used()
+    if used != cache.drp_kernels:
+        cache.drp_kernels = used
+        return used
+    return None
 
 
 def select_inputs(butler: Butler, selection: list[DataId]) -> list[DataId]:
@@ -289,6 +300,7 @@ def run_production(pool: Pool, request: DrpRequest) -> DrpResult:
         {s.name: (s.task_class, request.configs[s.name], s.unit_keys) for s in steps}))
     graph = UnitGraph()
     records: dict[int, UnitRecord] = {}
+    kernels: dict[int, tuple[str, dict[str, str]]] = {}
     message = ""
     for number, stage in enumerate(stages):
         for step in stage:
@@ -317,13 +329,18 @@ def run_production(pool: Pool, request: DrpRequest) -> DrpResult:
                  len(job.blocked))
         nodes = [(_run_unit, (graph.steps[g], graph.data_ids[g])) for g in job.indices]
         stopped = False
+        results: list[Any] = []
         try:
-            pool.map_graph(nodes, job.deps, keys=[graph.keys[g] for g in job.indices],
-                           skip=job.skip, name="drp", jobs=[graph.steps[g] for g in job.indices])
+            results = pool.map_graph(nodes, job.deps, keys=[graph.keys[g] for g in job.indices],
+                                     skip=job.skip, name="drp",
+                                     jobs=[graph.steps[g] for g in job.indices])
         except UnitError as exc:
             message = f"stopped at the first failure (--doraise): {exc.failure.key}"
             stopped = True
         stage_records = pool.records[-len(nodes):] if nodes else []
+        for rec, value in zip(stage_records, results):  # the kernels each rank used
+            if isinstance(value, dict):
+                kernels.setdefault(rec.rank, (rec.host, {}))[1].update(value)
         for rec in _relabel(stage_records, graph, job.indices):
             graph.state[rec.index] = rec.state
             records[rec.index] = rec
@@ -338,6 +355,8 @@ def run_production(pool: Pool, request: DrpRequest) -> DrpResult:
                        ranks=pool.world.size, message=message)
     for rec in ordered:  # the final state of every unit (skipped and blocked ones too)
         journal.unit(rec)
+    for rank, (host, used) in sorted(kernels.items()):
+        journal.kernels(rank, host, used)
     journal.close()
     pool.journal = None
     result.report = rebuild_report(report_dir)

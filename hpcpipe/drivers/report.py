@@ -21,12 +21,13 @@ import html
 import json
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from hpcpipe.comm.journal import read_journal, strict
+from hpcpipe.comm.journal import read_journal, read_journal_kernels, strict
 from hpcpipe.comm.records import UnitRecord
+from hpcpipe.drivers.report_kernels import kernel_section, kernel_summary
 from hpcpipe.drivers.timeline_html import busy_idle, busy_idle_table, step_order, timeline_section
 from hpcpipe.io.atomic import atomic_path
 
@@ -128,7 +129,8 @@ def _timeline_png(records: list[UnitRecord], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def _html(records: list[UnitRecord], summary: dict[str, Any], png: bytes, title: str) -> str:
+def _html(records: list[UnitRecord], summary: dict[str, Any], png: bytes, title: str,
+          kernels: dict[str, Any]) -> str:
     esc = html.escape
     rows = "".join(
         f"<tr><td>{esc(job)}</td>" + "".join(
@@ -155,13 +157,19 @@ pre{{background:#f4f4f4;padding:6px;overflow-x:auto}}</style></head>
 <img alt="timeline" src="data:image/png;base64,{image}"></details>
 <h2>Busy and idle time per rank</h2>{busy_idle_table(busy_idle(records), colours)}
 <h2>Failures</h2>{failures or '<p>none</p>'}
+<h2>Kernels</h2>{kernel_section(kernels)}
 </body></html>
 """
 
 
 def write_report(records: Iterable[UnitRecord], directory: str | os.PathLike[str],
-                 title: str = "hpcpipe run report") -> dict[str, Path]:
+                 title: str = "hpcpipe run report",
+                 kernels: Mapping[int, Mapping[str, Any]] | None = None) -> dict[str, Path]:
     """Write ``report.json``, ``timeline.png`` and ``report.html`` into ``directory``.
+
+    ``kernels`` (``{rank: {"host", "kernels": {module: implementation}}}``, as the journal
+    records them) goes into both as the kernels the run used
+    (:func:`hpcpipe.drivers.report_kernels.kernel_summary`).
 
     Returns
     -------
@@ -171,14 +179,15 @@ def write_report(records: Iterable[UnitRecord], directory: str | os.PathLike[str
     records = list(records)
     out = Path(directory)
     summary = summarize(records)
+    used = kernel_summary(kernels)
     paths = {"json": out / "report.json", "png": out / "timeline.png", "html": out / "report.html"}
     with atomic_path(paths["json"]) as tmp:
-        tmp.write_text(json.dumps(strict({"summary": summary,
+        tmp.write_text(json.dumps(strict({"summary": summary, "kernels": used,
                                           "units": [r.to_dict() for r in records]}),
                                   indent=1, allow_nan=False))
     _timeline_png(records, paths["png"], title)
     with atomic_path(paths["html"]) as tmp:
-        tmp.write_text(_html(records, summary, paths["png"].read_bytes(), title))
+        tmp.write_text(_html(records, summary, paths["png"].read_bytes(), title, used))
     return paths
 
 
@@ -207,4 +216,5 @@ def rebuild_report(location: str | os.PathLike[str]) -> dict[str, Path]:
     """
     journal = find_journal(location)
     title, records = read_journal(journal)
-    return write_report(records, journal.parent, title=title)
+    return write_report(records, journal.parent, title=title,
+                        kernels=read_journal_kernels(journal))
