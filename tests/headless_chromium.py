@@ -15,6 +15,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -62,7 +63,7 @@ class Browser:
              "--proxy-bypass-list=<-loopback>", f"--window-size={width},{height}",
              "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=as_fd_3_and_4, pass_fds=(3, 4))
+            preexec_fn=as_fd_3_and_4, pass_fds=(3, 4), start_new_session=True)
         os.close(commands_read)
         os.close(replies_write)
         self._buffer = b""
@@ -163,19 +164,30 @@ class Browser:
         self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, **extra)
 
     def close(self) -> None:
-        """End Chromium (and wait for it)."""
+        """End Chromium: ``Browser.close``, then SIGTERM and SIGKILL to its process group
+        (Chromium's helpers too) if it is still there; never raises."""
+        if self._process.poll() is None:
+            try:
+                self.timeout = min(self.timeout, 10.0)
+                self.call("Browser.close", session=False)
+            except (OSError, RuntimeError, TimeoutError, ConnectionError, ValueError):
+                pass
         for fd in (self._commands, self._replies):
             try:
                 os.close(fd)
             except OSError:
                 pass
-        if self._process.poll() is None:
-            self._process.terminate()
+        for sig in (None, signal.SIGTERM, signal.SIGKILL):
+            if sig is not None and self._process.poll() is None:
+                try:
+                    os.killpg(self._process.pid, sig)
+                except OSError:
+                    pass
             try:
-                self._process.wait(10)
+                self._process.wait(15)
+                return
             except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(10)
+                continue
 
     def __enter__(self) -> Browser:
         return self

@@ -153,7 +153,8 @@ def tract_mosaic(butler: Any, tract_id: int | None = None) -> TractMosaic | None
         if butler.datasetExists("deepCoadd_deblend", **key):
             deblend = butler.get("deepCoadd_deblend", **key)
             rows = {int(i): n for n, i in enumerate(deblend["id"])}
-            index = np.array([rows.get(int(i), -1) for i in np.asarray(ref["id"])[primary]])
+            index = np.array([rows.get(int(i), -1) for i in np.asarray(ref["id"])[primary]],
+                             dtype=np.int64)
             for band in bands:
                 name = f"merge_peak_{band}"
                 if name in deblend.schema.names:

@@ -57,7 +57,7 @@
   var full = {t0: -0.01 * span, t1: span * 1.01};
   var view = {t0: full.t0, t1: full.t1};
   var hiddenSteps = {}, hiddenStates = {}, onlyRetried = false, found = null;
-  var rowHeight = Math.max(6, Math.min(22, Math.floor(560 / Math.max(rows.length, 1))));
+  var rowHeight = Math.max(6, Math.min(26, Math.floor(560 / Math.max(rows.length, 1))));
 
   function visible(u) {
     if (hiddenSteps[u.step] || hiddenStates[u.state]) { return false; }
