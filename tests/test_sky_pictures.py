@@ -132,7 +132,9 @@ def test_quality_summary_numbers():
     bright = m["snr"] > BRIGHT_SNR
     offsets = np.hypot(m["d_ra_mas"][bright], m["d_dec_mas"][bright])
     assert s["n_matches"] == 400 and s["n_bright"] == 200
-    assert s["astrom_rms_mas"] == pytest.approx(np.sqrt(np.mean(offsets ** 2)))
+    assert s["astrom_p68_mas"] == pytest.approx(np.percentile(offsets, 68))
+    # 2-d Gaussian offsets of 10 mas per axis: 68% within 10 sqrt(-2 ln 0.32) = 15.1 mas
+    assert s["astrom_p68_mas"] == pytest.approx(15.1, rel=0.15)
     assert s["astrom_median_mas"] == pytest.approx(np.median(offsets))
     d = m["d_mag"][bright]
     assert s["photom_scatter"] == pytest.approx(1.4826 * np.median(np.abs(d - np.median(d))))

@@ -220,8 +220,8 @@ def run_production_demo(output: Path, settings: DemoSettings | None = None,
         if run_quality.visits:
             quality_png = write_quality_figure(
                 run_quality, output / "report" / "quality.png",
-                title=f"hpcpipe demo: {len(run_quality.visits)} visits of "
-                      f"{len(run_quality.ccds)} CCDs against the reference catalog")
+                title=f"hpcpipe demo: {len(run_quality.visits)} visit(s) of "
+                      f"{len(run_quality.ccds)} CCD(s) against the reference catalog")
         states: dict[str, Counter[str]] = {}
         for rec in result.records:
             states.setdefault(rec.job, Counter())[rec.state] += 1
