@@ -3,17 +3,21 @@ of what the units carry, and the page itself in headless Chromium (offline)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
 
 import pytest
 from headless_chromium import Browser, find_chromium
+from test_sky_pictures import _quality
 
+from hpcpipe.comm.journal import Journal
 from hpcpipe.comm.pool import Pool
 from hpcpipe.comm.records import UnitRecord
 from hpcpipe.comm.world import World
-from hpcpipe.drivers.report import step_colours, write_report
+from hpcpipe.drivers.quality_figure import write_quality_figure
+from hpcpipe.drivers.report import JOURNAL_NAME, rebuild_report, step_colours, write_report
 from hpcpipe.drivers.timeline_html import (
     busy_idle,
     busy_idle_table,
@@ -215,9 +219,6 @@ def test_report_page_zoom_pan_and_filters(report_page, browser):
 
 
 def test_kernels_used_go_through_the_journal_into_the_report(tmp_path):
-    from hpcpipe.comm.journal import Journal
-    from hpcpipe.drivers.report import JOURNAL_NAME, rebuild_report
-
     journal = Journal(tmp_path / JOURNAL_NAME, title="kernels")
     journal.unit(UnitRecord("processCcd", 0, "visit=1 ccd=0", "done", 1, "node-a", 10.0, 11.0, 1))
     journal.kernels(1, "node-a", {"isr": "pythran", "measure": "pythran"})
@@ -243,3 +244,13 @@ def test_report_without_kernels_says_so(tmp_path):
     paths = write_report([UnitRecord("a", 0, "k", "done", 0, "h", 0.0, 1.0, 1)], tmp_path)
     assert json.loads(paths["json"].read_text())["kernels"] == {}
     assert "Not recorded" in paths["html"].read_text().split("<h2>Kernels</h2>")[1]
+
+
+def test_a_quality_figure_beside_the_report_is_shown(tmp_path):
+    record = UnitRecord("a", 0, "k", "done", 0, "h", 0.0, 1.0, 1)
+    page = write_report([record], tmp_path)["html"].read_text()
+    assert "<h2>Quality</h2>" not in page
+    png = write_quality_figure(_quality(), tmp_path / "quality.png").read_bytes()
+    page = write_report([record], tmp_path)["html"].read_text()
+    section = page.split("<h2>Quality</h2>")[1]
+    assert base64.b64encode(png).decode() in section

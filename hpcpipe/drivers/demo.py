@@ -183,6 +183,7 @@ def run_production_demo(output: Path, settings: DemoSettings | None = None,
     from hpcpipe.butler import Butler
     from hpcpipe.drivers.drp import DrpRequest, run_production
     from hpcpipe.drivers.quality_figure import collect_run_quality, write_quality_figure
+    from hpcpipe.drivers.report import rebuild_report
     from hpcpipe.drivers.simulate import simulate_repository
     from hpcpipe.drivers.sky_picture import tract_mosaic, write_tract_picture
     from hpcpipe.obs.simcam.production import make_production
@@ -222,6 +223,7 @@ def run_production_demo(output: Path, settings: DemoSettings | None = None,
                 run_quality, output / "report" / "quality.png",
                 title=f"hpcpipe demo: {len(run_quality.visits)} visit(s) of "
                       f"{len(run_quality.ccds)} CCD(s) against the reference catalog")
+            rebuild_report(output / "report")  # report.html shows the figure too
         states: dict[str, Counter[str]] = {}
         for rec in result.records:
             states.setdefault(rec.job, Counter())[rec.state] += 1

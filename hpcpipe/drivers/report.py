@@ -130,7 +130,7 @@ def _timeline_png(records: list[UnitRecord], path: Path, title: str) -> None:
 
 
 def _html(records: list[UnitRecord], summary: dict[str, Any], png: bytes, title: str,
-          kernels: dict[str, Any]) -> str:
+          kernels: dict[str, Any], quality_png: bytes | None = None) -> str:
     esc = html.escape
     rows = "".join(
         f"<tr><td>{esc(job)}</td>" + "".join(
@@ -158,8 +158,22 @@ pre{{background:#f4f4f4;padding:6px;overflow-x:auto}}</style></head>
 <h2>Busy and idle time per rank</h2>{busy_idle_table(busy_idle(records), colours)}
 <h2>Failures</h2>{failures or '<p>none</p>'}
 <h2>Kernels</h2>{kernel_section(kernels)}
+{_quality_section(quality_png)}
 </body></html>
 """
+
+
+#: A run's quality figure, when one was written beside the report (``hpcpipe demo`` does).
+QUALITY_PNG = "quality.png"
+
+
+def _quality_section(png: bytes | None) -> str:
+    if png is None:
+        return ""
+    return ("<h2>Quality</h2><p>Astrometric and photometric residuals against the reference "
+            f"catalog, PSF size over the field, depth per visit ({QUALITY_PNG}).</p>"
+            f'<img alt="quality figure" style="max-width:100%" '
+            f'src="data:image/png;base64,{base64.b64encode(png).decode()}">')
 
 
 def write_report(records: Iterable[UnitRecord], directory: str | os.PathLike[str],
@@ -169,7 +183,8 @@ def write_report(records: Iterable[UnitRecord], directory: str | os.PathLike[str
 
     ``kernels`` (``{rank: {"host", "kernels": {module: implementation}}}``, as the journal
     records them) goes into both as the kernels the run used
-    (:func:`hpcpipe.drivers.report_kernels.kernel_summary`).
+    (:func:`hpcpipe.drivers.report_kernels.kernel_summary`). A ``quality.png`` already in
+    ``directory`` is shown in ``report.html`` too.
 
     Returns
     -------
@@ -187,7 +202,9 @@ def write_report(records: Iterable[UnitRecord], directory: str | os.PathLike[str
                                   indent=1, allow_nan=False))
     _timeline_png(records, paths["png"], title)
     with atomic_path(paths["html"]) as tmp:
-        tmp.write_text(_html(records, summary, paths["png"].read_bytes(), title, used))
+        quality = out / QUALITY_PNG
+        tmp.write_text(_html(records, summary, paths["png"].read_bytes(), title, used,
+                             quality.read_bytes() if quality.is_file() else None))
     return paths
 
 
