@@ -50,20 +50,19 @@ class Browser:
         self.timeout = timeout
         commands_read, self._commands = os.pipe()
         self._replies, replies_write = os.pipe()
-
-        def as_fd_3_and_4() -> None:  # in the child, before exec
-            os.dup2(commands_read, 3)
-            os.dup2(replies_write, 4)
-
+        # the pipe's ends become Chromium's descriptors 3 and 4 through bash's redirections
+        # (the numbers os.pipe gave are passed; 3 and 4 may be other files of this process)
+        launcher = 'fd_in=$1; fd_out=$2; shift 2; exec "$@" 3<&"$fd_in" 4>&"$fd_out"'
         self._process = subprocess.Popen(
-            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            ["bash", "-c", launcher, "chromium-pipe", str(commands_read), str(replies_write),
+             chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
              "--no-default-browser-check", "--disable-extensions", "--disable-sync",
              "--disable-background-networking", "--remote-debugging-pipe",
              f"--user-data-dir={profile}", "--proxy-server=127.0.0.1:9",
              "--proxy-bypass-list=<-loopback>", f"--window-size={width},{height}",
              "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=as_fd_3_and_4, pass_fds=(3, 4), start_new_session=True)
+            pass_fds=(commands_read, replies_write), start_new_session=True)
         os.close(commands_read)
         os.close(replies_write)
         self._buffer = b""
