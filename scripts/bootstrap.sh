@@ -94,7 +94,7 @@ pip() { "$venv/bin/python" -m pip --disable-pip-version-check -q "$@" >&2; }
 
 h5py_job=""
 if [ ! -f "$venv/.hpcpipe-complete" ]; then
-    log "building the virtual environment in $venv (h5py compiles against parallel HDF5 while the kernels compile: about 10 minutes on 2 cores)"
+    log "building the virtual environment in $venv (h5py compiles against parallel HDF5 while the kernels compile: minutes to tens of minutes, the longest step)"
     rm -rf "$venv"
     mkdir -p "$(dirname "$venv")"
     "$python" -m venv "$venv"
