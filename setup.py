@@ -143,7 +143,9 @@ setup(
     packages=find_packages(include=["hpcpipe", "hpcpipe.*"]),
     package_data={"hpcpipe": ["py.typed"],
                   # the shipped camera files (simcam, generic, mosaic4)
-                  "hpcpipe.obs": ["cameras/*.yaml"]},
+                  "hpcpipe.obs": ["cameras/*.yaml"],
+                  # the script of report.html's interactive timeline
+                  "hpcpipe.drivers": ["timeline.js"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
     install_requires=[

@@ -7,7 +7,8 @@
 #      otherwise, when running as root on Debian/Ubuntu, apt-get install them.
 #   2. A virtual environment, cached outside the clone and keyed on the requirements files,
 #      with the wheels, h5py compiled against parallel HDF5, and pythran.
-#   3. hpcpipe itself (editable), which compiles the Pythran kernels.
+#   3. hpcpipe itself (editable), which compiles the Pythran kernels (on a first install, while
+#      h5py compiles in the background).
 #
 # Environment variables:
 #   HPCPIPE_VENV          where the virtual environment lives (default: a cache directory)
@@ -91,26 +92,44 @@ key="$( (echo "recipe $recipe"; cat "$here"/requirements/*.txt) | sha256sum | cu
 venv="${HPCPIPE_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/hpcpipe/venv-py${pyver}-${key}}"
 pip() { "$venv/bin/python" -m pip --disable-pip-version-check -q "$@" >&2; }
 
+h5py_job=""
 if [ ! -f "$venv/.hpcpipe-complete" ]; then
-    log "building the virtual environment in $venv (h5py compiles against parallel HDF5: about 5 minutes)"
+    log "building the virtual environment in $venv (h5py compiles against parallel HDF5 while the kernels compile: minutes to tens of minutes, the longest step)"
     rm -rf "$venv"
     mkdir -p "$(dirname "$venv")"
     "$python" -m venv "$venv"
     pip install -U pip
+    # What h5py's build needs first (numpy and mpi4py as runtime.txt pins them) ...
+    pip install 'setuptools>=70' wheel 'Cython>=3.0' 'pkgconfig>=1.5' \
+        $(grep -E '^(numpy|mpi4py)\b' "$here/requirements/runtime.txt")
+    # ... then h5py against parallel HDF5 (without build isolation, so that the mpi4py wheel
+    # is used) is built into a wheel in the background, while the other wheels install and
+    # the kernels compile; it is installed at the end.
+    rm -rf "$venv/h5py-wheel"
+    CC=mpicc HDF5_MPI=ON "$venv/bin/python" -m pip --disable-pip-version-check wheel -q \
+        --no-deps --no-build-isolation --no-binary=h5py -w "$venv/h5py-wheel" 'h5py==3.16.0' \
+        >"$venv/h5py-build.log" 2>&1 &
+    h5py_job=$!
+    trap '[ -n "$h5py_job" ] && kill "$h5py_job" 2>/dev/null || true' EXIT
     pip install -r "$here/requirements/runtime.txt" -r "$here/requirements/test.txt"
-    pip install 'setuptools>=70' wheel 'Cython>=3.0' 'pkgconfig>=1.5'
     # Pythran without its setuptools<60 pin (Python 3.11): it compiles fine with a recent one.
     pip install --no-deps 'pythran==0.19.0' 'gast~=0.7.0' 'beniget~=0.5.0' 'ply>=3.4'
-    # h5py against parallel HDF5, without build isolation so that the mpi4py wheel is used.
-    CC=mpicc HDF5_MPI=ON pip install --no-binary=h5py --no-build-isolation --no-deps 'h5py==3.16.0'
-    "$venv/bin/python" - <<'PY' >&2 || die "h5py was built without MPI support; see the messages above"
-import h5py, sys
-sys.exit(0 if h5py.get_config().mpi else 1)
-PY
-    touch "$venv/.hpcpipe-complete"
 fi
 
 # --- 3. hpcpipe itself (compiles the Pythran kernels) -----------------------------------------
 log "installing hpcpipe from $here (compiling the Pythran kernels)"
 (cd "$here" && pip install --no-build-isolation --no-deps -e .)
+
+if [ -n "$h5py_job" ]; then
+    log "waiting for the h5py build (log: $venv/h5py-build.log)"
+    wait "$h5py_job" || { cat "$venv/h5py-build.log" >&2; die "h5py could not be built; see the messages above"; }
+    h5py_job=""
+    pip install --no-deps --force-reinstall "$venv"/h5py-wheel/h5py-*.whl
+    rm -rf "$venv/h5py-wheel"
+    "$venv/bin/python" - <<'PY' >&2 || die "h5py was built without MPI support; see $venv/h5py-build.log"
+import h5py, sys
+sys.exit(0 if h5py.get_config().mpi else 1)
+PY
+    touch "$venv/.hpcpipe-complete"
+fi
 echo "$venv"

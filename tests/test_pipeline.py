@@ -27,11 +27,18 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def release(tmp_path_factory):
+def release_paths(tmp_path_factory):
+    """The simulated repository and the production's output repository."""
     root = tmp_path_factory.mktemp("release")
     repo, out = root / "repo", root / "out"
     assert main(["simulate", str(repo), *SIM_ARGS]) == 0
     assert main(["drp", str(repo), "--output", str(out), "--id", *SKYMAP]) == 0
+    return repo, out
+
+
+@pytest.fixture(scope="module")
+def release(release_paths):
+    repo, out = release_paths
     return Butler(repo, outputs=out)
 
 
@@ -187,6 +194,72 @@ def check_multifit_stars_match_the_truth(release):
     assert 0.7 < np.median(red_chi2) < 1.5
 
 
+def test_report_records_the_kernels_used(release_paths):
+    import json
+
+    from hpcpipe.kernels import kernel_status
+
+    report = json.loads((release_paths[1] / "report" / "report.json").read_text())
+    used = report["kernels"]["by_rank"]["0"]["kernels"]
+    # the production's pixel loops: ISR, detection, measurement, warping and coadding
+    for module in ("isr", "detect", "measure", "warp", "coadd"):
+        assert used[module].split()[0] == kernel_status()[module], module
+    html = (release_paths[1] / "report" / "report.html").read_text()
+    assert "<h2>Kernels</h2>" in html
+
+
+def check_pictures_and_quality_numbers(release, tmp_path_factory):
+    """coadd.png and quality.png of the release, and the quality numbers recomputed
+    independently (astropy's spherical offsets, the calexp's zero point, its PSF)."""
+    import astropy.units as u
+    from astropy.coordinates import SkyCoord
+    from astropy.wcs.utils import proj_plane_pixel_scales
+    from matplotlib.image import imread
+
+    from hpcpipe.drivers.quality_figure import collect_run_quality, write_quality_figure
+    from hpcpipe.drivers.sky_picture import tract_mosaic, write_tract_picture
+    from hpcpipe.pipe.quality import depth_5sigma
+
+    out = tmp_path_factory.mktemp("pictures")
+    quality = collect_run_quality(release)
+    m = quality.matches
+    visit, ccd, band = _visit_ccds(release)[0]
+    calexp = release.get("calexp", visit=visit, ccd=ccd)
+    match = release.get("srcMatch", visit=visit, ccd=ccd)
+    mine = (m["visit"] == visit) & (m["ccd"] == ccd)
+    assert mine.sum() == len(match) > 10
+    ra, dec = calexp.wcs.all_pix2world(match["src_x"], match["src_y"], 0)
+    src = SkyCoord(ra * u.deg, dec * u.deg)
+    ref = SkyCoord(match["ref_ra"] * u.deg, match["ref_dec"] * u.deg)
+    d_ra, d_dec = ref.spherical_offsets_to(src)
+    np.testing.assert_allclose(m["d_ra_mas"][mine], d_ra.to_value(u.mas), atol=0.05)
+    np.testing.assert_allclose(m["d_dec_mas"][mine], d_dec.to_value(u.mas), atol=0.05)
+    mag = calexp.photo_calib.zero_point - 2.5 * np.log10(match["src_instFlux"])
+    ref_mag = (np.asarray(match["ref_flux"]) * u.nJy).to(u.ABmag).value
+    np.testing.assert_allclose(m["d_mag"][mine], mag - ref_mag, atol=1e-6)
+    # the offsets are those of a good astrometric solution
+    assert quality.summary()["astrom_median_mas"] < 50
+    assert abs(quality.summary()["photom_median"]) < 0.02
+    # PSF size and depth of each visit
+    scale = float(np.mean(proj_plane_pixel_scales(calexp.wcs))) * 3600
+    centre = 2.3548200450309493 * calexp.psf.sigma_at(calexp.width / 2, calexp.height / 2) * scale
+    fwhm = quality.psf["fwhm"][(quality.psf["visit"] == visit) & (quality.psf["ccd"] == ccd)]
+    assert fwhm.min() - 1e-9 <= centre <= fwhm.max() + 1e-9
+    assert 0.4 < np.median(fwhm) < 2.0
+    depths = []
+    for ref_ in release.subset("raw", visit=visit):
+        c = release.get("calexp", visit=visit, ccd=ref_.dataId["ccd"])
+        depths.append(depth_5sigma(c.psf.sigma_at(c.width / 2, c.height / 2),
+                                   float(np.sqrt(np.median(c.variance.array))),
+                                   c.photo_calib.zero_point))
+    assert quality.summary()["depth"][visit] == pytest.approx(np.median(depths), abs=1e-9)
+    for path in (write_quality_figure(quality, out / "quality.png"),
+                 write_tract_picture(tract_mosaic(release), out / "coadd.png")):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        height, width = imread(path).shape[:2]
+        assert 1000 <= width <= 2500 and 600 <= height <= 2000
+
+
 CHECKS = [check_every_output_reads_back_through_the_butler,
           check_detection_completeness_and_purity,
           check_astrometry_and_photometry_of_bright_stars,
@@ -199,6 +272,10 @@ CHECKS = [check_every_output_reads_back_through_the_butler,
                                                for c in CHECKS])
 def test_serial(release, check):
     check(release)
+
+
+def test_pictures_and_quality_numbers(release, tmp_path_factory):
+    check_pictures_and_quality_numbers(release, tmp_path_factory)
 
 
 @pytest.mark.mpi(min_size=2)

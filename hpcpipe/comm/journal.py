@@ -26,8 +26,8 @@ from typing import IO, Any
 
 from hpcpipe.comm.records import UnitRecord
 
-__all__ = ["Journal", "read_journal", "read_events", "strict", "archive_journal",
-           "journal_history"]
+__all__ = ["Journal", "read_journal", "read_journal_kernels", "read_events", "strict",
+           "archive_journal", "journal_history"]
 
 log = logging.getLogger("hpcpipe.comm.journal")
 
@@ -74,6 +74,11 @@ class Journal:
     def unit(self, record: UnitRecord) -> None:
         """Append the end of one unit (its state, rank, host, times, error)."""
         self.write({"event": "unit", **record.to_dict()})
+
+    def kernels(self, rank: int, host: str, kernels: dict[str, str]) -> None:
+        """Append which implementation each kernel module had on a rank (see
+        :mod:`hpcpipe.drivers.report_kernels`)."""
+        self.write({"event": "kernels", "rank": rank, "host": host, "kernels": kernels})
 
     def close(self) -> None:
         """Flush the journal to stable storage and close it."""
@@ -162,3 +167,21 @@ def archive_journal(path: str | os.PathLike[str]) -> Path | None:
     target = path.with_name(f"{path.stem}.{number}{path.suffix}")
     os.replace(path, target)
     return target
+
+
+def read_journal_kernels(path: str | os.PathLike[str]) -> dict[int, dict[str, Any]]:
+    """The kernel implementations per rank of a journal: ``{rank: {"host", "kernels"}}``
+    (later lines of a rank add to and override earlier ones)."""
+    out: dict[int, dict[str, Any]] = {}
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(entry, dict) and entry.get("event") == "kernels" \
+                    and isinstance(entry.get("kernels"), dict):
+                rank = int(entry.get("rank", -1))
+                slot = out.setdefault(rank, {"host": str(entry.get("host", "")), "kernels": {}})
+                slot["kernels"].update({str(k): str(v) for k, v in entry["kernels"].items()})
+    return out

@@ -5,8 +5,11 @@ runs the SimCam production (:mod:`hpcpipe.obs.simcam.production`) into ``OUTPUT/
 same pool, then checks the results against the simulation's truth and prints a summary: units
 done per step, sources found, the astrometric and photometric scatter of bright stars against
 the truth, the coadd's depth against a single visit's, and the wall time. The run report
-(``OUTPUT/report``: JSON, timeline PNG, HTML) and a picture of one coadd patch with its objects
-marked (``OUTPUT/coadd.png``) are written beside them, and every rank then writes its share
+(``OUTPUT/report``: JSON, timeline PNG, interactive HTML, and ``quality.png``: astrometric
+and photometric residuals against the reference catalog across the focal plane, PSF size over
+the field, depth per visit, :mod:`hpcpipe.drivers.quality_figure`) and a colour picture of
+the coadds with their objects marked (``OUTPUT/coadd.png``, :mod:`hpcpipe.drivers.sky_picture`)
+are written beside them, and every rank then writes its share
 of the data release files (``OUTPUT/rerun/release``, :mod:`hpcpipe.drivers.release`).
 
 Running it again resumes: the survey is simulated once, and done units are skipped.
@@ -178,49 +181,18 @@ def _coadd_gain(butler: Any, key: dict[str, Any], band: str) -> tuple[float, int
     return float(2.5 * np.log10(single / deep)), len(warps)
 
 
-def _coadd_png(butler: Any, patch: dict[str, Any], band: str, path: Path) -> Path | None:
-    """A picture of a coadd patch with its reference objects circled."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not butler.datasetExists("deepCoadd_calexp", filter=band, **patch):
-        return None
-    coadd = butler.get("deepCoadd_calexp", filter=band, **patch)
-    refs = butler.get("deepCoadd_ref", **patch)
-    image = np.nan_to_num(coadd.image.array)
-    noise = float(np.sqrt(np.nanmedian(coadd.variance.array[np.isfinite(
-        coadd.variance.array)])))
-    stretched = np.arcsinh(image / (3 * noise))
-    x0, y0 = coadd.xy0
-    fig, ax = plt.subplots(figsize=(7, 7), dpi=100)
-    ax.imshow(stretched, origin="lower", cmap="gray", vmin=-1, vmax=np.percentile(stretched,
-                                                                                  99.7),
-              extent=(x0 - 0.5, x0 + image.shape[1] - 0.5, y0 - 0.5, y0 + image.shape[0] - 0.5))
-    prim = refs["detect_isPrimary"]
-    ax.scatter(refs["base_SdssCentroid_x"][prim], refs["base_SdssCentroid_y"][prim], s=40,
-               facecolors="none", edgecolors="tab:orange", linewidths=0.6)
-    ax.set_title(f"deepCoadd {band}, tract {patch['tract']} patch {patch['patch']}: "
-                 f"{int(prim.sum())} objects")
-    ax.set_xlabel("tract x (pixels)")
-    ax.set_ylabel("tract y (pixels)")
-    fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
-
-
 def run_production_demo(output: Path, settings: DemoSettings | None = None,
                         world: World | None = None, progress: bool = False
                         ) -> dict[str, Any] | None:
     """Simulate, run the production, assess it; rank 0 returns the summary, others None."""
     from hpcpipe.butler import Butler
     from hpcpipe.drivers.drp import DrpRequest, run_production
+    from hpcpipe.drivers.quality_figure import collect_run_quality, write_quality_figure
+    from hpcpipe.drivers.report import rebuild_report
     from hpcpipe.drivers.simulate import simulate_repository
+    from hpcpipe.drivers.sky_picture import tract_mosaic, write_tract_picture
     from hpcpipe.obs.simcam.production import make_production
+    from hpcpipe.sim.camera import SimCamera
 
     settings = settings or DemoSettings()
     world = world or World()
@@ -243,16 +215,27 @@ def run_production_demo(output: Path, settings: DemoSettings | None = None,
         processed = time.perf_counter()
         butler = Butler(repo, outputs=output / "rerun")
         quality = assess_release(butler)
-        png = None
+        png = quality_png = None
         if quality["patch"] is not None:
-            png = _coadd_png(butler, quality["patch"], settings.filters[-1],
-                             output / "coadd.png")
+            mosaic = tract_mosaic(butler, quality["patch"]["tract"])
+            if mosaic is not None:
+                png = write_tract_picture(mosaic, output / "coadd.png")
+        run_quality = collect_run_quality(
+            butler, SimCamera(settings.survey().camera).focal_plane_offset,
+            coadd_depth={band: d[1] for band, d in quality["depth"].items()})
+        if run_quality.visits:
+            quality_png = write_quality_figure(
+                run_quality, output / "report" / "quality.png",
+                title=f"hpcpipe demo: {len(run_quality.visits)} visit(s) of "
+                      f"{len(run_quality.ccds)} CCD(s) against the reference catalog")
+            rebuild_report(output / "report")  # report.html shows the figure too
         states: dict[str, Counter[str]] = {}
         for rec in result.records:
             states.setdefault(rec.job, Counter())[rec.state] += 1
         return {
             "steps": states, "exit_status": result.exit_status, "ranks": world.size,
             "quality": quality, "report": result.report.get("html"), "png": png,
+            "quality_png": quality_png,
             "simulate_seconds": simulated - start, "production_seconds": processed - simulated,
             "wall_seconds": time.perf_counter() - start,
         }
@@ -318,4 +301,6 @@ def format_demo_summary(summary: dict[str, Any]) -> str:
     lines.append(f"report {summary['report']}")
     if summary.get("png"):
         lines.append(f"coadd picture {summary['png']}")
+    if summary.get("quality_png"):
+        lines.append(f"quality figure {summary['quality_png']}")
     return "\n".join(lines)

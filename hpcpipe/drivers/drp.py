@@ -52,6 +52,7 @@ from hpcpipe.drivers.production import (
 from hpcpipe.drivers.report import JOURNAL_NAME, rebuild_report
 from hpcpipe.drivers.unitgraph import UnitGraph, plan_stages
 from hpcpipe.io.atomic import remove_debris
+from hpcpipe.kernels import kernels_used
 from hpcpipe.task.cmdline import (
     config_conflict,
     lineage_from_metadata,
@@ -192,10 +193,13 @@ def declare_datasets(butler: Butler, steps: list[ProductionStep]) -> None:
                 raise DrpUsageError("", str(exc)) from None
 
 
-def _run_unit(cache: Any, unit: tuple[str, DataId]) -> Any:
-    """The pool's unit function: one step on one data id, through the output butler;
-    returns the unit's lineage ``(task, outputs, inputs)`` for the master to record (None
-    with provenance off)."""
+def _run_unit(cache: Any, unit: tuple[str, DataId]) -> tuple[Any, dict[str, str] | None]:
+    """The pool's unit function: one step on one data id, through the output butler.
+
+    Returns the unit's lineage ``(task, outputs, inputs)`` for the master to record (None
+    with provenance off) and the worker's kernel implementations (:func:`kernels_used`) when
+    they changed since its last unit of this run (for the report), else None.
+    """
     spec: _WorkerSpec = cache.drp
     if getattr(cache, "drp_token", None) != spec.token:
         inputs = Path(spec.input_root)
@@ -205,6 +209,7 @@ def _run_unit(cache: Any, unit: tuple[str, DataId]) -> Any:
             if name not in type(butler.mapper).task_units:
                 type(butler.mapper).register_task(name, keys)
         cache.drp_butler, cache.drp_tasks, cache.drp_token = butler, {}, spec.token
+        cache.drp_kernels = None
     name, data_id = unit
     task = cache.drp_tasks.get(name)
     if task is None:
@@ -213,7 +218,11 @@ def _run_unit(cache: Any, unit: tuple[str, DataId]) -> Any:
     lineage: list[Any] = []
     process_data_ref(task, ButlerDataRef(cache.drp_butler, task.id_dataset_type, data_id),
                      lineage=lineage)
-    return lineage[0] if lineage else None
+    used = kernels_used()
+    changed = None
+    if used != cache.drp_kernels:
+        cache.drp_kernels = changed = used
+    return (lineage[0] if lineage else None), changed
 
 
 def _repair_lineage(butler: Butler, graph: UnitGraph, skipped: list[int]) -> None:
@@ -359,6 +368,7 @@ def run_production(pool: Pool, request: DrpRequest) -> DrpResult:
         {s.name: (s.task_class, request.configs[s.name], s.unit_keys) for s in steps}))
     graph = UnitGraph()
     records: dict[int, UnitRecord] = {}
+    kernels: dict[int, tuple[str, dict[str, str]]] = {}
     message = ""
     number = 0
     for number, stage in enumerate(stages):
@@ -393,18 +403,23 @@ def run_production(pool: Pool, request: DrpRequest) -> DrpResult:
         _repair_lineage(butler, graph, [job.indices[k] for k in job.skip])
         nodes = [(_run_unit, (graph.steps[g], graph.data_ids[g])) for g in job.indices]
         stopped = False
+        results: list[Any] = []
         try:
-            values = pool.map_graph(nodes, job.deps, keys=[graph.keys[g] for g in job.indices],
-                                    skip=job.skip, name="drp",
-                                    jobs=[graph.steps[g] for g in job.indices])
+            results = pool.map_graph(nodes, job.deps, keys=[graph.keys[g] for g in job.indices],
+                                     skip=job.skip, name="drp",
+                                     jobs=[graph.steps[g] for g in job.indices])
         except UnitError as exc:
             message = f"stopped at the first failure (--doraise): {exc.failure.key}"
             stopped = True
-            values = []
+            results = []
         # the stage's lineage, in one transaction (the workers never write the table)
-        record_lineage(butler, [(graph.keys[g], value) for g, value in zip(job.indices, values)
-                                if isinstance(value, tuple)])
+        record_lineage(butler, [(graph.keys[g], value[0])
+                                for g, value in zip(job.indices, results, strict=False)
+                                if isinstance(value, tuple) and isinstance(value[0], tuple)])
         stage_records = pool.records[-len(nodes):] if nodes else []
+        for rec, value in zip(stage_records, results, strict=False):  # the kernels each rank used
+            if isinstance(value, tuple) and isinstance(value[1], dict):
+                kernels.setdefault(rec.rank, (rec.host, {}))[1].update(value[1])
         for rec in _relabel(stage_records, graph, job.indices):
             graph.state[rec.index] = rec.state
             records[rec.index] = rec
@@ -427,6 +442,8 @@ def run_production(pool: Pool, request: DrpRequest) -> DrpResult:
                        ranks=pool.world.size, message=message, more_to_do=more)
     for rec in ordered:  # the final state of every unit (skipped and blocked ones too)
         journal.unit(rec)
+    for rank, (host, used) in sorted(kernels.items()):
+        journal.kernels(rank, host, used)
     journal.write({"event": "end", "time": time.time(), "status": status, "more_to_do": more,
                    "failed": failed, "ranks": pool.world.size})
     journal.close()

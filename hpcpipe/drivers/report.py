@@ -2,8 +2,10 @@
 
 ``report.json`` holds one entry per unit (job, key, state, rank, host, start, end, attempts,
 error) and the counts per state; ``timeline.png`` draws one row per rank and one bar per unit
-(coloured by state, labelled by job); ``report.html`` puts the summary, the timeline and the
-failures with their tracebacks on one page. All three are written atomically; the JSON is
+(one colour per step, failed, blocked and retried units marked); ``report.html`` puts the
+summary, the interactive timeline (:mod:`hpcpipe.drivers.timeline_html`: zoom, pan, a tooltip
+per unit, filters; self-contained), the busy and idle time per rank and step, and the failures
+with their tracebacks on one page. All three are written atomically; the JSON is
 strict (a time that is not known is ``null``, never ``NaN``).
 
 The master also appends every unit's end to ``journal.jsonl`` in the same directory as it
@@ -19,12 +21,14 @@ import html
 import json
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from hpcpipe.comm.journal import read_journal, strict
+from hpcpipe.comm.journal import read_journal, read_journal_kernels, strict
 from hpcpipe.comm.records import UnitRecord
+from hpcpipe.drivers.report_kernels import kernel_section, kernel_summary
+from hpcpipe.drivers.timeline_html import busy_idle, busy_idle_table, step_order, timeline_section
 from hpcpipe.io.atomic import atomic_path
 
 __all__ = ["write_report", "rebuild_report", "find_journal", "summarize", "STATE_COLOURS",
@@ -75,11 +79,13 @@ STATE_MARKS = {"failed": ("xx", "#d62728"), "blocked": ("//", "#ff7f0e"),
 
 
 def step_colours(jobs: Iterable[str]) -> dict[str, str]:
-    """One colour per step (job), in the order given (matplotlib's tab20, then tab20b)."""
+    """One colour per step (job), in the order given: matplotlib's tab20, its ten strong
+    colours first (the first ten steps differ in hue), then its light ones, then tab20b."""
     import matplotlib
 
-    palette = [matplotlib.colors.to_hex(c) for name in ("tab20", "tab20b")
-               for c in matplotlib.colormaps[name].colors]  # type: ignore[attr-defined]
+    tab20 = matplotlib.colormaps["tab20"].colors  # type: ignore[attr-defined]
+    palette = [matplotlib.colors.to_hex(c) for c in
+               [*tab20[0::2], *tab20[1::2], *matplotlib.colormaps["tab20b"].colors]]  # type: ignore[attr-defined]
     return {job: palette[i % len(palette)] for i, job in enumerate(jobs)}
 
 
@@ -130,7 +136,8 @@ def _timeline_png(records: list[UnitRecord], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def _html(records: list[UnitRecord], summary: dict[str, Any], png: bytes, title: str) -> str:
+def _html(records: list[UnitRecord], summary: dict[str, Any], png: bytes, title: str,
+          kernels: dict[str, Any], quality_png: bytes | None = None) -> str:
     esc = html.escape
     rows = "".join(
         f"<tr><td>{esc(job)}</td>" + "".join(
@@ -144,6 +151,7 @@ def _html(records: list[UnitRecord], summary: dict[str, Any], png: bytes, title:
     header = "".join(f"<th>{s}</th>" for s in STATE_COLOURS)
     memory = ", ".join(f"{job} {peak / 1e9:.3g} GB" for job, peak in summary["peak_rss"].items())
     image = base64.b64encode(png).decode()
+    colours = step_colours(step_order(records))
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{esc(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em}} td,th{{padding:2px 8px;text-align:right}}
@@ -153,15 +161,39 @@ pre{{background:#f4f4f4;padding:6px;overflow-x:auto}}</style></head>
 {summary['wall_seconds']:.1f} s, busy {summary['busy_seconds']:.1f} s.</p>
 <table><tr><th>job</th>{header}</tr>{rows}</table>
 <p>Largest peak memory of a unit: {esc(memory) or 'not measured'}.</p>
-<h2>Timeline</h2><img alt="timeline" src="data:image/png;base64,{image}">
+<h2>Timeline</h2>{timeline_section(records, colours)}
+<details><summary>the same as a picture (timeline.png)</summary>
+<img alt="timeline" src="data:image/png;base64,{image}"></details>
+<h2>Busy and idle time per rank</h2>{busy_idle_table(busy_idle(records), colours)}
 <h2>Failures</h2>{failures or '<p>none</p>'}
+<h2>Kernels</h2>{kernel_section(kernels)}
+{_quality_section(quality_png)}
 </body></html>
 """
 
 
+#: A run's quality figure, when one was written beside the report (``hpcpipe demo`` does).
+QUALITY_PNG = "quality.png"
+
+
+def _quality_section(png: bytes | None) -> str:
+    if png is None:
+        return ""
+    return ("<h2>Quality</h2><p>Astrometric and photometric residuals against the reference "
+            f"catalog, PSF size over the field, depth per visit ({QUALITY_PNG}).</p>"
+            f'<img alt="quality figure" style="max-width:100%" '
+            f'src="data:image/png;base64,{base64.b64encode(png).decode()}">')
+
+
 def write_report(records: Iterable[UnitRecord], directory: str | os.PathLike[str],
-                 title: str = "hpcpipe run report") -> dict[str, Path]:
+                 title: str = "hpcpipe run report",
+                 kernels: Mapping[int, Mapping[str, Any]] | None = None) -> dict[str, Path]:
     """Write ``report.json``, ``timeline.png`` and ``report.html`` into ``directory``.
+
+    ``kernels`` (``{rank: {"host", "kernels": {module: implementation}}}``, as the journal
+    records them) goes into both as the kernels the run used
+    (:func:`hpcpipe.drivers.report_kernels.kernel_summary`). A ``quality.png`` already in
+    ``directory`` is shown in ``report.html`` too.
 
     Returns
     -------
@@ -171,14 +203,17 @@ def write_report(records: Iterable[UnitRecord], directory: str | os.PathLike[str
     records = list(records)
     out = Path(directory)
     summary = summarize(records)
+    used = kernel_summary(kernels)
     paths = {"json": out / "report.json", "png": out / "timeline.png", "html": out / "report.html"}
     with atomic_path(paths["json"]) as tmp:
-        tmp.write_text(json.dumps(strict({"summary": summary,
+        tmp.write_text(json.dumps(strict({"summary": summary, "kernels": used,
                                           "units": [r.to_dict() for r in records]}),
                                   indent=1, allow_nan=False))
     _timeline_png(records, paths["png"], title)
     with atomic_path(paths["html"]) as tmp:
-        tmp.write_text(_html(records, summary, paths["png"].read_bytes(), title))
+        quality = out / QUALITY_PNG
+        tmp.write_text(_html(records, summary, paths["png"].read_bytes(), title, used,
+                             quality.read_bytes() if quality.is_file() else None))
     return paths
 
 
@@ -207,4 +242,5 @@ def rebuild_report(location: str | os.PathLike[str]) -> dict[str, Path]:
     """
     journal = find_journal(location)
     title, records = read_journal(journal)
-    return write_report(records, journal.parent, title=title)
+    return write_report(records, journal.parent, title=title,
+                        kernels=read_journal_kernels(journal))

@@ -6,6 +6,6 @@ the same function otherwise. ``HPCPIPE_KERNELS=numpy`` in the environment forces
 references (for debugging and for the tests that compare the two).
 """
 
-from hpcpipe.kernels._loader import kernel_status, load_native, use_native
+from hpcpipe.kernels._loader import kernel_status, kernels_used, load_native, use_native
 
-__all__ = ["kernel_status", "load_native", "use_native"]
+__all__ = ["kernel_status", "kernels_used", "load_native", "use_native"]
