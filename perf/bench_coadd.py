@@ -100,10 +100,8 @@ def child_hpcpipe(case: Path) -> None:
     split = {"wcsTime": 0.0, "resampleTime": 0.0, "assignTime": 0.0}
     warps = []
     for visit, files in spec["visits"].items():
-        calexps = [Exposure.read(case / f) for f in files]
         task = MakeCoaddTempExpTask()
-        result = task.run(calexps, patch)
-        del calexps
+        result = task.run((Exposure.read(case / f) for f in files), patch)
         for key in split:
             split[key] += task.metadata.get(key, 0.0)
         if result.exposure is not None:
@@ -233,8 +231,10 @@ def large_case(case: Path, n_visits: int = 6, n_ccds: int = 10, size: int = 2048
                     -((xx - sx) ** 2 + (yy - sy) ** 2) / (2 * psf_sigma**2))).astype(np.float32)
             exp.image.array[:] = img
             exp.variance.array[:] = np.float32(sigma_sky**2)
-            exp.mask.array[:, 700:702] = exp.mask.get_plane_bitmask("BAD")  # a bad column
-            exp.image.array[:, 700:702] = 1e4
+            # a bad column, interpolated over as ISR does (BAD | INTRP, the sky's level)
+            exp.mask.array[:, 700:702] = exp.mask.get_plane_bitmask(["BAD", "INTRP"])
+            exp.image.array[:, 700:702] = 0.5 * (exp.image.array[:, 699:700]
+                                                 + exp.image.array[:, 702:703])
             calexps.append(exp)
         visits[visit + 1] = calexps
     _write_case(case, sky_map, 0, (0, 0), visits)
@@ -332,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="assembleCoadd.maxInputMemory in the depth case")
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the cases' files (under --workdir)")
     parser.add_argument("--child-hpcpipe", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-depth", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -363,20 +365,23 @@ def main(argv: list[str] | None = None) -> int:
             results["demo"] = run_pair(work / "case_demo", "demo: 8 CCDs of 1024^2, 2 visits, "
                                        "tract 0 patch 2,2 r")
             report_pair(results["demo"])
-            shutil.rmtree(work / "case_demo")
+            if not args.keep:
+                shutil.rmtree(work / "case_demo")
         if "large" in cases:
-            large_case(work / "case_large")
+            if not (work / "case_large" / "case.json").exists():
+                large_case(work / "case_large")
             results["large"] = run_pair(work / "case_large",
                                         "large: 6 visits x 10 CCDs of 2048^2, 4200^2 patch")
             report_pair(results["large"])
-            shutil.rmtree(work / "case_large")
+            if not args.keep:
+                shutil.rmtree(work / "case_large")
         if "depth" in cases:
             print(f"\n== depth: {args.depth} warps of {args.depth_size}^2 ==")
             depths = [int(v) for v in args.depth.split(",")]
             results["depth"] = depth_case(work, depths, args.depth_size, args.distinct,
                                           args.max_mb)
     finally:
-        if args.workdir is None:
+        if args.workdir is None and not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
