@@ -175,7 +175,9 @@ def read_fits_exposure(path: str | os.PathLike[str], bbox: Box2I | None = None) 
                 headers = {n: hdul[n].header.copy() for n in _PLANES}
                 locations = {n: int(hdul.fileinfo(names.index(n))["datLoc"]) for n in _PLANES}
                 if bbox is None:
-                    arrays = {n: np.array(hdul[n].data) for n in _PLANES}
+                    # (memmap=False: .data is an array of its own, read from the file; the
+                    # byte-order conversion below is the one copy)
+                    arrays = {n: np.asarray(hdul[n].data) for n in _PLANES}
                 else:
                     hdr = headers["IMAGE"]
                     origin = (-int(hdr.get("LTV1", 0)), -int(hdr.get("LTV2", 0)))

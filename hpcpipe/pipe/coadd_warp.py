@@ -126,9 +126,12 @@ class MakeCoaddTempExpTask(CmdLineTask):
             sl = (slice(box.y0 - outer.y0, box.y0 - outer.y0 + box.height),
                   slice(box.x0 - outer.x0, box.x0 - outer.x0 + box.width))
             take = good & ~covered[sl]
-            warp.image.array[sl][take] = res.image[take] * scale
-            warp.variance.array[sl][take] = res.variance[take] * scale * scale
-            warp.mask.array[sl][take] = res.mask[take]
+            res.image *= np.float32(scale)  # (as image * scale: float32 arithmetic)
+            res.variance *= np.float32(scale)
+            res.variance *= np.float32(scale)
+            np.copyto(warp.image.array[sl], res.image, where=take)
+            np.copyto(warp.variance.array[sl], res.variance, where=take)
+            np.copyto(warp.mask.array[sl], res.mask, where=take)
             covered[sl] |= take
             n_ccds += 1
             if take.sum() > best_pixels:
