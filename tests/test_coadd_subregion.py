@@ -138,6 +138,7 @@ def _peak(tmp_path: Path, n: int, sub: bool, size: int = 400, mb: float = 2.0) -
     return int(found["peak"])
 
 
+@pytest.mark.slow
 def test_peak_memory_of_assemble_coadd_does_not_grow_with_the_number_of_visits(tmp_path):
     size, mb = 400, 2.0
     outputs = size * size * 16  # image, variance, mask and count of the coadd
