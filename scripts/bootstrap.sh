@@ -80,6 +80,17 @@ if ! command -v source-extractor >/dev/null 2>&1 && [ "${HPCPIPE_NO_APT:-0}" != 
         || { apt-get update -qq >&2 && apt-get install -y -qq source-extractor >&2; } \
         || log "warning: source-extractor could not be installed (its comparisons will skip)"
 fi
+# SWarp: the field's standard resampler and coadder, the peer of perf/bench_coadd.py
+# (optional: the benchmark needs it, no test does)
+if ! command -v SWarp >/dev/null 2>&1 && ! command -v swarp >/dev/null 2>&1 \
+        && [ "${HPCPIPE_NO_APT:-0}" != 1 ] && [ "$(id -u)" = 0 ] \
+        && command -v apt-get >/dev/null 2>&1; then
+    log "installing SWarp with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq swarp >&2 \
+        || { apt-get update -qq >&2 && apt-get install -y -qq swarp >&2; } \
+        || log "warning: swarp could not be installed (perf/bench_coadd.py will not run)"
+fi
 
 # --- 2. The virtual environment -----------------------------------------------------------
 python="${HPCPIPE_PYTHON:-python3}"

@@ -3,6 +3,7 @@
 >>> butler = Butler("repo/rerun/me")                       # doctest: +SKIP
 >>> calexp = butler.get("calexp", visit=12, ccd=3)         # filter from the registry
 >>> flat = butler.get("flat", visit=12, ccd=3)             # calibration rendezvous by date
+>>> box = butler.get("calexp_sub", bbox=Box2I(0, 0, 512, 512), visit=12, ccd=3)  # a box
 >>> butler.put(catalog, "src", visit=12, ccd=3)            # atomic write, output repo only
 >>> for ref in butler.subset("raw", visit=12):             # one reference per CCD
 ...     ref.put(process(ref.get("raw"), ref.get("flat")), "calexp")
@@ -25,6 +26,7 @@ from hpcpipe.butler.errors import (
     NoSuchDatasetError,
     RepositoryError,
     UnknownDataIdKeyError,
+    UnknownDatasetTypeError,
 )
 from hpcpipe.butler.lookup import DataIdResolver
 from hpcpipe.butler.mapper import Mapper
@@ -162,14 +164,18 @@ class Butler:
 
     # --- the Gen2 interface -------------------------------------------------------------------
     def get(self, datasetType: str, dataId: DataIdLike = None, **keys: Any) -> Any:
-        """Read a dataset.
+        """Read a dataset, or a box of an exposure dataset.
 
         Parameters
         ----------
         datasetType : str
-            The dataset type (``calexp``, ``src``, ``flat``, ``processCcd_config``...).
+            The dataset type (``calexp``, ``src``, ``flat``, ``processCcd_config``...), or
+            ``<exposure type>_sub`` (Gen2's sub-region datasets: ``bbox`` is then required).
         dataId : mapping or ButlerDataRef, optional
             The data id; ``keys`` add to it. Missing keys are completed from the registry.
+        bbox : Box2I, optional (keyword)
+            Read only this box (parent pixels) of an exposure's planes (FITS sections, HDF5
+            hyperslabs); its WCS, PSF and the rest are the whole exposure's.
 
         Raises
         ------
@@ -179,7 +185,16 @@ class Butler:
             If the partial id matches several datasets (they are listed).
         NoSuchDatasetError
             If the dataset is in none of the repositories (they are listed).
+        DatasetObjectTypeError
+            If ``bbox`` is given for a dataset that is not an exposure.
+        ValueError
+            If ``bbox`` is missing for a ``_sub`` type, or not inside the exposure.
         """
+        bbox = keys.pop("bbox", None) if "bbox" not in self.mapper.keys else None
+        if datasetType.endswith("_sub") and not self._known(datasetType):
+            if bbox is None:
+                raise ValueError(f"{datasetType}: a sub-region read needs bbox=Box2I(...)")
+            datasetType = datasetType[:-len("_sub")]
         resolved, full = self._resolve(datasetType, dataId, keys)
         found = self._locate(resolved, full)
         if found is None:
@@ -189,10 +204,21 @@ class Butler:
                 f"no file {resolved.template.format(full)}")
         repo, relpath = found
         formatter = resolved.formatter
-        obj = repo.storage.read(relpath, lambda path: formatter.read_dataset(path, full))
+        if bbox is not None:
+            obj = repo.storage.read(relpath, lambda path: formatter.read_box(
+                path, full, bbox, resolved.name))
+        else:
+            obj = repo.storage.read(relpath, lambda path: formatter.read_dataset(path, full))
         if self.reads is not None:
             self.reads.append((resolved.name, {k: full[k] for k in resolved.keys}))
         return obj
+
+    def _known(self, datasetType: str) -> bool:
+        try:
+            self.mapper.dataset_type(datasetType)
+        except UnknownDatasetTypeError:
+            return False
+        return True
 
     def put(self, obj: Any, datasetType: str, dataId: DataIdLike = None, **keys: Any) -> None:
         """Write a dataset into the output repository, atomically (replacing it if present).

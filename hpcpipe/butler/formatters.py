@@ -112,6 +112,15 @@ class Formatter(ABC):
         multi-extension raw holds one detector per HDU); :meth:`read` by default."""
         return self.read(path)
 
+    def read_box(self, path: Path, data_id: Mapping[str, Any], bbox: Any,
+                 dataset_type: str) -> Any:
+        """Read only the box ``bbox`` (a :class:`~hpcpipe.geom.Box2I` of parent pixels) of
+        the dataset: exposure formatters only (``butler.get(..., bbox=)``, Gen2's
+        ``<datasetType>_sub``)."""
+        raise DatasetObjectTypeError(
+            f"{dataset_type} stores {self.python_type} objects: it has no sub-region read "
+            "(bbox is for exposure datasets)")
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
 
@@ -147,6 +156,12 @@ class ExposureFormatter(Formatter):
         from hpcpipe.image import Exposure
 
         return Exposure.read(path)
+
+    def read_box(self, path: Path, data_id: Mapping[str, Any], bbox: Any,
+                 dataset_type: str) -> Any:
+        from hpcpipe.image import Exposure
+
+        return Exposure.read(path, bbox)
 
 
 class CatalogFormatter(Formatter):

@@ -144,11 +144,12 @@ class Exposure:
         exposure_io.write_exposure(self, path)
 
     @classmethod
-    def read(cls, path: str | os.PathLike[str]) -> Exposure:
-        """Read an exposure written by :meth:`write` (the format is chosen by the file name)."""
+    def read(cls, path: str | os.PathLike[str], bbox: Box2I | None = None) -> Exposure:
+        """Read an exposure written by :meth:`write` (the format is chosen by the file name);
+        with ``bbox`` (parent pixels) only that box of its planes is read."""
         from hpcpipe.io import exposure_io
 
-        return exposure_io.read_exposure(path)
+        return exposure_io.read_exposure(path, bbox)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Exposure):

@@ -1,7 +1,9 @@
 """Reading and writing exposures: the format is chosen by the file name.
 
 Both formats keep everything: the three planes, the origin, the mask plane dictionary, the WCS,
-the PSF, the filter, the calibration, the detector, the visit and the free metadata.
+the PSF, the filter, the calibration, the detector, the visit and the free metadata. Both can
+read a box of the planes alone (``read_exposure(path, bbox)``): FITS sections, HDF5
+hyperslabs.
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from hpcpipe.errors import FileFormatError
+from hpcpipe.geom import Box2I
 from hpcpipe.image.apcorr import ApCorrMap
 from hpcpipe.image.calib import FilterLabel, PhotoCalib
 from hpcpipe.image.detector import Detector
 from hpcpipe.image.visit_info import VisitInfo
 
 __all__ = [
+    "BoxOutsideError",
+    "box_slices",
     "read_exposure",
     "write_exposure",
     "wcs_equal",
@@ -51,6 +56,28 @@ def _format_of(path: str | os.PathLike[str]) -> str:
     )
 
 
+class BoxOutsideError(ValueError):
+    """A box asked of an exposure file is empty or not inside the exposure."""
+
+
+def box_slices(where: str, bbox: Box2I, xy0: tuple[int, int], shape: tuple[int, ...]
+               ) -> tuple[slice, slice]:
+    """The array slices of ``bbox`` (parent pixels) in an array of ``shape`` at ``xy0``.
+
+    Raises
+    ------
+    BoxOutsideError
+        A ValueError: ``bbox`` is empty or not inside the array's box (the message names
+        ``where``).
+    """
+    if not isinstance(bbox, Box2I):
+        raise TypeError(f"{where}: bbox must be a Box2I, not {type(bbox).__name__}")
+    full = Box2I.from_shape((int(shape[0]), int(shape[1])), xy0)
+    if bbox.is_empty() or not full.contains(bbox):
+        raise BoxOutsideError(f"{where}: the box {bbox} is not inside the exposure's box {full}")
+    return bbox.slices(xy0)
+
+
 def write_exposure(exposure: Any, path: str | os.PathLike[str]) -> None:
     """Write ``exposure`` to ``path`` atomically, as FITS or HDF5 by the file name."""
     if _format_of(path) == "fits":
@@ -63,17 +90,18 @@ def write_exposure(exposure: Any, path: str | os.PathLike[str]) -> None:
         write_hdf5_exposure(exposure, path)
 
 
-def read_exposure(path: str | os.PathLike[str]) -> Any:
-    """Read an exposure from a FITS or HDF5 file written by :func:`write_exposure`."""
+def read_exposure(path: str | os.PathLike[str], bbox: Box2I | None = None) -> Any:
+    """Read an exposure from a FITS or HDF5 file written by :func:`write_exposure` (only the
+    box ``bbox`` of its planes, in parent pixels, if given)."""
     if not Path(path).exists():
         raise FileFormatError(str(path), "no such file")
     if _format_of(path) == "fits":
         from hpcpipe.io.fits_exposure import read_fits_exposure
 
-        return read_fits_exposure(path)
+        return read_fits_exposure(path, bbox)
     from hpcpipe.io.hdf5_exposure import read_hdf5_exposure
 
-    return read_hdf5_exposure(path)
+    return read_hdf5_exposure(path, bbox)
 
 
 # --- WCS ----------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ Layout of an exposure group (the file's root group for a file of its own):
 * datasets ``image``, ``mask``, ``variance`` (chunked, compressed when asked);
 * a ``psf`` subgroup: the PSF's scalars as attributes and its array, if any, as ``data``.
 
-The file can be read with plain h5py (no MPI needed) and by :func:`read_hdf5_exposure`.
+The file can be read with plain h5py (no MPI needed) and by :func:`read_hdf5_exposure`;
+``read_hdf5_exposure(path, bbox=box)`` reads only a box of the planes (HDF5 hyperslabs).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 from astropy.io import fits
 
 from hpcpipe.errors import FileFormatError, PixelTypeError
+from hpcpipe.geom import Box2I
 from hpcpipe.image.exposure import Exposure
 from hpcpipe.image.image import Image
 from hpcpipe.image.mask import MASK_DTYPE, Mask, MaskPlaneDict
@@ -29,6 +31,8 @@ from hpcpipe.image.masked_image import MaskedImage
 from hpcpipe.image.psf import psf_from_persisted
 from hpcpipe.io.atomic import atomic_path
 from hpcpipe.io.exposure_io import (
+    BoxOutsideError,
+    box_slices,
     decode_metadata,
     encode_metadata,
     info_from_json,
@@ -106,12 +110,17 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def read_exposure_group(group: h5py.Group, where: str = "") -> Exposure:
+def read_exposure_group(group: h5py.Group, where: str = "", bbox: Box2I | None = None
+                        ) -> Exposure:
     """Read an exposure from an HDF5 group written by :func:`write_exposure_group`.
 
-    ``where`` names the file (and group) in error messages.
+    ``where`` names the file (and group) in error messages; ``bbox`` (parent pixels) reads
+    only that box of the planes (a hyperslab of each dataset; BoxOutsideError, a
+    ValueError, if it is not inside the exposure).
     """
     where = where or f"{group.file.filename}:{group.name}"
+    if bbox is not None and not isinstance(bbox, Box2I):
+        raise TypeError(f"{where}: bbox must be a Box2I, not {type(bbox).__name__}")
     attrs = group.attrs
     if _text(attrs.get("hpcpipe_type", "")) != "Exposure":
         raise FileFormatError(where, "not an hpcpipe exposure (no hpcpipe_type='Exposure')")
@@ -121,8 +130,13 @@ def read_exposure_group(group: h5py.Group, where: str = "") -> Exposure:
             where, f"exposure layout version {version} is not known (this hpcpipe reads "
             f"version {LAYOUT_VERSION})")
     try:
-        arrays = {name: group[name][()] for name in ("image", "mask", "variance")}
         xy0 = tuple(int(v) for v in attrs["xy0"])
+        if bbox is None:
+            arrays = {name: group[name][()] for name in ("image", "mask", "variance")}
+        else:
+            sl = box_slices(where, bbox, xy0, group["image"].shape)
+            arrays = {name: group[name][sl] for name in ("image", "mask", "variance")}
+            xy0 = bbox.xy0
         planes = MaskPlaneDict({k: tuple(v) for k, v in
                                 json.loads(_text(attrs["mask_planes"])).items()})
         metadata = decode_metadata(_text(attrs["metadata"]))
@@ -140,6 +154,8 @@ def read_exposure_group(group: h5py.Group, where: str = "") -> Exposure:
                        for k, v in psf_group.attrs.items()}
             array = psf_group["data"][()] if "data" in psf_group else None
             psf = psf_from_persisted(scalars, array)
+    except BoxOutsideError:
+        raise
     except (KeyError, ValueError, TypeError, OSError) as exc:
         raise FileFormatError(where, f"corrupt exposure ({exc})") from exc
     for name, allowed in (("image", (np.float32, np.float64)), ("mask", (MASK_DTYPE,)),
@@ -156,12 +172,13 @@ def read_exposure_group(group: h5py.Group, where: str = "") -> Exposure:
     return Exposure(masked_image, wcs=wcs, psf=psf, metadata=metadata, **kwargs)
 
 
-def read_hdf5_exposure(path: str | os.PathLike[str]) -> Exposure:
-    """Read an exposure from an HDF5 file written by :func:`write_hdf5_exposure`."""
+def read_hdf5_exposure(path: str | os.PathLike[str], bbox: Box2I | None = None) -> Exposure:
+    """Read an exposure from an HDF5 file written by :func:`write_hdf5_exposure`, or only
+    the box ``bbox`` (parent pixels) of its planes."""
     path = str(path)
     try:
         handle = h5py.File(path, "r")
     except OSError as exc:
         raise FileFormatError(path, f"cannot open as HDF5 ({exc})") from exc
     with handle:
-        return read_exposure_group(handle, where=path)
+        return read_exposure_group(handle, where=path, bbox=bbox)

@@ -98,14 +98,18 @@ def transform_grid(transform: Callable[[np.ndarray, np.ndarray], tuple[np.ndarra
     tx = np.where(kx1 > kx, (px - gx[kx]) / np.maximum(gx[kx1] - gx[kx], 1), 0.0)
     ty = np.where(ky1 > ky, (py - gy[ky]) / np.maximum(gy[ky1] - gy[ky], 1), 0.0)
     out = []
+    # the rows of one cell of the coarse grid share ky: rows[ky] * (1 - ty) + rows[ky1] * ty
+    # band by band (the same operations as whole-array gathers, without their copies)
+    bands = np.flatnonzero(np.diff(ky)) + 1
+    starts = np.concatenate([[0], bands])
+    stops = np.concatenate([bands, [ny]])
     for c in (cx, cy):
         rows = c[:, kx] * (1 - tx) + c[:, kx1] * tx          # (ngy, nx)
-        # rows[ky] * (1 - ty) + rows[ky1] * ty, in place (the same operations)
-        full = rows[ky]
-        full *= (1 - ty)[:, None]
-        upper = rows[ky1]
-        upper *= ty[:, None]
-        full += upper
+        full = np.empty((ny, nx))
+        for r0, r1 in zip(starts, stops):
+            k, k1 = ky[r0], ky1[r0]
+            np.multiply(rows[k], (1 - ty[r0:r1])[:, None], out=full[r0:r1])
+            full[r0:r1] += rows[k1] * ty[r0:r1, None]
         out.append(full)
     return out[0], out[1]
 

@@ -10,6 +10,8 @@ calexp's PSF at the patch centre (as a fixed pixel image).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -74,8 +76,11 @@ class MakeCoaddTempExpTask(CmdLineTask):
     _DefaultName = "makeCoaddTempExp"
 
     @timed_method
-    def run(self, calexps: list[Exposure], patch_info: Any) -> Struct:
+    def run(self, calexps: Iterable[Exposure], patch_info: Any) -> Struct:
         """Warp ``calexps`` (one visit) onto ``patch_info``'s outer box.
+
+        ``calexps`` may be a generator: each calexp is used once and not kept, so that
+        one calexp at a time is in memory beside the warp.
 
         Returns
         -------
@@ -92,7 +97,9 @@ class MakeCoaddTempExpTask(CmdLineTask):
         covered = np.zeros(warp.image.array.shape, bool)
         best, best_pixels = None, 0
         n_ccds = 0
+        spent = {"wcsTime": 0.0, "resampleTime": 0.0, "assignTime": 0.0}
         for calexp in calexps:
+            t0 = time.perf_counter()
             box = ccd_box_on_patch(calexp, wcs, outer)
             if box is None or box.width * box.height < c.minOverlap:
                 continue
@@ -100,9 +107,15 @@ class MakeCoaddTempExpTask(CmdLineTask):
             src_x, src_y = transform_grid(transform, (box.height, box.width),
                                           step=c.interpLength)
             cx0, cy0 = calexp.xy0
+            src_x -= cx0
+            src_y -= cy0
+            t1 = time.perf_counter()
             res = warp_image(calexp.image.array, calexp.variance.array, calexp.mask.array,
-                             src_x - cx0, src_y - cy0, method=c.warpingKernelName,
+                             src_x, src_y, method=c.warpingKernelName,
                              no_data_bit=warp.mask.get_plane_bitmask("NO_DATA"))
+            t2 = time.perf_counter()
+            spent["wcsTime"] += t1 - t0
+            spent["resampleTime"] += t2 - t1
             good = np.isfinite(res.image) & ((res.mask & warp.mask.get_plane_bitmask(
                 "NO_DATA")) == 0)
             if good.sum() < c.minOverlap:
@@ -113,24 +126,24 @@ class MakeCoaddTempExpTask(CmdLineTask):
             sl = (slice(box.y0 - outer.y0, box.y0 - outer.y0 + box.height),
                   slice(box.x0 - outer.x0, box.x0 - outer.x0 + box.width))
             take = good & ~covered[sl]
-            warp.image.array[sl][take] = res.image[take] * scale
-            warp.variance.array[sl][take] = res.variance[take] * scale * scale
-            warp.mask.array[sl][take] = res.mask[take]
+            res.image *= np.float32(scale)  # (as image * scale: float32 arithmetic)
+            res.variance *= np.float32(scale)
+            res.variance *= np.float32(scale)
+            np.copyto(warp.image.array[sl], res.image, where=take)
+            np.copyto(warp.variance.array[sl], res.variance, where=take)
+            np.copyto(warp.mask.array[sl], res.mask, where=take)
             covered[sl] |= take
             n_ccds += 1
             if take.sum() > best_pixels:
-                best, best_pixels = calexp, int(take.sum())
+                best, best_pixels = self._psf_and_info(calexp, wcs, outer), int(take.sum())
+            spent["assignTime"] += time.perf_counter() - t2
+            del calexp, res, src_x, src_y, good, take  # before the next calexp is read
+        # where the time went: WCS on the grid; resampling of image, variance and mask
+        # (one pass); scaling to nJy and placing in the patch
+        self.metadata.update(spent)
         if best is None:
             return Struct(exposure=None, n_ccds=0)
-        centre = outer.x0 + outer.width / 2, outer.y0 + outer.height / 2
-        ra, dec = wcs.all_pix2world([centre[0]], [centre[1]], 0)
-        bx, by = best.wcs.all_world2pix(ra, dec, 0)
-        h, w = best.image.array.shape
-        bx = float(np.clip(bx[0], 0, w - 1))
-        by = float(np.clip(by[0], 0, h - 1))
-        warp.psf = PixelPsf(best.psf.compute_kernel_image(bx, by))
-        warp.filter = best.filter
-        warp.visit_info = best.visit_info
+        warp.psf, warp.filter, warp.visit_info = best
         warp.metadata["NCCDS"] = n_ccds
         warp.metadata["COVERAGE"] = float(covered.mean())
         self.metadata["nCcds"] = n_ccds
@@ -138,15 +151,28 @@ class MakeCoaddTempExpTask(CmdLineTask):
                       patch_info.index, 100 * covered.mean())
         return Struct(exposure=warp, n_ccds=n_ccds)
 
+    @staticmethod
+    def _psf_and_info(calexp: Exposure, wcs: Any, outer: Box2I) -> tuple[Any, Any, Any]:
+        """The calexp's PSF at the patch centre (a PixelPsf), its filter and visit info."""
+        centre = outer.x0 + outer.width / 2, outer.y0 + outer.height / 2
+        ra, dec = wcs.all_pix2world([centre[0]], [centre[1]], 0)
+        bx, by = calexp.wcs.all_world2pix(ra, dec, 0)
+        h, w = calexp.image.array.shape
+        bx = float(np.clip(bx[0], 0, w - 1))
+        by = float(np.clip(by[0], 0, h - 1))
+        return (PixelPsf(calexp.psf.compute_kernel_image(bx, by)), calexp.filter,
+                calexp.visit_info)
+
     def run_data_ref(self, data_ref: Any) -> Struct:
-        """Warp the visit's calexps onto the patch; write deepCoadd_directWarp if any overlap."""
+        """Warp the visit's calexps onto the patch (read one at a time); write
+        deepCoadd_directWarp if any overlap."""
         butler = data_ref.butler
         data_id = data_ref.dataId
         patch_info = patch_of(butler, data_id)
         visit = int(data_id["visit"])
-        calexps = [butler.get("calexp", visit=visit, ccd=ccd)
+        calexps = (butler.get("calexp", visit=visit, ccd=ccd)
                    for ccd in butler.queryMetadata("raw", "ccd", {"visit": visit})
-                   if butler.datasetExists("calexp", visit=visit, ccd=ccd)]
+                   if butler.datasetExists("calexp", visit=visit, ccd=ccd))
         result = self.run(calexps, patch_info)
         if result.exposure is not None:
             band = result.exposure.filter.band

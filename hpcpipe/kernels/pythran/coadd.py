@@ -3,8 +3,50 @@
 import numpy as np
 
 
+def _kth(a, n, k):
+    """The k-th smallest of a[:n] (0-based), partitioning a in place (Wirth's selection):
+    afterwards a[i] <= a[k] for i < k and a[i] >= a[k] for i > k."""
+    lo = 0
+    hi = n - 1
+    while lo < hi:
+        x = a[k]
+        i = lo
+        j = hi
+        while True:
+            while a[i] < x:
+                i += 1
+            while x < a[j]:
+                j -= 1
+            if i <= j:
+                t = a[i]
+                a[i] = a[j]
+                a[j] = t
+                i += 1
+                j -= 1
+            if i > j:
+                break
+        if j < k:
+            lo = i
+        if k < i:
+            hi = j
+    return a[k]
+
+
 def _median(vals, m, work):
-    """Median of vals[:m] (insertion sort of a copy: stacks are tens of inputs)."""
+    """Median of vals[:m]: insertion sort of a copy for short stacks, selection (linear
+    time) for deep ones; the same value either way."""
+    if m > 16:
+        for i in range(m):
+            work[i] = vals[i]
+        h = m // 2
+        upper = _kth(work, m, h)
+        if m % 2 == 1:
+            return upper
+        lower = work[0]
+        for i in range(1, h):
+            if work[i] > lower:
+                lower = work[i]
+        return 0.5 * (lower + upper)
     for i in range(m):
         v = vals[i]
         j = i - 1

@@ -7,22 +7,24 @@ import numpy as np
 def _weights(x, sin_t, cos_t, w):
     """w[k] = the Lanczos-3 kernel at x - (k - 2), k = 0..5, for 0 <= x < 1, normalised.
 
-    Three trigonometric calls instead of twelve: sin(pi (x - t)) = (-1)^t sin(pi x) and
-    sin(pi (x - t) / 3) = sin(pi x / 3) cos(pi t / 3) - cos(pi x / 3) sin(pi t / 3).
+    L(u) = 3 sin(pi u) sin(pi u / 3) / (pi u)**2 with u = x - t: sin(pi (x - t)) =
+    (-1)^t sin(pi x) is common to the six taps and cancels in the normalisation, and
+    sin(pi (x - t) / 3) = sin(pi x / 3) cos(pi t / 3) - cos(pi x / 3) sin(pi t / 3), with
+    cos(pi x / 3) = sqrt(1 - sin(pi x / 3)**2) (the angle is below pi / 3): one sine per
+    axis instead of three (the weights are the reference's within float rounding).
     """
     if x == 0.0:
         for k in range(6):
             w[k] = 0.0
         w[2] = 1.0
         return
-    s = np.sin(np.pi * x)
     s3 = np.sin(np.pi * x / 3.0)
-    c3 = np.cos(np.pi * x / 3.0)
+    c3 = np.sqrt(1.0 - s3 * s3)
     total = 0.0
     for k in range(6):
         u = x - (k - 2)
         sign = 1.0 - 2.0 * (k % 2)
-        v = 3.0 * sign * s * (s3 * cos_t[k] - c3 * sin_t[k]) / (np.pi * np.pi * u * u)
+        v = sign * (s3 * cos_t[k] - c3 * sin_t[k]) / (u * u)
         w[k] = v
         total += v
     for k in range(6):
