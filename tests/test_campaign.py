@@ -19,11 +19,10 @@ import time
 from pathlib import Path
 
 import pytest
+from mpi_helpers import mpirun_command, subprocess_env
 from test_production import (
     ALL_KEYS,
     PRODUCTION,
-    _clean_env,
-    _mpirun_command,
     assert_same_outputs,
     drp,
     isr_key,
@@ -83,14 +82,14 @@ def test_walltime_cut_then_rerun_serial(repo, reference, tmp_path):
 def test_walltime_cut_then_rerun_mpi_with_status_lines_and_rank_logs(repo, reference, tmp_path):
     """Under mpirun -n 3: the cut and the resume as serially; the master's status lines are in
     its (non-terminal) log, its records carry rank@host, the workers log to files."""
-    mpirun = _mpirun_command(3)
+    mpirun = mpirun_command(3)
     if mpirun is None:
         pytest.skip("no mpirun")
     out, report = tmp_path / "out", tmp_path / "report"
     command = [*mpirun, sys.executable, "-m", "hpcpipe", "drp", str(repo), "--output", str(out),
                "--id", "--production", PRODUCTION, "--report", str(report), *SLOW,
                "--status-interval", "0.3", "--rank-logs", "files"]
-    cut = subprocess.run([*command, "--walltime-left", "2"], env=_clean_env(),
+    cut = subprocess.run([*command, "--walltime-left", "2"], env=subprocess_env(),
                          capture_output=True, text=True, timeout=300)
     assert cut.returncode == MORE_TO_DO_EXIT, cut.stdout + cut.stderr
     first = units(out, report)
@@ -101,7 +100,7 @@ def test_walltime_cut_then_rerun_mpi_with_status_lines_and_rank_logs(repo, refer
     assert "not started" in cut.stderr  # the master said why it stopped
     for rank in (1, 2):
         assert (report / "logs" / f"rank-{rank:05d}.log").exists()
-    again = subprocess.run(command, env=_clean_env(), capture_output=True, text=True,
+    again = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True,
                            timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
     check_cut_then_resumed(report, first, units(out, report))
@@ -114,7 +113,7 @@ def test_sigusr1_stops_the_handing_out(repo, tmp_path):
     out, report = tmp_path / "out", tmp_path / "report"
     command = [sys.executable, "-m", "hpcpipe", "drp", str(repo), "--output", str(out), "--id",
                "--production", PRODUCTION, "--report", str(report), *SLOW]
-    env = {**_clean_env(), "HPCPIPE_NO_MPI": "1"}
+    env = {**subprocess_env(), "HPCPIPE_NO_MPI": "1"}
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     journal = report / "journal.jsonl"
@@ -270,7 +269,7 @@ def test_chain_with_fake_sbatch_then_the_scripts_run(repo, reference, tmp_path, 
     bin_dir = tmp_path / "bin"
     calls = fake_scheduler(bin_dir)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    monkeypatch.setenv("PYTHONPATH", _clean_env()["PYTHONPATH"])
+    monkeypatch.setenv("PYTHONPATH", subprocess_env()["PYTHONPATH"])
     monkeypatch.setenv("HPCPIPE_NO_MPI", "1")
     out, batch = tmp_path / "out", tmp_path / "batch"
     assert main(["submit", "--batch-type", "slurm", "--time", "10", "--chain", "3",
@@ -310,14 +309,14 @@ def test_chain_with_fake_sbatch_then_the_scripts_run(repo, reference, tmp_path, 
 def test_production_on_many_more_ranks_than_cores(repo, reference, tmp_path, ranks):
     """mpirun -n 16 and -n 32 (oversubscribed on this 2-core machine): the production, its
     report and its outputs as with one rank; above 16 ranks the workers log to files."""
-    mpirun = _mpirun_command(ranks)
+    mpirun = mpirun_command(ranks)
     if mpirun is None:
         pytest.skip("no mpirun")
     out, report = tmp_path / "out", tmp_path / "report"
     run = subprocess.run([*mpirun, sys.executable, "-m", "hpcpipe", "drp", str(repo),
                           "--output", str(out), "--id", "--production", PRODUCTION,
                           "--report", str(report)],
-                         env=_clean_env(), capture_output=True, text=True, timeout=900)
+                         env=subprocess_env(), capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout + run.stderr
     records = units(out, report)
     assert set(records) == ALL_KEYS and set(states(records).values()) == {"done"}

@@ -11,14 +11,13 @@ the job through MPI_Abort. Every run is bounded by ``timeout`` so that a regress
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from mpi_helpers import require_mpirun, subprocess_env
 
 from hpcpipe.butler import Butler
 from hpcpipe.cli import main
@@ -27,29 +26,6 @@ from hpcpipe.comm.pool import LOST_WORKER_EXIT, grace_seconds
 TESTS = Path(__file__).resolve().parent
 PRODUCTION = "production_tasks:TOY"
 TIMEOUT = 5.0
-
-
-def mpirun(n: int) -> list[str]:
-    found = shutil.which("mpirun")
-    if found is None:
-        pytest.skip("no mpirun")
-    version = subprocess.run([found, "--version"], capture_output=True, text=True).stdout
-    flags = []
-    if "open mpi" in version.lower():
-        flags.append("--oversubscribe")
-        if os.getuid() == 0:
-            flags.append("--allow-run-as-root")
-    return [found, *flags, "-n", str(n)]
-
-
-def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("OMPI_", "PMIX_", "PRTE_", "OPAL_", "HYDRA_", "PMI_"))}
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS.parent), str(TESTS),
-                                         env.get("PYTHONPATH", "")])
-    env.update(OMP_NUM_THREADS="1", MPLBACKEND="Agg")
-    env.pop("HPCPIPE_NO_MPI", None)
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -64,13 +40,13 @@ def run_with_fault(repo: Path, tmp_path: Path, mode: str, *extra: str
                    ) -> tuple[subprocess.CompletedProcess, float]:
     marker = tmp_path / "crash-now"
     marker.touch()
-    command = [*mpirun(3), sys.executable, "-m", "hpcpipe", "drp", str(repo), "--output",
+    command = [*require_mpirun(3), sys.executable, "-m", "hpcpipe", "drp", str(repo), "--output",
                str(tmp_path / "out"), "--id", "--production", PRODUCTION, "--report",
                str(tmp_path / "report"), "--timeout", str(TIMEOUT), *extra,
                "-c", f"toyIsr.crash_file={marker}", "toyIsr.crash_visit=1001",
                "toyIsr.crash_ccd=1", f"toyIsr.crash_mode={mode}"]
     start = time.monotonic()
-    result = subprocess.run(command, env=clean_env(), capture_output=True, text=True,
+    result = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True,
                             timeout=180)
     return result, time.monotonic() - start
 
@@ -136,7 +112,7 @@ def drp_serial(repo: Path, tmp_path: Path, *extra: str, timeout: float = 180
                ) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "hpcpipe", "drp", str(repo), "--output",
                str(tmp_path / "out"), "--id", "--production", PRODUCTION, *extra]
-    env = {**clean_env(), "HPCPIPE_NO_MPI": "1"}
+    env = {**subprocess_env(), "HPCPIPE_NO_MPI": "1"}
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -151,7 +127,7 @@ def test_killed_master_leaves_a_journal_the_report_is_rebuilt_from(repo, tmp_pat
     report = tmp_path / "out" / "report"
     assert not (report / "report.json").exists() and (report / "journal.jsonl").exists()
     rebuilt = subprocess.run([sys.executable, "-m", "hpcpipe", "report", str(tmp_path / "out")],
-                             env=clean_env(), capture_output=True, text=True, timeout=120)
+                             env=subprocess_env(), capture_output=True, text=True, timeout=120)
     assert rebuilt.returncode == 0, rebuilt.stderr
     units = {u["key"]: u for u in json.loads((report / "report.json").read_text(),
                                              parse_constant=pytest.fail)["units"]}

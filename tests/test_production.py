@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from mpi_helpers import on_root, shared_dir
+from mpi_helpers import mpirun_command, on_root, shared_dir, subprocess_env
 
 from hpcpipe.butler import Butler
 from hpcpipe.cli import main
@@ -346,33 +345,9 @@ def test_plan_stages_and_bad_declarations():
 
 
 # --- the crash test --------------------------------------------------------------------------
-def _mpirun_command(n: int) -> list[str] | None:
-    mpirun = shutil.which("mpirun")
-    if mpirun is None:
-        return None
-    version = subprocess.run([mpirun, "--version"], capture_output=True, text=True).stdout
-    flags = []
-    if "open mpi" in version.lower():  # as scripts/mpirun_flags.sh
-        flags.append("--oversubscribe")
-        if os.getuid() == 0:
-            flags.append("--allow-run-as-root")
-    return [mpirun, *flags, "-n", str(n)]
-
-
-def _clean_env() -> dict[str, str]:
-    """This process's environment without the variables of its own MPI (singleton) start."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("OMPI_", "PMIX_", "PRTE_", "OPAL_", "HYDRA_", "PMI_"))}
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS.parent), str(TESTS),
-                                         env.get("PYTHONPATH", "")])
-    env.update(OMP_NUM_THREADS="1", MPLBACKEND="Agg")
-    env.pop("HPCPIPE_NO_MPI", None)
-    return env
-
-
 @pytest.mark.slow
 def test_killed_worker_then_rerun_gives_the_undisturbed_outputs(repo, tmp_path):
-    mpirun = _mpirun_command(3)
+    mpirun = mpirun_command(3)
     if mpirun is None:
         pytest.skip("no mpirun")
     reference = tmp_path / "reference"
@@ -384,7 +359,7 @@ def test_killed_worker_then_rerun_gives_the_undisturbed_outputs(repo, tmp_path):
                "--id", "--production", PRODUCTION, "--report", str(tmp_path / "report"),
                "-c", f"toyIsr.crash_file={marker}", "toyIsr.crash_visit=1100",
                "toyIsr.crash_ccd=1"]
-    first = subprocess.run(command, env=_clean_env(), capture_output=True, text=True,
+    first = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True,
                            timeout=300)
     assert first.returncode != 0, first.stdout + first.stderr
     butler = Butler(out)
@@ -393,7 +368,7 @@ def test_killed_worker_then_rerun_gives_the_undisturbed_outputs(repo, tmp_path):
     done_before = {(v, c) for vs in VISITS.values() for v in vs for c in CCDS
                    if butler.datasetExists("toyIsr_metadata", visit=v, ccd=c)}
     marker.unlink()  # the cause of the crash is gone: the same command completes
-    second = subprocess.run(command, env=_clean_env(), capture_output=True, text=True,
+    second = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True,
                             timeout=300)
     assert second.returncode == 0, second.stdout + second.stderr
     records = units(out, tmp_path / "report")
@@ -407,7 +382,7 @@ def test_killed_worker_then_rerun_gives_the_undisturbed_outputs(repo, tmp_path):
 @pytest.mark.slow
 def test_one_rank_under_mpirun_runs_the_whole_production(repo, tmp_path):
     """``mpirun -n 1``: the master does the work itself, with the same outputs."""
-    mpirun = _mpirun_command(1)
+    mpirun = mpirun_command(1)
     if mpirun is None:
         pytest.skip("no mpirun")
     reference = tmp_path / "reference"
@@ -415,7 +390,7 @@ def test_one_rank_under_mpirun_runs_the_whole_production(repo, tmp_path):
     out = tmp_path / "one-rank"
     command = [*mpirun, sys.executable, "-m", "hpcpipe", "drp", str(repo), "--output", str(out),
                "--id", "--production", PRODUCTION, "--report", str(tmp_path / "report")]
-    run = subprocess.run(command, env=_clean_env(), capture_output=True, text=True,
+    run = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True,
                          timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     records = units(out, tmp_path / "report")

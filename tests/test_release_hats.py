@@ -181,7 +181,9 @@ def test_mpi_ranks_write_their_pixels(tmp_path_factory, monkeypatch, exchange_by
     on_root(world, check)
 
 
-def test_release_command_format_both(tmp_path, monkeypatch, capsys):
+def _production_with_raws(tmp_path, monkeypatch) -> dict[str, int]:
+    """A finished production under ``tmp_path/repo`` whose raws the butler lists (the rows of
+    ``release_db_data``); returns its row counts."""
     from release_db_data import CCDS, VISITS, make_production
 
     from hpcpipe.butler import Butler
@@ -193,6 +195,11 @@ def test_release_command_format_both(tmp_path, monkeypatch, capsys):
         return rows if keys == ["visit", "ccd"] else sorted(set(VISITS.values()))
 
     monkeypatch.setattr(Butler, "queryMetadata", query)
+    return counts
+
+
+def test_release_command_format_both(tmp_path, monkeypatch, capsys):
+    counts = _production_with_raws(tmp_path, monkeypatch)
     repo = tmp_path / "repo"
     assert main(["release", str(repo), "--format", "both", "--pixel-threshold", "1000"]) == 0
     out = capsys.readouterr().out
@@ -208,18 +215,10 @@ def test_each_release_command_publishes_one_generation(tmp_path, monkeypatch, ca
     """``--format hdf5`` keeps the published HATS catalogs, ``--format hats`` and
     ``release-convert`` keep the published HDF5 files; each run is switched in whole and the
     printed paths are the ones readers use."""
-    from release_db_data import CCDS, VISITS, make_production
-
     from hpcpipe.butler import Butler
     from hpcpipe.io.generation import published_generation
 
-    _, counts = make_production(tmp_path)
-    rows = [(v, c) for v in VISITS for c in CCDS]
-
-    def query(self, dataset_type, keys, data_id=None, **kw):  # noqa: ANN001
-        return rows if keys == ["visit", "ccd"] else sorted(set(VISITS.values()))
-
-    monkeypatch.setattr(Butler, "queryMetadata", query)
+    counts = _production_with_raws(tmp_path, monkeypatch)
     repo = tmp_path / "repo"
     release = repo / "release"
     assert main(["release", str(repo), "--format", "hats", "--pixel-threshold", "1000"]) == 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from mpi_helpers import require_mpirun, subprocess_env
 
 from hpcpipe.butler import Butler, ButlerError
 from hpcpipe.butler.provenance import trace
@@ -178,40 +178,17 @@ def test_id_file_and_j2_with_resume(repo, tmp_path, capsys):
 
 # --- under mpirun -n 3 ------------------------------------------------------------------------
 
-def mpirun(n: int) -> list[str]:
-    found = shutil.which("mpirun")
-    if found is None:
-        pytest.skip("no mpirun")
-    version = subprocess.run([found, "--version"], capture_output=True, text=True).stdout
-    flags = []
-    if "open mpi" in version.lower():
-        flags.append("--oversubscribe")
-        if os.getuid() == 0:
-            flags.append("--allow-run-as-root")
-    return [found, *flags, "-n", str(n)]
-
-
-def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("OMPI_", "PMIX_", "PRTE_", "OPAL_", "HYDRA_", "PMI_"))}
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS.parent), str(TESTS),
-                                         env.get("PYTHONPATH", "")])
-    env.update(OMP_NUM_THREADS="1", MPLBACKEND="Agg")
-    env.pop("HPCPIPE_NO_MPI", None)
-    return env
-
-
 def test_1000_units_under_mpirun_killed_resumed_with_a_retry(repo, tmp_path, capsys):
     """The issue's "done when": 1,000 units of a user's task with two dataset types of its
     own under `mpirun -n 3`; the job is killed midway and resumed with nothing redone; one
     unit fails once and is done on its retry; `butler describe` lists the types and
     `butler provenance` traces an output to its raw. Every run is bounded."""
     out = tmp_path / "out"
-    command = [*mpirun(3), sys.executable, "-m", "hpcpipe", "run", STATS, str(repo),
+    command = [*require_mpirun(3), sys.executable, "-m", "hpcpipe", "run", STATS, str(repo),
                "--output", str(out), "--id", "object=0..999", "--retries", "1",
                "--loglevel", "WARNING", "-c", "fail_once=[990]", f"marker_dir={tmp_path}",
                "sleep=0.01"]
-    first = subprocess.Popen(command, env=clean_env(), stdout=subprocess.DEVNULL,
+    first = subprocess.Popen(command, env=subprocess_env(), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True)
     metadata = out / "metadata" / "objectStats"
     deadline = time.monotonic() + 300
@@ -227,7 +204,7 @@ def test_1000_units_under_mpirun_killed_resumed_with_a_retry(repo, tmp_path, cap
     time.sleep(1.0)
     done_before = metadata_times(out)
     assert 150 <= len(done_before) < 1000
-    second = subprocess.run(command, env=clean_env(), capture_output=True, text=True,
+    second = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True,
                             timeout=600)
     assert second.returncode == 0, second.stdout + second.stderr
     units = report_units(out)

@@ -21,6 +21,7 @@ import math
 import os
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -123,16 +124,19 @@ def read_events(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
     A line cut short by a kill is skipped.
     """
-    events = []
+    return [entry for entry in _entries(path) if entry.get("event") != "unit"]
+
+
+def _entries(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """The journal's entries (JSON objects), skipping a line cut short by a kill."""
     with open(path, encoding="utf-8") as handle:
         for line in handle:
             try:
                 entry = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if isinstance(entry, dict) and entry.get("event") != "unit":
-                events.append(entry)
-    return events
+            if isinstance(entry, dict):
+                yield entry
 
 
 _ARCHIVED = re.compile(r"(.+)\.(\d+)(\.jsonl)$")
@@ -173,15 +177,9 @@ def read_journal_kernels(path: str | os.PathLike[str]) -> dict[int, dict[str, An
     """The kernel implementations per rank of a journal: ``{rank: {"host", "kernels"}}``
     (later lines of a rank add to and override earlier ones)."""
     out: dict[int, dict[str, Any]] = {}
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(entry, dict) and entry.get("event") == "kernels" \
-                    and isinstance(entry.get("kernels"), dict):
-                rank = int(entry.get("rank", -1))
-                slot = out.setdefault(rank, {"host": str(entry.get("host", "")), "kernels": {}})
-                slot["kernels"].update({str(k): str(v) for k, v in entry["kernels"].items()})
+    for entry in _entries(path):
+        if entry.get("event") == "kernels" and isinstance(entry.get("kernels"), dict):
+            rank = int(entry.get("rank", -1))
+            slot = out.setdefault(rank, {"host": str(entry.get("host", "")), "kernels": {}})
+            slot["kernels"].update({str(k): str(v) for k, v in entry["kernels"].items()})
     return out

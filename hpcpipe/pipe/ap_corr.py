@@ -57,6 +57,16 @@ class ApplyApCorrError(ValueError):
     """A catalog lacks the fields an aperture correction needs."""
 
 
+def _local_background(values: np.ndarray) -> tuple[float, float]:
+    """The clipped median of an annulus's pixels (three 3-sigma passes about the median, the
+    width from the MAD) and its error."""
+    for _ in range(3):
+        med = np.median(values)
+        sig = 1.4826 * np.median(np.abs(values - med))
+        values = values[np.abs(values - med) <= 3.0 * sig]
+    return float(np.median(values)), 1.2533 * float(np.std(values)) / np.sqrt(values.size)
+
+
 #: The radius in an aperture flux's name (``base_CircularApertureFlux_12_0``: 12.0).
 re_radius = re.compile(r"_(\d+)_(\d+)$")
 
@@ -229,12 +239,7 @@ class MeasureApCorrTask(Task):
             vals = vals[np.isfinite(vals)]
             if vals.size < 50 or res["ap_flag"][k, 0]:
                 continue
-            for _ in range(3):
-                med = np.median(vals)
-                sig = 1.4826 * np.median(np.abs(vals - med))
-                vals = vals[np.abs(vals - med) <= 3.0 * sig]
-            local = float(np.median(vals))
-            local_err = 1.2533 * float(np.std(vals)) / np.sqrt(vals.size)
+            local, local_err = _local_background(vals)
             flux[index[k]] = res["ap_flux"][k, 0] - local * area
             err[index[k]] = np.hypot(res["ap_flux_err"][k, 0], local_err * area)
             flag[index[k]] = False
@@ -293,12 +298,7 @@ class MeasureApCorrTask(Task):
             vals = pix[ring].astype(np.float64)
             if vals.size < 50:
                 continue
-            for _ in range(3):
-                med = np.median(vals)
-                sig = 1.4826 * np.median(np.abs(vals - med))
-                vals = vals[np.abs(vals - med) <= 3.0 * sig]
-            local = float(np.median(vals))
-            local_err = 1.2533 * float(np.std(vals)) / np.sqrt(vals.size)
+            local, local_err = _local_background(vals)
             mine = usable & ((lab == 0) | (lab == own))
             total = rf[index[k]] - local * np.pi * r0 ** 2
             var = re[index[k]] ** 2
