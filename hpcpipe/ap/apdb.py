@@ -50,7 +50,8 @@ from hpcpipe.errors import HpcpipeError
 
 __all__ = ["Apdb", "ApdbError", "BANDS", "DIA_FORCED_SOURCE_DTYPE", "DIA_OBJECT_DTYPE",
            "DIA_SOURCE_COLUMNS", "DIA_SOURCE_DTYPE", "INDEX_ORDER", "SCHEMA_VERSION",
-           "STAT_NAMES", "new_rows", "pixel_ranges_circle", "pixel_ranges_polygon"]
+           "STAT_NAMES", "new_rows", "pixel_ranges_circle", "pixel_ranges_polygon",
+           "table_columns"]
 
 #: Version of hpcpipe's APDB layout (stored in the database; another version is refused).
 SCHEMA_VERSION = 2
@@ -109,16 +110,23 @@ class ApdbError(HpcpipeError):
     """The APDB is missing, not an APDB, of another layout version, or inconsistent."""
 
 
+def table_columns(table: str, keys: tuple[str, ...]) -> list[sa.Column]:
+    """The SQLAlchemy columns of one of Rubin's APDB tables (from its schema), ``keys`` the
+    primary key."""
+    columns = []
+    for spec in apdb_columns(table):
+        kind = _SQL_TYPES[spec.datatype]
+        sql_type = kind(spec.length or 64) if kind is sa.String else kind()
+        columns.append(sa.Column(spec.name, sql_type, primary_key=spec.name in keys,
+                                 nullable=spec.nullable and spec.name not in keys,
+                                 autoincrement=False, comment=spec.description or None))
+    return columns
+
+
 def _metadata() -> sa.MetaData:
     meta = sa.MetaData()
     for table, keys in _KEYS.items():
-        columns = []
-        for spec in apdb_columns(table):
-            kind = _SQL_TYPES[spec.datatype]
-            sql_type = kind(spec.length or 64) if kind is sa.String else kind()
-            columns.append(sa.Column(spec.name, sql_type, primary_key=spec.name in keys,
-                                     nullable=spec.nullable and spec.name not in keys,
-                                     autoincrement=False, comment=spec.description or None))
+        columns = table_columns(table, keys)
         columns.append(sa.Column("pixelId", sa.BigInteger, nullable=False,
                                  comment=f"HEALPix nested pixel, order {INDEX_ORDER}"))
         sa.Table(table, meta, *columns)

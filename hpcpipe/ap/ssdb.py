@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from hpcpipe.ap.apdb import _SQL_TYPES, Apdb, ApdbError, _chunks, _rows_to_array, _to_python
-from hpcpipe.ap.sdm import apdb_columns, numpy_dtype
+from hpcpipe.ap.apdb import Apdb, ApdbError, _chunks, _rows_to_array, _to_python, table_columns
+from hpcpipe.ap.sdm import numpy_dtype
 
 __all__ = ["SSOBJECT_DTYPE", "SSSOURCE_DTYPE", "SSORBIT_DTYPE", "DETECTION_COLUMNS",
            "SolarSystemDb"]
@@ -55,14 +55,7 @@ _DETECTION_DTYPE = numpy_dtype("DiaSource", DETECTION_COLUMNS)
 def _metadata() -> sa.MetaData:
     meta = sa.MetaData()
     for table, keys in (("SSObject", ("ssObjectId",)), ("SSSource", ("diaSourceId",))):
-        columns = []
-        for spec in apdb_columns(table):
-            kind = _SQL_TYPES[spec.datatype]
-            sql_type = kind(spec.length or 64) if kind is sa.String else kind()
-            columns.append(sa.Column(spec.name, sql_type, primary_key=spec.name in keys,
-                                     nullable=spec.nullable and spec.name not in keys,
-                                     autoincrement=False, comment=spec.description or None))
-        sa.Table(table, meta, *columns)
+        sa.Table(table, meta, *table_columns(table, keys))
     sa.Index("SSSource_ssObjectId", meta.tables["SSSource"].c.ssObjectId)
     kinds = {"f": sa.Double, "i": sa.BigInteger}
     orbit = [sa.Column(name, kinds[SSORBIT_DTYPE[name].kind](),
