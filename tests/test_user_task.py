@@ -272,3 +272,33 @@ def test_timeout_fails_a_unit_that_runs_too_long(repo, tmp_path):
     assert {u["state"] for u in units.values()} == {"failed"}
     assert all("1" in u["error"] and "time" in u["error"].lower() for u in units.values())
     assert not (out / "metadata" / "objectStats").exists()
+
+
+FIRST_WRITERS = """
+import sys
+from pathlib import Path
+from hpcpipe.butler.provenance import ProvenanceTable
+
+path, k, start = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+import time
+time.sleep(max(start - time.time(), 0.0))  # every process opens the new database at once
+table = ProvenanceTable(path, busy_timeout=60.0)
+for n in range(20):
+    table.record("objectStats", [("objectStats", {"object": 100 * k + n})],
+                 [("raw", {"visit": k, "ccd": n})], unit=f"objectStats object={100 * k + n}")
+"""
+
+
+def test_first_writers_of_a_new_lineage_table_wait_for_each_other(tmp_path):
+    """Several processes writing the lineage of their first units into a database that does
+    not exist yet (the -j N workers): none fails with "database is locked"."""
+    from hpcpipe.butler.provenance import ProvenanceTable
+
+    path = tmp_path / "provenance.sqlite3"
+    start = time.time() + 1.0
+    children = [subprocess.Popen([sys.executable, "-c", FIRST_WRITERS, str(path), str(k),
+                                  str(start)], env=subprocess_env(), stderr=subprocess.PIPE,
+                                 text=True) for k in range(6)]
+    errors = [child.communicate(timeout=120)[1] for child in children]
+    assert [child.returncode for child in children] == [0] * 6, errors
+    assert len(ProvenanceTable(path).recorded_units()) == 6 * 20

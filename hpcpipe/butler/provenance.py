@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,16 +80,37 @@ class ProvenanceTable:
         if self._conn is None or self._pid != os.getpid():  # never share one across a fork
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS lineage (output_type TEXT NOT NULL, output_id TEXT "
-                "NOT NULL, input_type TEXT NOT NULL, input_id TEXT NOT NULL, task TEXT NOT "
-                "NULL, PRIMARY KEY (output_type, output_id, input_type, input_id))")
-            conn.execute("CREATE TABLE IF NOT EXISTS units (unit TEXT PRIMARY KEY, task TEXT "
-                         "NOT NULL)")
+            # Switching a new database to WAL takes an exclusive lock, and SQLite answers
+            # "database is locked" at once (without its busy handler) to a second process
+            # doing the same at that moment (the -j N workers' first units): retry, up to
+            # the busy timeout.
+            deadline = time.monotonic() + self.busy_timeout
+            delay = 0.005
+            while True:
+                try:
+                    self._initialise(conn)
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) and "busy" not in str(exc) \
+                            or time.monotonic() > deadline:
+                        conn.close()
+                        raise
+                    time.sleep(delay)
+                    delay = min(2 * delay, 0.25)
             self._conn, self._pid = conn, os.getpid()
         return self._conn
+
+    @staticmethod
+    def _initialise(conn: sqlite3.Connection) -> None:
+        if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            conn.execute("PRAGMA journal_mode=WAL")  # persistent: set once per database
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS lineage (output_type TEXT NOT NULL, output_id TEXT "
+            "NOT NULL, input_type TEXT NOT NULL, input_id TEXT NOT NULL, task TEXT NOT "
+            "NULL, PRIMARY KEY (output_type, output_id, input_type, input_id))")
+        conn.execute("CREATE TABLE IF NOT EXISTS units (unit TEXT PRIMARY KEY, task TEXT "
+                     "NOT NULL)")
 
     def record(self, task: str, outputs: Iterable[DatasetRef], inputs: Iterable[DatasetRef],
                unit: str | None = None) -> int:
