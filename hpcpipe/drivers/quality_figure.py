@@ -367,6 +367,6 @@ def write_quality_figure(quality: RunQuality, path: str | Path, title: str = "ru
     fig.suptitle(title, fontsize=12)
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", bbox_inches="tight", pad_inches=0.15)
     plt.close(fig)
     return path
