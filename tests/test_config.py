@@ -3,9 +3,11 @@ saving and loading as Python, and comparison."""
 
 from __future__ import annotations
 
+import ast
 import math
 import pickle
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -620,3 +622,48 @@ def test_stored_config_is_flat_data_compared_as_data(tmp_path):
     assert StoredConfig.from_config(measure).differences(MeasureConfig())
     with pytest.raises(ConfigError, match="not a stored config"):
         StoredConfig.from_data({"config_class": "x"}, "somewhere.yaml")
+
+
+# --- the package's layering ----------------------------------------------------------------
+
+#: The modules of hpcpipe.config, top layer last (config.py's docstring explains the order).
+_LAYERS = ["errors", "history", "compare", "fields", "overrides", "serialize", "config",
+           "configurable", "registry", "stored"]
+
+
+def _runtime_imports(path: Path) -> list[tuple[str, int, bool]]:
+    """``(module, line, at module level)`` of every import outside ``if TYPE_CHECKING:``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: list[tuple[str, int, bool]] = []
+
+    def visit(node: ast.AST, top: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                continue
+            if isinstance(child, ast.Import):
+                found.extend((alias.name, child.lineno, top) for alias in child.names)
+            elif isinstance(child, ast.ImportFrom) and child.module:
+                found.extend((f"{child.module}.{alias.name}", child.lineno, top)
+                             for alias in child.names)
+            inner = isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            visit(child, top and not inner)
+
+    visit(tree, True)
+    return found
+
+
+def test_config_modules_import_one_way():
+    """Each module imports only the layers above it, at module level; the rest is type-only."""
+    import hpcpipe.config
+
+    package = Path(hpcpipe.config.__file__).parent
+    assert sorted(_LAYERS) == sorted(p.stem for p in package.glob("*.py") if p.stem != "__init__")
+    for rank, name in enumerate(_LAYERS):
+        for target, line, top in _runtime_imports(package / f"{name}.py"):
+            parts = target.split(".")
+            if parts[:2] != ["hpcpipe", "config"] or len(parts) < 3:
+                continue
+            sibling = parts[2]
+            where = f"hpcpipe/config/{name}.py:{line} imports {target}"
+            assert top, f"{where} inside a function"
+            assert _LAYERS.index(sibling) < rank, f"{where}, a layer below it"

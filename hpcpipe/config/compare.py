@@ -1,11 +1,17 @@
-"""Field-by-field comparison of two configs."""
+"""Field-by-field comparison of two configs.
+
+This module sits below the config core (:mod:`hpcpipe.config.config` and the field modules
+import it, never the other way round): :class:`ConfigDifference` is what every field's
+``_compare`` returns, and :func:`compare_fields` walks a config through its ``_fields``, so it
+needs nothing from the classes it compares.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # type-only: the config core imports this module
     from hpcpipe.config.config import Config
 
 __all__ = ["ConfigDifference", "compare_configs", "compare_fields", "format_differences"]
@@ -18,7 +24,7 @@ class ConfigDifference:
     Attributes
     ----------
     name : str
-        The dotted field name (``"isr.do_bias"``); for a retargeted subtask, the field name
+        The dotted field name (``"isr.doBias"``); for a retargeted subtask, the field name
         followed by ``" (target)"``; for configs of different classes, ``"(config class)"``.
     value : object
         The value in the config that was compared (``self``).

@@ -1,4 +1,22 @@
-"""The :class:`Config` base class: a set of typed fields with history, freezing and validation."""
+"""The :class:`Config` base class: a set of typed fields with history, freezing and validation.
+
+The package is layered; each module imports only those above it in this list, never one below
+(type-only imports under ``TYPE_CHECKING`` aside)::
+
+    errors, history          what went wrong; where each value was set
+    compare                  ConfigDifference, the field-by-field walk
+    fields                   Field and the scalar, list and dict fields
+    overrides                dotted names and -c/-C overrides (duck-typed: no config class)
+    serialize                configs as Python source, saved atomically (hpcpipe.io.atomic)
+    config                   Config (this module)
+    configurable, registry   the fields that hold configs: subtasks, registry choices
+    stored                   configs stored as YAML data
+
+Like LSST's pex_config, the behaviour lives on the nodes: each field knows how to compare,
+save, freeze and parse its values, and each node of a config tree resolves the next part of a
+dotted name itself (``_dotted_child``, ``_dotted_field``), so the modules below this one use a
+config only through those methods.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +24,14 @@ import copy
 import difflib
 import os
 from collections.abc import Iterator
-from typing import IO, TYPE_CHECKING, Any, ClassVar
+from typing import IO, Any, ClassVar
 
+from hpcpipe.config.compare import ConfigDifference, compare_configs
 from hpcpipe.config.errors import FrozenConfigError, UnknownFieldError
 from hpcpipe.config.fields import Field
 from hpcpipe.config.history import HistoryEntry, format_history_entries
-
-if TYPE_CHECKING:
-    from hpcpipe.config.compare import ConfigDifference
+from hpcpipe.config.overrides import resolve_field
+from hpcpipe.config.serialize import config_to_python, load_config, save_config
 
 __all__ = ["Config", "config_fields"]
 
@@ -124,6 +142,32 @@ class Config:
         for field in self._fields.values():
             yield from field._subconfigs(self)
 
+    # dotted names (hpcpipe.config.overrides walks a config tree through these) ------------
+
+    def _dotted_child(self, attr: str, key: str | None) -> Any:
+        """The node that ``attr`` (or ``attr[key]``) names in this config.
+
+        Raises
+        ------
+        KeyError
+            If there is no such field, or it takes no ``[key]``.
+        """
+        if attr not in self._fields:
+            raise KeyError(attr)
+        return self._fields[attr]._resolve_child(self, key)
+
+    def _dotted_field(self, attr: str, key: str | None) -> tuple[Config, Field]:
+        """This config and its field ``attr``, the last part of a dotted name.
+
+        Raises
+        ------
+        KeyError
+            If there is no such field (or a ``[key]`` is given).
+        """
+        if key is not None or attr not in self._fields:
+            raise KeyError(attr)
+        return self, self._fields[attr]
+
     # public API ---------------------------------------------------------------------------
 
     @property
@@ -167,15 +211,13 @@ class Config:
         Parameters
         ----------
         name : str
-            A dotted field name relative to this config (``"isr.do_bias"``).
+            A dotted field name relative to this config (``"isr.doBias"``).
 
         Raises
         ------
         UnknownFieldError
             If there is no such field (with the close matches).
         """
-        from hpcpipe.config.overrides import resolve_field
-
         owner, field = resolve_field(self, name)
         return list(owner._history.get(field.name, []))
 
@@ -191,20 +233,14 @@ class Config:
         differences : list of ConfigDifference
             Each with the dotted ``name`` and both values; empty when the configs are equal.
         """
-        from hpcpipe.config.compare import compare_configs
-
         return compare_configs(self, other)
 
     def to_python(self, root: str = "config") -> str:
         """Return the config as Python source (``config.x = ...`` lines) that :meth:`load` reads."""
-        from hpcpipe.config.serialize import config_to_python
-
         return config_to_python(self, root)
 
     def save(self, path: str | os.PathLike[str] | IO[str], root: str = "config") -> None:
         """Write the config as readable Python to a file (atomically) or an open text stream."""
-        from hpcpipe.config.serialize import save_config
-
         save_config(self, path, root)
 
     def load(self, path: str | os.PathLike[str]) -> None:
@@ -216,8 +252,6 @@ class Config:
             If the file cannot be read, was saved from another config class, or raises; the
             message names the file and the line.
         """
-        from hpcpipe.config.serialize import load_config
-
         load_config(self, path)
 
     def copy(self) -> Config:

@@ -3,35 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hpcpipe.config import history
+from hpcpipe.config.compare import ConfigDifference, compare_fields
 from hpcpipe.config.config import Config
 from hpcpipe.config.errors import ConfigError, FieldValidationError
 from hpcpipe.config.fields import Field
-
-if TYPE_CHECKING:
-    from hpcpipe.config.compare import ConfigDifference
+from hpcpipe.config.serialize import importable, qualified_name
 
 __all__ = ["ConfigField", "ConfigurableField", "ConfigurableInstance", "qualified_name"]
-
-
-def qualified_name(obj: Any) -> str:
-    """Return ``module.QualName`` of a class or function."""
-    return f"{obj.__module__}.{obj.__qualname__}"
-
-
-def importable(obj: Any) -> bool:
-    """Whether ``obj`` can be found again from its module and qualified name."""
-    import importlib
-
-    try:
-        found: Any = importlib.import_module(obj.__module__)
-        for part in obj.__qualname__.split("."):
-            found = getattr(found, part)
-    except (ImportError, AttributeError):
-        return False
-    return found is obj
 
 
 class _GroupField(Field):
@@ -79,8 +60,6 @@ class _GroupField(Field):
                          f"({full_name}.<field>=...) or use a -C config file")
 
     def _compare_nested(self, a: Config, b: Config, prefix: str) -> list[ConfigDifference]:
-        from hpcpipe.config.compare import compare_fields
-
         return compare_fields(self._config(a), self._config(b), f"{prefix}{self.name}.")
 
 
@@ -234,8 +213,6 @@ class ConfigurableField(_GroupField):
         yield from super()._flat_items(instance, prefix)
 
     def _compare(self, a: Config, b: Config, prefix: str) -> list[ConfigDifference]:
-        from hpcpipe.config.compare import ConfigDifference
-
         va: ConfigurableInstance = a._storage[self.name]
         vb: ConfigurableInstance = b._storage[self.name]
         out = []
@@ -333,6 +310,14 @@ class ConfigurableInstance:
         object.__setattr__(self, "_target", target)
         owner._record(self._name, history.Marker(f"retarget({qualified_name(target)})"),
                       kind, location)
+
+    def _dotted_child(self, attr: str, key: str | None) -> Any:
+        """The node ``attr`` (or ``attr[key]``) names in the subtask's config."""
+        return self._value._dotted_child(attr, key)
+
+    def _dotted_field(self, attr: str, key: str | None) -> tuple[Config, Field]:
+        """The subtask's config and its field ``attr``, the last part of a dotted name."""
+        return self._value._dotted_field(attr, key)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):

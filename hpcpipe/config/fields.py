@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMappin
 from typing import TYPE_CHECKING, Any
 
 from hpcpipe.config import history
+from hpcpipe.config.compare import ConfigDifference
 from hpcpipe.config.errors import FieldValidationError
 
-if TYPE_CHECKING:
-    from hpcpipe.config.compare import ConfigDifference
+if TYPE_CHECKING:  # type-only: config.py imports this module
     from hpcpipe.config.config import Config
 
 __all__ = ["Field", "RangeField", "ChoiceField", "ListField", "DictField", "ConfigList",
@@ -238,9 +238,27 @@ class Field:
         lines.append(f"{prefix}.{self.name} = {py_literal(self.__get__(instance))}")
         return lines
 
-    def _compare(self, a: Config, b: Config, prefix: str) -> list[ConfigDifference]:
-        from hpcpipe.config.compare import ConfigDifference
+    def _override(self, instance: Config, attr: str, text: str) -> None:
+        """Set the field from the text of a ``-c name=value`` override.
 
+        ``attr`` is the last part of the dotted name (the field's own name, or what a group
+        field resolved it to, such as ``names`` for a registry choice).
+        """
+        setattr(instance, self.name, self._parse_text(text, instance._full_name(self.name)))
+
+    def _resolve_child(self, instance: Config, key: str | None) -> Any:
+        """The node a dotted name reaches through this field (``name`` or ``name[key]``).
+
+        Raises
+        ------
+        KeyError
+            If the field takes no ``[key]`` (only a registry choice does).
+        """
+        if key is not None:
+            raise KeyError(key)
+        return self.__get__(instance)
+
+    def _compare(self, a: Config, b: Config, prefix: str) -> list[ConfigDifference]:
         va, vb = self.__get__(a), self.__get__(b)
         if values_equal(va, vb):
             return []
@@ -343,200 +361,6 @@ class ChoiceField(Field):
         return lines[:-1] + ["# Allowed values:"] + choices + lines[-1:]
 
 
-class ListField(Field):
-    """A list of scalars.
-
-    Parameters
-    ----------
-    doc, dtype, optional
-        As for :class:`Field`; ``dtype`` is the type of the items.
-    default : sequence, optional
-        The items of a new config (copied).
-    length, min_length, max_length : int, optional
-        Constraints on the number of items, checked by validation.
-    item_check : callable, optional
-        ``item_check(item) -> bool``, checked when an item is set.
-    list_check : callable, optional
-        ``list_check(list) -> bool``, checked by validation.
-    """
-
-    def __init__(self, doc: str, dtype: type, default: Iterable[Any] | None = None,
-                 optional: bool = False, length: int | None = None,
-                 min_length: int | None = None, max_length: int | None = None,
-                 item_check: Callable[[Any], bool] | None = None,
-                 list_check: Callable[[Any], bool] | None = None) -> None:
-        self.length, self.min_length, self.max_length = length, min_length, max_length
-        self.item_check = item_check
-        self.list_check = list_check
-        super().__init__(doc, dtype, None, optional, None)
-        self.default = None if default is None else self._convert_items(default, self.name)
-
-    def describe_type(self) -> str:
-        return f"list of {_type_name(self.dtype)}"
-
-    def _convert_items(self, value: Any, full_name: str) -> list[Any]:
-        if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
-            raise self._fail(full_name, f"expected a list, got {type(value).__name__} {value!r}")
-        return [self._convert_item(v, full_name) for v in value]
-
-    def _convert_item(self, item: Any, full_name: str) -> Any:
-        try:
-            item = convert_scalar(self.dtype, item)
-        except TypeError as exc:
-            raise self._fail(full_name, f"item: {exc}") from None
-        if item is None:
-            raise self._fail(full_name, "items may not be None")
-        if self.item_check is not None and not self.item_check(item):
-            raise self._fail(full_name, f"item {item!r} fails its check")
-        return item
-
-    def _copy_default(self) -> Any:
-        return None if self.default is None else list(self.default)
-
-    def _init_value(self, instance: Config) -> None:
-        super()._init_value(instance)
-        self._wrap(instance)
-
-    def _wrap(self, instance: Config) -> None:
-        items = instance._storage[self.name]
-        if items is not None:
-            instance._storage[self.name] = ConfigList(instance, self.name, items)
-
-    def _assign(self, instance: Config, value: Any) -> None:
-        full_name = instance._full_name(self.name)
-        instance._storage[self.name] = (None if value is None
-                                        else self._convert_items(value, full_name))
-        self._wrap(instance)
-
-    def _history_value(self, instance: Config) -> Any:
-        return _plain(instance._storage[self.name])
-
-    def validate(self, instance: Config) -> None:
-        super().validate(instance)
-        value = self.__get__(instance)
-        if value is None:
-            return
-        full_name = instance._full_name(self.name)
-        n = len(value)
-        if self.length is not None and n != self.length:
-            raise self._fail(full_name, f"has {n} items, needs {self.length}")
-        if self.min_length is not None and n < self.min_length:
-            raise self._fail(full_name, f"has {n} items, needs at least {self.min_length}")
-        if self.max_length is not None and n > self.max_length:
-            raise self._fail(full_name, f"has {n} items, needs at most {self.max_length}")
-        if self.list_check is not None and not self.list_check(list(value)):
-            raise self._fail(full_name, f"value {list(value)!r} fails its check")
-
-    def _parse_text(self, text: str, full_name: str) -> Any:
-        text = text.strip()
-        if text == "None":
-            return None
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = None
-        if isinstance(value, (list, tuple)):
-            return list(value)
-        if not text:
-            return []
-        items = []
-        for part in text.split(","):
-            try:
-                items.append(parse_scalar(self.dtype, part))
-            except ValueError as exc:
-                raise self._fail(full_name, f"item: {exc}") from None
-        return items
-
-
-class DictField(Field):
-    """A dict from scalars to scalars.
-
-    Parameters
-    ----------
-    doc, optional
-        As for :class:`Field`.
-    keytype, itemtype : type
-        The types of the keys and of the values.
-    default : mapping, optional
-        The items of a new config (copied).
-    item_check : callable, optional
-        ``item_check(value) -> bool``, checked when an item is set.
-    dict_check : callable, optional
-        ``dict_check(dict) -> bool``, checked by validation.
-    """
-
-    def __init__(self, doc: str, keytype: type, itemtype: type,
-                 default: Mapping[Any, Any] | None = None, optional: bool = False,
-                 item_check: Callable[[Any], bool] | None = None,
-                 dict_check: Callable[[Any], bool] | None = None) -> None:
-        if keytype not in SCALAR_TYPES or itemtype not in SCALAR_TYPES:
-            raise TypeError(f"unsupported DictField types {keytype!r}, {itemtype!r}")
-        self.keytype = keytype
-        self.item_check = item_check
-        self.dict_check = dict_check
-        super().__init__(doc, itemtype, None, optional, None)
-        self.default = None if default is None else self._convert_items(default, self.name)
-
-    def describe_type(self) -> str:
-        return f"dict of {_type_name(self.keytype)} to {_type_name(self.dtype)}"
-
-    def _convert_items(self, value: Any, full_name: str) -> dict[Any, Any]:
-        if not isinstance(value, Mapping):
-            raise self._fail(full_name, f"expected a dict, got {type(value).__name__} {value!r}")
-        return dict(self._convert_item(k, v, full_name) for k, v in value.items())
-
-    def _convert_item(self, key: Any, item: Any, full_name: str) -> tuple[Any, Any]:
-        try:
-            key = convert_scalar(self.keytype, key)
-            item = convert_scalar(self.dtype, item)
-        except TypeError as exc:
-            raise self._fail(full_name, f"item {key!r}: {exc}") from None
-        if key is None:
-            raise self._fail(full_name, "keys may not be None")
-        if item is not None and self.item_check is not None and not self.item_check(item):
-            raise self._fail(full_name, f"item {key!r}: {item!r} fails its check")
-        return key, item
-
-    def _copy_default(self) -> Any:
-        return None if self.default is None else dict(self.default)
-
-    def _init_value(self, instance: Config) -> None:
-        super()._init_value(instance)
-        self._wrap(instance)
-
-    def _wrap(self, instance: Config) -> None:
-        items = instance._storage[self.name]
-        if items is not None:
-            instance._storage[self.name] = ConfigDict(instance, self.name, items)
-
-    def _assign(self, instance: Config, value: Any) -> None:
-        full_name = instance._full_name(self.name)
-        instance._storage[self.name] = (None if value is None
-                                        else self._convert_items(value, full_name))
-        self._wrap(instance)
-
-    def _history_value(self, instance: Config) -> Any:
-        return _plain(instance._storage[self.name])
-
-    def validate(self, instance: Config) -> None:
-        super().validate(instance)
-        value = self.__get__(instance)
-        if value is not None and self.dict_check is not None and not self.dict_check(dict(value)):
-            raise self._fail(instance._full_name(self.name),
-                             f"value {dict(value)!r} fails its check")
-
-    def _parse_text(self, text: str, full_name: str) -> Any:
-        if text.strip() == "None":
-            return None
-        try:
-            value = ast.literal_eval(text.strip())
-        except (ValueError, SyntaxError):
-            value = None
-        if not isinstance(value, dict):
-            raise self._fail(full_name, f"expected a dict such as {{'a': 1}}, got {text!r}")
-        return value
-
-
 class _Container:
     """Shared parts of the list and dict values: the owner, freezing and history."""
 
@@ -633,3 +457,197 @@ class ConfigDict(_Container, MutableMapping):
         self._before_change()
         del self._data[key]
         self._after_change()
+
+
+class _ContainerField(Field):
+    """What :class:`ListField` and :class:`DictField` share: a copied default, the value kept
+    wrapped in its container (:class:`ConfigList`, :class:`ConfigDict`) so that changes to
+    items are type-checked and recorded, and a history of plain copies.
+
+    Subclasses set :attr:`container` and define ``_convert_items``.
+    """
+
+    #: The class the stored value is wrapped in.
+    container: type[_Container]
+
+    def __init__(self, doc: str, dtype: type, default: Any, optional: bool) -> None:
+        super().__init__(doc, dtype, None, optional, None)
+        self.default = None if default is None else self._convert_items(default, self.name)
+
+    def _convert_items(self, value: Any, full_name: str) -> Any:
+        raise NotImplementedError
+
+    def _copy_default(self) -> Any:
+        return None if self.default is None else self.default.copy()
+
+    def _init_value(self, instance: Config) -> None:
+        super()._init_value(instance)
+        self._wrap(instance)
+
+    def _wrap(self, instance: Config) -> None:
+        items = instance._storage[self.name]
+        if items is not None:
+            instance._storage[self.name] = self.container(instance, self.name, items)
+
+    def _assign(self, instance: Config, value: Any) -> None:
+        full_name = instance._full_name(self.name)
+        instance._storage[self.name] = (None if value is None
+                                        else self._convert_items(value, full_name))
+        self._wrap(instance)
+
+    def _history_value(self, instance: Config) -> Any:
+        return _plain(instance._storage[self.name])
+
+
+class ListField(_ContainerField):
+    """A list of scalars.
+
+    Parameters
+    ----------
+    doc, dtype, optional
+        As for :class:`Field`; ``dtype`` is the type of the items.
+    default : sequence, optional
+        The items of a new config (copied).
+    length, min_length, max_length : int, optional
+        Constraints on the number of items, checked by validation.
+    item_check : callable, optional
+        ``item_check(item) -> bool``, checked when an item is set.
+    list_check : callable, optional
+        ``list_check(list) -> bool``, checked by validation.
+    """
+
+    container = ConfigList
+
+    def __init__(self, doc: str, dtype: type, default: Iterable[Any] | None = None,
+                 optional: bool = False, length: int | None = None,
+                 min_length: int | None = None, max_length: int | None = None,
+                 item_check: Callable[[Any], bool] | None = None,
+                 list_check: Callable[[Any], bool] | None = None) -> None:
+        self.length, self.min_length, self.max_length = length, min_length, max_length
+        self.item_check = item_check
+        self.list_check = list_check
+        super().__init__(doc, dtype, default, optional)
+
+    def describe_type(self) -> str:
+        return f"list of {_type_name(self.dtype)}"
+
+    def _convert_items(self, value: Any, full_name: str) -> list[Any]:
+        if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+            raise self._fail(full_name, f"expected a list, got {type(value).__name__} {value!r}")
+        return [self._convert_item(v, full_name) for v in value]
+
+    def _convert_item(self, item: Any, full_name: str) -> Any:
+        try:
+            item = convert_scalar(self.dtype, item)
+        except TypeError as exc:
+            raise self._fail(full_name, f"item: {exc}") from None
+        if item is None:
+            raise self._fail(full_name, "items may not be None")
+        if self.item_check is not None and not self.item_check(item):
+            raise self._fail(full_name, f"item {item!r} fails its check")
+        return item
+
+    def validate(self, instance: Config) -> None:
+        super().validate(instance)
+        value = self.__get__(instance)
+        if value is None:
+            return
+        full_name = instance._full_name(self.name)
+        n = len(value)
+        if self.length is not None and n != self.length:
+            raise self._fail(full_name, f"has {n} items, needs {self.length}")
+        if self.min_length is not None and n < self.min_length:
+            raise self._fail(full_name, f"has {n} items, needs at least {self.min_length}")
+        if self.max_length is not None and n > self.max_length:
+            raise self._fail(full_name, f"has {n} items, needs at most {self.max_length}")
+        if self.list_check is not None and not self.list_check(list(value)):
+            raise self._fail(full_name, f"value {list(value)!r} fails its check")
+
+    def _parse_text(self, text: str, full_name: str) -> Any:
+        text = text.strip()
+        if text == "None":
+            return None
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = None
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        if not text:
+            return []
+        items = []
+        for part in text.split(","):
+            try:
+                items.append(parse_scalar(self.dtype, part))
+            except ValueError as exc:
+                raise self._fail(full_name, f"item: {exc}") from None
+        return items
+
+
+class DictField(_ContainerField):
+    """A dict from scalars to scalars.
+
+    Parameters
+    ----------
+    doc, optional
+        As for :class:`Field`.
+    keytype, itemtype : type
+        The types of the keys and of the values.
+    default : mapping, optional
+        The items of a new config (copied).
+    item_check : callable, optional
+        ``item_check(value) -> bool``, checked when an item is set.
+    dict_check : callable, optional
+        ``dict_check(dict) -> bool``, checked by validation.
+    """
+
+    container = ConfigDict
+
+    def __init__(self, doc: str, keytype: type, itemtype: type,
+                 default: Mapping[Any, Any] | None = None, optional: bool = False,
+                 item_check: Callable[[Any], bool] | None = None,
+                 dict_check: Callable[[Any], bool] | None = None) -> None:
+        if keytype not in SCALAR_TYPES or itemtype not in SCALAR_TYPES:
+            raise TypeError(f"unsupported DictField types {keytype!r}, {itemtype!r}")
+        self.keytype = keytype
+        self.item_check = item_check
+        self.dict_check = dict_check
+        super().__init__(doc, itemtype, default, optional)
+
+    def describe_type(self) -> str:
+        return f"dict of {_type_name(self.keytype)} to {_type_name(self.dtype)}"
+
+    def _convert_items(self, value: Any, full_name: str) -> dict[Any, Any]:
+        if not isinstance(value, Mapping):
+            raise self._fail(full_name, f"expected a dict, got {type(value).__name__} {value!r}")
+        return dict(self._convert_item(k, v, full_name) for k, v in value.items())
+
+    def _convert_item(self, key: Any, item: Any, full_name: str) -> tuple[Any, Any]:
+        try:
+            key = convert_scalar(self.keytype, key)
+            item = convert_scalar(self.dtype, item)
+        except TypeError as exc:
+            raise self._fail(full_name, f"item {key!r}: {exc}") from None
+        if key is None:
+            raise self._fail(full_name, "keys may not be None")
+        if item is not None and self.item_check is not None and not self.item_check(item):
+            raise self._fail(full_name, f"item {key!r}: {item!r} fails its check")
+        return key, item
+
+    def validate(self, instance: Config) -> None:
+        super().validate(instance)
+        value = self.__get__(instance)
+        if value is not None and self.dict_check is not None and not self.dict_check(dict(value)):
+            raise self._fail(instance._full_name(self.name),
+                             f"value {dict(value)!r} fails its check")
+
+    def _parse_text(self, text: str, full_name: str) -> Any:
+        if text.strip() == "None":
+            return None
+        try:
+            value = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            value = None
+        if not isinstance(value, dict):
+            raise self._fail(full_name, f"expected a dict such as {{'a': 1}}, got {text!r}")
+        return value

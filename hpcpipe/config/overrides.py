@@ -2,13 +2,19 @@
 
 An override file is Python run with ``config`` (also called ``root``) bound to the config;
 its assignments are recorded in the history with the file and line. ``name=value`` strings
-take dotted names (``isr.do_bias=False``; ``plugins['centroid'].box=7`` or
+take dotted names (``isr.doBias=False``; ``plugins['centroid'].box=7`` or
 ``plugins.centroid.box=7`` for registry items) and parse the value for the field's type.
+
+Layering: this module sits below the config core and knows none of its classes. A dotted name
+is resolved one step at a time by the nodes themselves: a config, a subtask's config
+(:class:`~hpcpipe.config.ConfigurableInstance`) and a registry choice
+(:class:`~hpcpipe.config.RegistryInstanceDict`) each have ``_dotted_child(attr, key)`` (the
+next node) and ``_dotted_field(attr, key)`` (the config and field a last name sets); the field
+then parses and sets the text itself (``Field._override``).
 """
 
 from __future__ import annotations
 
-import ast
 import difflib
 import os
 import re
@@ -20,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from hpcpipe.config import history
 from hpcpipe.config.errors import ConfigError, ConfigFileError, UnknownFieldError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # type-only: the config core imports this module
     from hpcpipe.config.config import Config
     from hpcpipe.config.fields import Field
 
@@ -62,35 +68,33 @@ def _prefixes(full: str) -> list[str]:
     return [".".join(pieces[:i]) for i in range(1, len(pieces))]
 
 
+def _walk(config: Config, name: str, parts: list[tuple[str, str | None]]) -> Any:
+    """Follow ``parts`` down from ``config``, each node resolving the next name itself."""
+    node: Any = config
+    for attr, key in parts:
+        step = getattr(node, "_dotted_child", None)  # None: a value, not a node
+        try:
+            if step is None:
+                raise KeyError(attr)
+            node = step(attr, key)
+        except KeyError:
+            raise _unknown(config, name) from None
+    return node
+
+
 def resolve_value(config: Config, name: str) -> Any:
     """Return the value of a dotted field name (a config or registry value for a group).
+
+    Each node on the way (a config, a subtask's config, a registry choice) resolves the next
+    name with its ``_dotted_child(attr, key)`` method, so this function needs to know none of
+    their classes.
 
     Raises
     ------
     UnknownFieldError
         If there is no such field; the message lists the close matches.
     """
-    from hpcpipe.config.config import Config
-    from hpcpipe.config.configurable import ConfigurableInstance
-    from hpcpipe.config.registry import RegistryInstanceDict
-
-    node: Any = config
-    for attr, key in _split_or_unknown(config, name):
-        holder = node.value if isinstance(node, ConfigurableInstance) else node
-        try:
-            if isinstance(holder, RegistryInstanceDict) and key is None:
-                node = holder[attr]  # plugins.centroid.x
-                continue
-            if not isinstance(holder, Config) or attr not in holder._fields:
-                raise KeyError(attr)
-            node = getattr(holder, attr)
-            if key is not None:
-                if not isinstance(node, RegistryInstanceDict):
-                    raise KeyError(key)
-                node = node[key]
-        except KeyError:
-            raise _unknown(config, name) from None
-    return node
+    return _walk(config, name, _split_or_unknown(config, name))
 
 
 def resolve_field(config: Config, name: str) -> tuple[Config, Field]:
@@ -116,26 +120,16 @@ def resolve_field(config: Config, name: str) -> tuple[Config, Field]:
     UnknownFieldError
         If there is no such field; the message lists the close matches.
     """
-    from hpcpipe.config.config import Config
-    from hpcpipe.config.configurable import ConfigurableInstance
-    from hpcpipe.config.registry import RegistryInstanceDict
-
     parts = _split_or_unknown(config, name)
-    prefix = ".".join(_join(p) for p in parts[:-1])
-    owner: Any = resolve_value(config, prefix) if prefix else config
-    if isinstance(owner, ConfigurableInstance):
-        owner = owner.value
+    parent = _walk(config, name, parts[:-1])
     attr, key = parts[-1]
-    if isinstance(owner, RegistryInstanceDict) and attr in ("name", "names") and key is None:
-        return owner._owner, owner._field()
-    if not isinstance(owner, Config) or attr not in owner._fields or key is not None:
-        raise _unknown(config, name)
-    return owner, owner._fields[attr]
-
-
-def _join(part: tuple[str, str | None]) -> str:
-    attr, key = part
-    return attr if key is None else f"{attr}[{key!r}]"
+    step = getattr(parent, "_dotted_field", None)  # None: a value, not a node
+    try:
+        if step is None:
+            raise KeyError(attr)
+        return step(attr, key)
+    except KeyError:
+        raise _unknown(config, name) from None
 
 
 def _unknown(config: Config, name: str) -> UnknownFieldError:
@@ -165,36 +159,14 @@ def apply_override(config: Config, text: str, kind: str = "command line",
     ConfigError
         If ``text`` is not ``name=value``.
     """
-    from hpcpipe.config.registry import RegistryField
-
     name, sep, value_text = text.partition("=")
     name = name.strip()
     if not sep or not name:
         raise ConfigError(f"{text!r} is not name=value")
     location = location or f"-c {text}"
     owner, field = resolve_field(config, name)
-    if isinstance(field, RegistryField) and _split(name)[-1][0] in ("name", "names"):
-        holder = owner._storage[field.name]
-        attr = "names" if field.multi else "name"
-        value: Any = _parse_names(value_text) if field.multi else value_text.strip()
-        if value == "None":
-            value = None
-        with history.recording(kind, location):
-            setattr(holder, attr, value)
-        return
-    value = field._parse_text(value_text, owner._full_name(field.name))
     with history.recording(kind, location):
-        setattr(owner, field.name, value)
-
-
-def _parse_names(text: str) -> list[str]:
-    try:
-        value = ast.literal_eval(text.strip())
-    except (ValueError, SyntaxError):
-        value = None
-    if isinstance(value, (list, tuple)):
-        return [str(v) for v in value]
-    return [v.strip() for v in text.split(",") if v.strip()]
+        field._override(owner, _split(name)[-1][0], value_text)
 
 
 def _split_or_unknown(config: Config, name: str) -> list[tuple[str, str | None]]:

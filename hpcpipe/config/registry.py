@@ -23,19 +23,18 @@ through an entry point group that the registry reads when it is first looked in.
 
 from __future__ import annotations
 
+import ast
 import difflib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hpcpipe.config import history
+from hpcpipe.config.compare import ConfigDifference, compare_fields
 from hpcpipe.config.config import Config
 from hpcpipe.config.errors import ConfigError, FieldValidationError
 from hpcpipe.config.fields import Field, py_literal
-
-if TYPE_CHECKING:
-    from hpcpipe.config.compare import ConfigDifference
 
 __all__ = ["Registry", "RegistryEntry", "RegistryField", "RegistryInstanceDict"]
 
@@ -94,6 +93,7 @@ class Registry(Mapping[str, RegistryEntry]):
         if self._loaded:
             return
         self._loaded = True
+        # start-up cost: importlib.metadata is read only when a registry is first looked in
         from importlib.metadata import entry_points
 
         for ep in entry_points(group=self._group):
@@ -240,6 +240,19 @@ class RegistryField(Field):
         raise self._fail(full_name, f"set {full_name}.{'names' if self.multi else 'name'}=... "
                          "to choose, or a field of an item")
 
+    def _override(self, instance: Config, attr: str, text: str) -> None:
+        if attr not in ("name", "names"):
+            super()._override(instance, attr, text)  # the field itself: _parse_text refuses
+            return
+        value: Any = _parse_names(text) if self.multi else text.strip()
+        if value == "None":
+            value = None
+        setattr(instance._storage[self.name], "names" if self.multi else "name", value)
+
+    def _resolve_child(self, instance: Config, key: str | None) -> Any:
+        value: RegistryInstanceDict = instance._storage[self.name]
+        return value if key is None else value[key]
+
     def _save_lines(self, instance: Config, prefix: str) -> list[str]:
         value: RegistryInstanceDict = instance._storage[self.name]
         name = f"{prefix}.{self.name}"
@@ -251,8 +264,6 @@ class RegistryField(Field):
         return lines
 
     def _compare(self, a: Config, b: Config, prefix: str) -> list[ConfigDifference]:
-        from hpcpipe.config.compare import ConfigDifference, compare_fields
-
         va: RegistryInstanceDict = a._storage[self.name]
         vb: RegistryInstanceDict = b._storage[self.name]
         name = f"{prefix}{self.name}"
@@ -263,6 +274,17 @@ class RegistryField(Field):
         for key in va._active_names():
             out.extend(compare_fields(va[key], vb[key], f"{name}[{key!r}]."))
         return out
+
+
+def _parse_names(text: str) -> list[str]:
+    """The names of a ``-c plugins.names=...`` override: ``a,b`` or ``['a', 'b']``."""
+    try:
+        value = ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError):
+        value = None
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return [v.strip() for v in text.split(",") if v.strip()]
 
 
 class RegistryInstanceDict(Mapping[str, Config]):
@@ -281,6 +303,18 @@ class RegistryInstanceDict(Mapping[str, Config]):
 
     def _field(self) -> RegistryField:
         return type(self._owner)._fields[self._field_name]  # type: ignore[return-value]
+
+    def _dotted_child(self, attr: str, key: str | None) -> Config:
+        """The config of the registered name ``attr`` (``plugins.centroid.x``)."""
+        if key is not None:
+            raise KeyError(key)
+        return self[attr]
+
+    def _dotted_field(self, attr: str, key: str | None) -> tuple[Config, Field]:
+        """The owner and the field for ``plugins.name`` / ``plugins.names`` (the choice)."""
+        if key is not None or attr not in ("name", "names"):
+            raise KeyError(attr)
+        return self._owner, self._field()
 
     def _active_names(self) -> list[str]:
         if self._active is None:

@@ -4,27 +4,49 @@ A saved config starts with a comment naming its class; :func:`load_config` refus
 saved from another class. Retargeted subtasks are written as ``import`` lines followed by
 ``config.sub.retarget(package.module.Task)``, so that a saved config rebuilds the same task
 hierarchy.
+
+Layering: this module sits below :mod:`hpcpipe.config.config` (whose ``to_python``, ``save``
+and ``load`` call it) and uses a config only through its ``_save_lines`` and
+:func:`~hpcpipe.config.overrides.apply_override_file`.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
-from hpcpipe.config.configurable import qualified_name
 from hpcpipe.config.errors import ConfigFileError
 from hpcpipe.config.overrides import apply_override_file
+from hpcpipe.io.atomic import atomic_path
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # type-only: the config core imports this module
     from hpcpipe.config.config import Config
 
-__all__ = ["config_to_python", "save_config", "load_config", "HEADER"]
+__all__ = ["config_to_python", "save_config", "load_config", "HEADER", "qualified_name",
+           "importable"]
 
 #: The first line of a saved config, followed by the config class's qualified name.
 HEADER = "# hpcpipe config: "
 _HEADER_RE = re.compile(r"^# hpcpipe config: (\S+)\s*$", re.MULTILINE)
+
+
+def qualified_name(obj: Any) -> str:
+    """Return ``module.QualName`` of a class or function."""
+    return f"{obj.__module__}.{obj.__qualname__}"
+
+
+def importable(obj: Any) -> bool:
+    """Whether ``obj`` can be found again from its module and qualified name."""
+    try:
+        found: Any = importlib.import_module(obj.__module__)
+        for part in obj.__qualname__.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError):
+        return False
+    return found is obj
 
 
 def config_to_python(config: Config, root: str = "config") -> str:
@@ -56,8 +78,6 @@ def save_config(config: Config, path: str | os.PathLike[str] | IO[str],
     if hasattr(path, "write"):
         path.write(text)  # type: ignore[union-attr]
         return
-    from hpcpipe.io.atomic import atomic_path
-
     with atomic_path(path) as tmp:  # type: ignore[arg-type]
         Path(tmp).write_text(text, encoding="utf-8")
 

@@ -28,9 +28,9 @@ import numpy as np
 import yaml
 
 from hpcpipe.config.compare import ConfigDifference
-from hpcpipe.config.configurable import qualified_name
 from hpcpipe.config.errors import ConfigError
 from hpcpipe.config.fields import values_equal
+from hpcpipe.config.serialize import qualified_name
 
 if TYPE_CHECKING:
     from hpcpipe.config.config import Config
