@@ -22,12 +22,8 @@ class _GroupField(Field):
 
     def __init__(self, doc: str, check: Callable[[Any], bool] | None) -> None:
         # no scalar dtype: set what Field.__init__ would
-        self.doc = doc
-        self.optional = False
-        self.check = check
+        self._init_common(doc, False, check)
         self.default = None
-        self.name = "<unbound>"
-        self.source = history.caller_location()
 
     def _config(self, instance: Config) -> Config:
         raise NotImplementedError

@@ -142,13 +142,18 @@ class Field:
         if dtype not in SCALAR_TYPES:
             raise TypeError(f"unsupported field type {dtype!r}; choose from "
                             f"{', '.join(t.__name__ for t in SCALAR_TYPES)}")
-        self.doc = doc
+        self._init_common(doc, optional, check)
         self.dtype = dtype
+        self.default = self._convert(default, self.name)
+
+    def _init_common(self, doc: str, optional: bool,
+                     check: Callable[[Any], bool] | None) -> None:
+        """Set what every kind of field has (the group fields do not call ``__init__``)."""
+        self.doc = doc
         self.optional = optional
         self.check = check
         self.name = "<unbound>"
         self.source = history.caller_location()
-        self.default = self._convert(default, self.name)
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name

@@ -145,14 +145,10 @@ class RegistryField(Field):
 
     def __init__(self, doc: str, registry: Registry, default: str | Iterable[str] | None = None,
                  optional: bool = False, multi: bool = False) -> None:
-        self.doc = doc
+        self._init_common(doc, optional, None)
         self.registry = registry
-        self.optional = optional
         self.multi = multi
-        self.check = None
         self.dtype = str
-        self.name = "<unbound>"
-        self.source = history.caller_location()
         if multi:
             self.default = None if default is None else list(default)
         else:
