@@ -14,7 +14,7 @@ import ast
 import math
 import numbers
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, MutableSequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcpipe.config import history
 from hpcpipe.config.compare import ConfigDifference
@@ -473,7 +473,7 @@ class _ContainerField(Field):
     """
 
     #: The class the stored value is wrapped in.
-    container: type[_Container]
+    container: ClassVar[type[ConfigList] | type[ConfigDict]]
 
     def __init__(self, doc: str, dtype: type, default: Any, optional: bool) -> None:
         super().__init__(doc, dtype, None, optional, None)
