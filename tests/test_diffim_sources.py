@@ -225,7 +225,7 @@ def test_the_template_is_the_patch_by_patch_warp_of_the_coadds():
     """GetCoaddAsTemplateTask (one grid per tract WCS, each patch warped over the calexp box it
     reaches) gives the pixels of the plain rule: every patch warped over the whole calexp,
     inner boxes first."""
-    from hpcpipe.diffim.template import GetCoaddAsTemplateTask, _translate_bits
+    from hpcpipe.diffim.template import GetCoaddAsTemplateTask
     from hpcpipe.kernels.warp import transform_grid, warp_image, wcs_transform
 
     rng = np.random.default_rng(8)
@@ -269,7 +269,7 @@ def test_the_template_is_the_patch_by_patch_warp_of_the_coadds():
         for coadd, res, good, in_inner in results:
             take = good & ~filled & (in_inner if pass_inner else True)
             image[take] = res.image[take]
-            mask[take] = _translate_bits(coadd.mask, template.mask, res.mask[take])
+            mask[take] = template.mask.translate_bits(res.mask[take], coadd.mask.planes)
             filled |= take
     assert 0.3 < filled.mean() < 1.0
     expected = image / np.float32(calexp.photo_calib.calibration_mean)

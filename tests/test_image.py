@@ -131,6 +131,20 @@ def test_mask_or_conforms_plane_dictionaries():
     assert a.array[1, 1] == 0
 
 
+def test_mask_translate_bits_renumbers_and_drops_missing_planes():
+    dest = Mask((1, 1), planes={"BAD": (3, ""), "CR": (31, ""), "SAT": (0, "")})
+    source = Mask((1, 1), planes={"CR": (0, ""), "BAD": (31, ""), "ONLY_HERE": (7, "")})
+    values = np.array([1, 1 | (1 << 7), np.uint32(1 << 31).view(np.int32), 1 << 7, 0],
+                      dtype=np.int32)
+    out = dest.translate_bits(values, source.planes)
+    cr, bad = dest.get_plane_bitmask("CR"), dest.get_plane_bitmask("BAD")
+    assert out.dtype == np.int32
+    assert out.tolist() == [cr, cr, bad, 0, 0]
+    assert "ONLY_HERE" not in dest.planes  # nothing added, unlike |=
+    same = dest.translate_bits(values, dest.planes)
+    assert same.tolist() == values.tolist() and same is not values
+
+
 def test_subimage_shares_plane_dictionary_and_clone_does_not():
     mask = Mask(Box2I(0, 0, 4, 4))
     sub = mask[Box2I(1, 1, 2, 2)]

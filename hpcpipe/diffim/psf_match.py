@@ -800,8 +800,8 @@ class ImagePsfMatchTask(Task):
             matched.image.array[:] = convolved.image.array + bg
             image = science.image.array - matched.image.array
             variance = science.variance.array + convolved.variance.array
-            mask = science.mask.array | _translate(matched.mask, science.mask,
-                                                   matched.mask.array)
+            mask = science.mask.array | science.mask.translate_bits(matched.mask.array,
+                                                                    matched.mask.planes)
             diff.psf = science.psf
         else:
             # template ~ science * K + b: in the science image's scale, divide by sum(K)
@@ -817,8 +817,8 @@ class ImagePsfMatchTask(Task):
             matched.mask.array[:] = template.mask.array
             image = convolved.image.array / ksum - matched.image.array
             variance = convolved.variance.array / ksum**2 + matched.variance.array
-            mask = _translate(convolved.mask, science.mask, convolved.mask.array) | \
-                _translate(matched.mask, science.mask, matched.mask.array)
+            mask = science.mask.translate_bits(convolved.mask.array, convolved.mask.planes) | \
+                science.mask.translate_bits(matched.mask.array, matched.mask.planes)
             diff.psf = template.psf
         diff.image.array[:] = image
         diff.variance.array[:] = variance
@@ -841,17 +841,6 @@ class ImagePsfMatchTask(Task):
 def _centre(exposure: Exposure) -> tuple[float, float]:
     x0, y0 = exposure.xy0
     return x0 + (exposure.width - 1) / 2.0, y0 + (exposure.height - 1) / 2.0
-
-
-def _translate(source: Any, dest: Any, array: np.ndarray) -> np.ndarray:
-    """``array`` (a mask with ``source``'s planes) re-expressed with ``dest``'s plane bits."""
-    if source.planes == dest.planes:
-        return array.astype(np.int32)
-    out = np.zeros(array.shape, np.int32)
-    for name in source.planes.names:
-        if name in dest.planes:
-            out[(array & source.get_plane_bitmask(name)) != 0] |= dest.get_plane_bitmask(name)
-    return out
 
 
 def select_kernel_candidates(catalog: Any, exposure: Exposure, *, min_snr: float = 30.0,

@@ -122,8 +122,8 @@ class GetCoaddAsTemplateTask(Task):
                     continue
                 template.image.array[box][take] = part.image[take]
                 template.variance.array[box][take] = part.variance[take]
-                template.mask.array[box][take] = _translate_bits(coadd.mask, template.mask,
-                                                                 part.mask[take])
+                template.mask.array[box][take] = template.mask.translate_bits(
+                    part.mask[take], coadd.mask.planes)
                 filled[box] |= take
                 used.add(k)
         coverage = float(filled.mean())
@@ -210,17 +210,6 @@ class GetCoaddAsTemplateTask(Task):
             raise ValueError(f"no {name} in filter {band} overlaps the calexp: make the "
                              "coadds first (hpcpipe drp --steps ...,assembleCoadd)")
         return self.run(calexp, coadds)
-
-
-def _translate_bits(source: Any, dest: Any, values: np.ndarray) -> np.ndarray:
-    """Mask values with ``source``'s plane bits as ``dest``'s bits."""
-    if source.planes == dest.planes:
-        return values.astype(np.int32)
-    out = np.zeros(values.shape, np.int32)
-    for name in source.planes.names:
-        if name in dest.planes:
-            out[(values & source.get_plane_bitmask(name)) != 0] |= dest.get_plane_bitmask(name)
-    return out
 
 
 def _same_wcs(a: Any, b: Any) -> bool:

@@ -219,6 +219,34 @@ class Mask(Image):
             out |= (set_here << mine).astype(MASK_DTYPE)
         return out
 
+    def translate_bits(self, values: np.ndarray, from_planes: MaskPlaneDict) -> np.ndarray:
+        """Mask values written with another plane dictionary, in this mask's bits.
+
+        Unlike :meth:`conform`, this mask is left unchanged: the planes it lacks are dropped.
+
+        Parameters
+        ----------
+        values : numpy.ndarray
+            Mask values (any shape: a whole array or selected pixels) whose bits follow
+            ``from_planes``.
+        from_planes : MaskPlaneDict
+            The plane dictionary of ``values`` (``other_mask.planes``).
+
+        Returns
+        -------
+        translated : numpy.ndarray
+            A new int32 array of the shape of ``values``: each plane of ``from_planes`` that
+            this mask has, set on this mask's bit for it.
+        """
+        values = np.asarray(values)
+        if from_planes == self._planes:
+            return values.astype(MASK_DTYPE)
+        out = np.zeros(values.shape, MASK_DTYPE)
+        for name, (bit, _doc) in from_planes.items().items():
+            if name in self._planes:
+                out[((values >> bit) & 1) != 0] |= self.get_plane_bitmask(name)
+        return out
+
     def __ior__(self, other: Any) -> Mask:
         if isinstance(other, Mask):
             if other.bbox.shape != self.bbox.shape:
