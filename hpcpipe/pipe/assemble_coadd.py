@@ -31,6 +31,7 @@ from hpcpipe.image.calib import AB_NANOJANSKY_ZERO_POINT
 from hpcpipe.image.psf import PixelPsf
 from hpcpipe.kernels.coadd import clipped_mean_stack
 from hpcpipe.kernels.stats import clipped_mean_reference
+from hpcpipe.pipe.coadd_warp import patch_key
 from hpcpipe.task import Struct, timed_method
 from hpcpipe.task.cmdline import CmdLineTask
 
@@ -223,7 +224,7 @@ class AssembleCoaddTask(CmdLineTask):
         """
         butler = data_ref.butler
         d = data_ref.dataId
-        key = {"tract": d["tract"], "patch": d["patch"], "filter": d["filter"]}
+        key = {**patch_key(d), "filter": d["filter"]}
         visits = [v for v in butler.queryMetadata("raw", "visit", {"filter": d["filter"]})
                   if butler.datasetExists("deepCoadd_directWarp", visit=v, **key)]
         if not visits:

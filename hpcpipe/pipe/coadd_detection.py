@@ -23,6 +23,7 @@ from scipy.spatial import cKDTree
 from hpcpipe.config import Config, ConfigurableField, RangeField
 from hpcpipe.image import Exposure
 from hpcpipe.pipe.background import SubtractBackgroundTask
+from hpcpipe.pipe.coadd_warp import get_per_filter, patch_key
 from hpcpipe.pipe.detection import SourceDetectionTask, exposure_noise
 from hpcpipe.pipe.sources import source_id_base
 from hpcpipe.table import Catalog, Schema
@@ -166,19 +167,10 @@ class MergeDetectionsTask(CmdLineTask):
     def run_data_ref(self, data_ref: Any) -> Struct:
         """Read every filter's deepCoadd_det of the patch; write deepCoadd_mergeDet."""
         butler = data_ref.butler
-        d = data_ref.dataId
-        peaks = {f: butler.get("deepCoadd_det", tract=d["tract"], patch=d["patch"], filter=f)
-                 for f in coadd_filters(butler, d, "deepCoadd_det")}
+        peaks = get_per_filter(butler, data_ref.dataId, "deepCoadd_det")
         result = self.run(peaks, [str(f) for f in butler.queryMetadata("raw", "filter")])
-        butler.put(result.merged, "deepCoadd_mergeDet", tract=d["tract"], patch=d["patch"])
+        butler.put(result.merged, "deepCoadd_mergeDet", **patch_key(data_ref.dataId))
         return result
-
-
-def coadd_filters(butler: Any, data_id: Any, dataset_type: str) -> list[str]:
-    """The filters of the repository for which the patch has ``dataset_type``."""
-    return [f for f in butler.queryMetadata("raw", "filter")
-            if butler.datasetExists(dataset_type, tract=data_id["tract"],
-                                    patch=data_id["patch"], filter=f)]
 
 
 def _unit(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
@@ -259,9 +251,8 @@ class DeblendCoaddSourcesTask(CmdLineTask):
 
         butler = data_ref.butler
         d = data_ref.dataId
-        key = {"tract": d["tract"], "patch": d["patch"]}
-        coadds = {f: butler.get("deepCoadd_calexp", filter=f, **key)
-                  for f in coadd_filters(butler, d, "deepCoadd_calexp")}
+        key = patch_key(d)
+        coadds = get_per_filter(butler, d, "deepCoadd_calexp")
         if not coadds:
             self.log.info("no coadd of %s: nothing to deblend", key)
             return Struct(catalog=None, segments=None)

@@ -25,6 +25,7 @@ from hpcpipe.image import Exposure
 from hpcpipe.image.apcorr import ApCorrMap
 from hpcpipe.meas.psf_model import select_stars
 from hpcpipe.pipe.ap_corr import MeasureApCorrTask, apply_ap_corr, corrected_flux_names
+from hpcpipe.pipe.coadd_warp import get_per_filter, patch_key
 from hpcpipe.pipe.measurement import MeasurementTask, measurement_schema
 from hpcpipe.table import Catalog, Schema
 from hpcpipe.task import Struct, timed_method
@@ -126,7 +127,7 @@ class MeasureCoaddSourcesTask(CmdLineTask):
         """Read deepCoadd_calexp and the patch's deblend; write deepCoadd_meas."""
         butler = data_ref.butler
         d = data_ref.dataId
-        key = {"tract": d["tract"], "patch": d["patch"]}
+        key = patch_key(d)
         if not (data_ref.datasetExists("deepCoadd_calexp")
                 and butler.datasetExists("deepCoadd_deblend", **key)):
             self.log.info("no coadd or no deblended sources for %s: nothing to measure", d)
@@ -207,13 +208,9 @@ class MergeMeasurementsTask(CmdLineTask):
 
     def run_data_ref(self, data_ref: Any) -> Struct:
         """Read every filter's deepCoadd_meas of the patch; write deepCoadd_ref."""
-        from hpcpipe.pipe.coadd_detection import coadd_filters
-
         butler = data_ref.butler
-        d = data_ref.dataId
-        key = {"tract": d["tract"], "patch": d["patch"]}
-        catalogs = {f: butler.get("deepCoadd_meas", filter=f, **key)
-                    for f in coadd_filters(butler, d, "deepCoadd_meas")}
+        key = patch_key(data_ref.dataId)
+        catalogs = get_per_filter(butler, data_ref.dataId, "deepCoadd_meas")
         if not catalogs:
             self.log.info("no measurement of %s: no reference catalog", key)
             return Struct(catalog=None)

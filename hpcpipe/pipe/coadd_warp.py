@@ -25,7 +25,8 @@ from hpcpipe.kernels.warp import transform_grid, warp_image, wcs_transform
 from hpcpipe.task import Struct, timed_method
 from hpcpipe.task.cmdline import CmdLineTask
 
-__all__ = ["MakeCoaddTempExpConfig", "MakeCoaddTempExpTask", "ccd_box_on_patch", "patch_of"]
+__all__ = ["MakeCoaddTempExpConfig", "MakeCoaddTempExpTask", "ccd_box_on_patch", "get_per_filter",
+           "patch_key", "patch_of"]
 
 
 def patch_of(butler: Any, data_id: Any) -> Any:
@@ -34,6 +35,34 @@ def patch_of(butler: Any, data_id: Any) -> Any:
     tract = sky_map[int(data_id["tract"])]
     index = tuple(int(v) for v in str(data_id["patch"]).split(","))
     return tract.get_patch_info(index)
+
+
+def patch_key(data_id: Any) -> dict[str, Any]:
+    """The ``tract`` and ``patch`` of a data id: the key of a patch's datasets."""
+    return {"tract": data_id["tract"], "patch": data_id["patch"]}
+
+
+def get_per_filter(butler: Any, data_id: Any, dataset_type: str) -> dict[str, Any]:
+    """Read the patch's ``dataset_type`` in every filter of the repository that has one.
+
+    Parameters
+    ----------
+    butler : Butler
+        The repository.
+    data_id : mapping
+        Names the patch (``tract``, ``patch``; other keys are ignored).
+    dataset_type : str
+        A per-filter patch dataset (``deepCoadd_calexp``, ``deepCoadd_det``...).
+
+    Returns
+    -------
+    by_filter : dict
+        Filter name to dataset, in the repository's filter order; empty when no filter has it.
+    """
+    key = patch_key(data_id)
+    return {f: butler.get(dataset_type, filter=f, **key)
+            for f in butler.queryMetadata("raw", "filter")
+            if butler.datasetExists(dataset_type, filter=f, **key)}
 
 
 class MakeCoaddTempExpConfig(Config):

@@ -37,7 +37,7 @@ from hpcpipe.image import Exposure
 from hpcpipe.meas.multifit import FLAG_BITS, EpochSet, fit_cmodel, fit_model, initial_theta
 from hpcpipe.meas.multifit.epochs import ExposureEpochs, Segmentation, local_jacobian
 from hpcpipe.meas.multifit.fit import Epoch, ModelFit
-from hpcpipe.pipe.coadd_warp import ccd_box_on_patch, patch_of
+from hpcpipe.pipe.coadd_warp import ccd_box_on_patch, get_per_filter, patch_key, patch_of
 from hpcpipe.table import Catalog, Schema
 from hpcpipe.task import Struct, timed_method
 from hpcpipe.task.cmdline import CmdLineTask
@@ -350,7 +350,7 @@ class MultifitTask(CmdLineTask):
         (each once); write deepCoadd_multifit and deepCoadd_multifitEpoch."""
         butler = data_ref.butler
         d = data_ref.dataId
-        key = {"tract": d["tract"], "patch": d["patch"]}
+        key = patch_key(d)
         if not butler.datasetExists("deepCoadd_ref", **key):
             self.log.info("no reference catalog for %s: nothing to fit", key)
             return Struct(catalog=None, epochs=None)
@@ -358,8 +358,7 @@ class MultifitTask(CmdLineTask):
         filters = [str(f) for f in butler.queryMetadata("raw", "filter")]
         patch_info = patch_of(butler, d)
         tract_wcs = butler.get("skyMap")[int(d["tract"])].wcs
-        coadds = {f: butler.get("deepCoadd_calexp", filter=f, **key) for f in filters
-                  if butler.datasetExists("deepCoadd_calexp", filter=f, **key)}
+        coadds = get_per_filter(butler, d, "deepCoadd_calexp")
         segments = None
         segment_ids: dict[int, int] = {}
         if butler.datasetExists("deepCoadd_segments", **key) and butler.datasetExists(
