@@ -44,6 +44,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import fastavro
 import numpy as np
 from astropy import units as u
 from astropy.io import fits
@@ -372,7 +373,7 @@ def produce_alerts(packets: Sequence[tuple[int, bytes]], bootstrap: str, topic: 
     AlertTransportError
         A message was not delivered (naming the broker, the topic and Kafka's error).
     """
-    # confluent-kafka: imported here, the Kafka transport is optional
+    # optional dependency: confluent-kafka (the Kafka transport; files need no Kafka)
     from confluent_kafka import KafkaException, Producer
 
     settings = {"bootstrap.servers": bootstrap, "linger.ms": 20,
@@ -422,8 +423,6 @@ def validate_alert_dir(directory: str | os.PathLike[str],
         ``withDiaObject``, ``prvDiaSources``, ``prvDiaForcedSources`` (history rows),
         ``cutouts`` and ``schemaIds``.
     """
-    import fastavro
-
     schema_file = alert_schema_path(schema_version)
     parsed = fastavro.schema.load_schema(str(schema_file))
     expected_id = alert_schema(schema_version).get_schema_id()

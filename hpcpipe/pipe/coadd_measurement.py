@@ -25,6 +25,7 @@ from hpcpipe.image import Exposure
 from hpcpipe.image.apcorr import ApCorrMap
 from hpcpipe.meas.psf_model import select_stars
 from hpcpipe.pipe.ap_corr import MeasureApCorrTask, apply_ap_corr, corrected_flux_names
+from hpcpipe.pipe.coadd_detection import coadd_filters
 from hpcpipe.pipe.measurement import MeasurementTask, measurement_schema
 from hpcpipe.table import Catalog, Schema
 from hpcpipe.task import Struct, timed_method
@@ -207,8 +208,6 @@ class MergeMeasurementsTask(CmdLineTask):
 
     def run_data_ref(self, data_ref: Any) -> Struct:
         """Read every filter's deepCoadd_meas of the patch; write deepCoadd_ref."""
-        from hpcpipe.pipe.coadd_detection import coadd_filters
-
         butler = data_ref.butler
         d = data_ref.dataId
         key = {"tract": d["tract"], "patch": d["patch"]}
