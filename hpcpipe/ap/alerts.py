@@ -44,7 +44,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import fastavro
 import numpy as np
 from astropy import units as u
 from astropy.io import fits
@@ -423,6 +422,8 @@ def validate_alert_dir(directory: str | os.PathLike[str],
         ``withDiaObject``, ``prvDiaSources``, ``prvDiaForcedSources`` (history rows),
         ``cutouts`` and ``schemaIds``.
     """
+    import fastavro  # start-up cost: fastavro with its codecs (~45 ms), for validation only
+
     schema_file = alert_schema_path(schema_version)
     parsed = fastavro.schema.load_schema(str(schema_file))
     expected_id = alert_schema(schema_version).get_schema_id()
