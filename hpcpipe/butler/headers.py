@@ -71,7 +71,7 @@ def read_fits_header(path: str | os.PathLike[str]) -> dict[str, Any]:
     FileFormatError
         If the file is missing or not FITS.
     """
-    from astropy.io import fits
+    from astropy.io import fits  # start-up cost: astropy.io.fits; the butler imports no astropy
 
     path = Path(path)
     if not path.is_file():
@@ -89,6 +89,7 @@ def read_fits_header(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def _hpcinfo(hdul: Any) -> dict[str, Any]:
     """The metadata and observation type of an hpcpipe exposure (empty for other files)."""
+    # start-up cost: io.exposure_io imports astropy.wcs and image
     from hpcpipe.io.exposure_io import decode_metadata
 
     try:

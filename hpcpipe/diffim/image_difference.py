@@ -57,7 +57,9 @@ from hpcpipe.diffim.template import GetCoaddAsTemplateTask
 from hpcpipe.image import Exposure
 from hpcpipe.kernels.convolve import correlate_separable, gaussian_kernel_1d
 from hpcpipe.kernels.detect import Detections, detect_sources
+from hpcpipe.pipe.detection import SourceDetectionTask
 from hpcpipe.pipe.measurement import MeasurementTask, aperture_name, measurement_schema
+from hpcpipe.pipe.sources import measure_detections, source_id_base
 from hpcpipe.table import Catalog, Schema
 from hpcpipe.task import Struct, timed_method
 from hpcpipe.task.cmdline import CmdLineTask
@@ -185,9 +187,6 @@ class ImageDifferenceTask(CmdLineTask):
         """Kernel stars from ``sources`` (the calexp's src), or detected on the template."""
         c = self.config
         if sources is None or len(sources) == 0:
-            from hpcpipe.pipe.detection import SourceDetectionTask
-            from hpcpipe.pipe.sources import measure_detections
-
             self.log.info("no src catalog: kernel stars are detected on the template")
             work = template.clone()
             finite = np.isfinite(work.image.array)
@@ -484,8 +483,6 @@ class ImageDifferenceTask(CmdLineTask):
 
     def run_data_ref(self, data_ref: Any) -> Struct:
         """Read the calexp, its src, the sky map and the coadds; write the deepDiff datasets."""
-        from hpcpipe.pipe.sources import source_id_base
-
         butler = data_ref.butler
         d = data_ref.dataId
         visit, ccd = int(d["visit"]), int(d["ccd"])

@@ -57,8 +57,10 @@ from typing import Any
 
 import numpy as np
 import scipy.fft as sfft
+from scipy.linalg import LinAlgError, cho_factor, cho_solve
 from scipy.ndimage import maximum_filter
 from scipy.signal import fftconvolve
+from scipy.spatial import cKDTree
 
 from hpcpipe.config import ChoiceField, Config, Field, ListField, RangeField
 from hpcpipe.image import Exposure
@@ -542,8 +544,6 @@ class ImagePsfMatchTask(Task):
         design's condition number exceeds ``max_condition`` (or it is singular), where only
         :meth:`_solve`'s SVD keeps its precision. Below it the two agree to float rounding
         amplified by the condition number squared (1e-16 * 1e10)."""
-        from scipy.linalg import LinAlgError, cho_factor, cho_solve
-
         norms = np.sqrt(np.diag(normal))
         norms = np.where(norms > 0, norms, 1.0)
         scaled = normal / np.outer(norms, norms)
@@ -861,8 +861,6 @@ def select_kernel_candidates(catalog: Any, exposure: Exposure, *, min_snr: float
     x, y : numpy.ndarray
         Parent pixel positions.
     """
-    from scipy.spatial import cKDTree
-
     n = len(catalog)
     if n == 0:
         return np.zeros(0), np.zeros(0)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
 import numpy as np
 from astropy.wcs import WCS
 
+from hpcpipe import formats
+from hpcpipe.errors import FileFormatError
 from hpcpipe.geom import Box2I
 from hpcpipe.image.apcorr import ApCorrMap
 from hpcpipe.image.calib import FilterLabel, PhotoCalib
@@ -18,7 +21,7 @@ from hpcpipe.image.masked_image import MaskedImage
 from hpcpipe.image.psf import Psf
 from hpcpipe.image.visit_info import VisitInfo
 
-__all__ = ["Exposure", "MetadataValue"]
+__all__ = ["Exposure", "MetadataValue", "wcs_equal"]
 
 #: The value types a metadata item may hold (they survive FITS and HDF5 unchanged).
 MetadataValue = bool | int | float | str
@@ -137,25 +140,38 @@ class Exposure:
         return np.asarray(x), np.asarray(y)
 
     # --- files ---------------------------------------------------------------------------------
-    def write(self, path: str | os.PathLike[str]) -> None:
-        """Write to a FITS (``.fits``) or HDF5 (``.h5``, ``.hdf5``) file, atomically."""
-        from hpcpipe.io import exposure_io
+    def write(self, path: str | os.PathLike[str], *, format: str | None = None) -> None:
+        """Write to a FITS (``.fits``) or HDF5 (``.h5``, ``.hdf5``) file, atomically.
 
-        exposure_io.write_exposure(self, path)
+        The format is chosen by the file name unless ``format`` (``"fits"``, ``"hdf5"`` or
+        another registered in :mod:`hpcpipe.formats`) is given.
+
+        Raises
+        ------
+        FileFormatError
+            If the file name names no format (the message lists the known endings).
+        """
+        formats.write(self, path, format=format)
 
     @classmethod
-    def read(cls, path: str | os.PathLike[str], bbox: Box2I | None = None) -> Exposure:
-        """Read an exposure written by :meth:`write` (the format is chosen by the file name);
-        with ``bbox`` (parent pixels) only that box of its planes is read."""
-        from hpcpipe.io import exposure_io
+    def read(cls, path: str | os.PathLike[str], bbox: Box2I | None = None, *,
+             format: str | None = None) -> Exposure:
+        """Read an exposure written by :meth:`write` (the format is chosen by the file name
+        unless ``format`` is given); with ``bbox`` (parent pixels) only that box of its planes
+        is read.
 
-        return exposure_io.read_exposure(path, bbox)
+        Raises
+        ------
+        FileFormatError
+            If the file is missing, of no known format, or not a readable exposure.
+        """
+        if not os.path.exists(path):
+            raise FileFormatError(str(path), "no such file")
+        return formats.read(cls, path, bbox, format=format)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Exposure):
             return NotImplemented
-        from hpcpipe.io.exposure_io import wcs_equal
-
         return (
             self.masked_image == other.masked_image
             and wcs_equal(self.wcs, other.wcs)
@@ -174,3 +190,20 @@ class Exposure:
         band = self.filter.band if self.filter else None
         return f"Exposure(bbox={self.bbox}, filter={band!r}, wcs={'yes' if self.wcs else 'no'})"
 
+
+
+def wcs_equal(a: WCS | None, b: WCS | None, rtol: float = 1e-12) -> bool:
+    """Whether two WCSs (or two Nones) have the same cards, numbers compared to ``rtol``."""
+    if a is None or b is None:
+        return a is None and b is None
+    ha, hb = a.to_header(relax=True), b.to_header(relax=True)
+    if set(ha.keys()) != set(hb.keys()):
+        return False
+    for key in ha:
+        x, y = ha[key], hb[key]
+        if isinstance(x, float) or isinstance(y, float):
+            if not math.isclose(float(x), float(y), rel_tol=rtol, abs_tol=1e-12):
+                return False
+        elif x != y:
+            return False
+    return True

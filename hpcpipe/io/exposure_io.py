@@ -1,5 +1,9 @@
 """Reading and writing exposures: the format is chosen by the file name.
 
+:func:`read_exposure` and :func:`write_exposure` are ``Exposure.read`` and ``Exposure.write``,
+which find the format's reader or writer in :mod:`hpcpipe.formats`; this module holds what the
+FITS and HDF5 formats share (WCS cards, the structured information as JSON, boxes).
+
 Both formats keep everything: the three planes, the origin, the mask plane dictionary, the WCS,
 the PSF, the filter, the calibration, the detector, the visit and the free metadata. Both can
 read a box of the planes alone (``read_exposure(path, bbox)``): FITS sections, HDF5
@@ -9,20 +13,18 @@ hyperslabs.
 from __future__ import annotations
 
 import json
-import math
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from hpcpipe.errors import FileFormatError
 from hpcpipe.geom import Box2I
 from hpcpipe.image.apcorr import ApCorrMap
 from hpcpipe.image.calib import FilterLabel, PhotoCalib
 from hpcpipe.image.detector import Detector
+from hpcpipe.image.exposure import Exposure, wcs_equal
 from hpcpipe.image.visit_info import VisitInfo
 
 __all__ = [
@@ -39,21 +41,9 @@ __all__ = [
     "decode_metadata",
 ]
 
+#: File name endings of the FITS and HDF5 exposure formats (their identifiers use them).
 FITS_SUFFIXES = (".fits", ".fit", ".fits.gz", ".fits.fz")
 HDF5_SUFFIXES = (".h5", ".hdf5", ".he5")
-
-
-def _format_of(path: str | os.PathLike[str]) -> str:
-    name = Path(path).name.lower()
-    if name.endswith(FITS_SUFFIXES):
-        return "fits"
-    if name.endswith(HDF5_SUFFIXES):
-        return "hdf5"
-    raise FileFormatError(
-        str(path),
-        f"unknown file type: name it {', '.join(FITS_SUFFIXES)} (FITS) "
-        f"or {', '.join(HDF5_SUFFIXES)} (HDF5)",
-    )
 
 
 class BoxOutsideError(ValueError):
@@ -78,30 +68,19 @@ def box_slices(where: str, bbox: Box2I, xy0: tuple[int, int], shape: tuple[int, 
     return bbox.slices(xy0)
 
 
-def write_exposure(exposure: Any, path: str | os.PathLike[str]) -> None:
-    """Write ``exposure`` to ``path`` atomically, as FITS or HDF5 by the file name."""
-    if _format_of(path) == "fits":
-        from hpcpipe.io.fits_exposure import write_fits_exposure
-
-        write_fits_exposure(exposure, path)
-    else:
-        from hpcpipe.io.hdf5_exposure import write_hdf5_exposure
-
-        write_hdf5_exposure(exposure, path)
+def write_exposure(exposure: Exposure, path: str | os.PathLike[str],
+                   format: str | None = None) -> None:
+    """Write ``exposure`` to ``path`` atomically, as FITS or HDF5 by the file name (or
+    ``format``); the same as ``exposure.write(path)``."""
+    exposure.write(path, format=format)
 
 
-def read_exposure(path: str | os.PathLike[str], bbox: Box2I | None = None) -> Any:
+def read_exposure(path: str | os.PathLike[str], bbox: Box2I | None = None,
+                  format: str | None = None) -> Exposure:
     """Read an exposure from a FITS or HDF5 file written by :func:`write_exposure` (only the
-    box ``bbox`` of its planes, in parent pixels, if given)."""
-    if not Path(path).exists():
-        raise FileFormatError(str(path), "no such file")
-    if _format_of(path) == "fits":
-        from hpcpipe.io.fits_exposure import read_fits_exposure
-
-        return read_fits_exposure(path, bbox)
-    from hpcpipe.io.hdf5_exposure import read_hdf5_exposure
-
-    return read_hdf5_exposure(path, bbox)
+    box ``bbox`` of its planes, in parent pixels, if given); the same as
+    ``Exposure.read(path, bbox)``."""
+    return Exposure.read(path, bbox, format=format)
 
 
 # --- WCS ----------------------------------------------------------------------------------------
@@ -128,23 +107,6 @@ def wcs_from_header(header: fits.Header, xy0: tuple[int, int] = (0, 0)) -> WCS |
     for key in ("NAXIS", "NAXIS1", "NAXIS2"):  # the WCS describes the sky, not the array size
         shifted.remove(key, ignore_missing=True)
     return WCS(shifted, relax=True, fix=False)
-
-
-def wcs_equal(a: WCS | None, b: WCS | None, rtol: float = 1e-12) -> bool:
-    """Whether two WCSs (or two Nones) have the same cards, numbers compared to ``rtol``."""
-    if a is None or b is None:
-        return a is None and b is None
-    ha, hb = a.to_header(relax=True), b.to_header(relax=True)
-    if set(ha.keys()) != set(hb.keys()):
-        return False
-    for key in ha:
-        x, y = ha[key], hb[key]
-        if isinstance(x, float) or isinstance(y, float):
-            if not math.isclose(float(x), float(y), rel_tol=rtol, abs_tol=1e-12):
-                return False
-        elif x != y:
-            return False
-    return True
 
 
 # --- the structured information as JSON (HDF5 attributes and FITS tables share it) -----------

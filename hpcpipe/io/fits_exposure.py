@@ -38,6 +38,7 @@ from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 
 import hpcpipe
+from hpcpipe import formats
 from hpcpipe.errors import FileFormatError, PixelTypeError
 from hpcpipe.geom import Box2I
 from hpcpipe.image.exposure import Exposure
@@ -47,6 +48,7 @@ from hpcpipe.image.masked_image import MaskedImage
 from hpcpipe.image.psf import psf_from_persisted
 from hpcpipe.io.atomic import atomic_path
 from hpcpipe.io.exposure_io import (
+    FITS_SUFFIXES,
     BoxOutsideError,
     box_slices,
     decode_metadata,
@@ -295,3 +297,9 @@ def _read_known_box(path: str, layout: _Layout, bbox: Box2I) -> Exposure:
 
 _STRUCTURAL = {"XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "NAXIS3", "PCOUNT", "GCOUNT",
                "EXTNAME", "CHECKSUM", "DATASUM", "EXTEND", "SIMPLE"}
+
+
+# --- registration: Exposure.read/write find this format through hpcpipe.formats ------------
+formats.register_reader("fits", Exposure, read_fits_exposure)
+formats.register_writer("fits", Exposure, write_fits_exposure)
+formats.register_identifier("fits", Exposure, formats.suffix_identifier(*FITS_SUFFIXES))

@@ -28,12 +28,16 @@ import numpy as np
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 
+from hpcpipe import formats
 from hpcpipe.errors import FileFormatError, SchemaError
 from hpcpipe.io.atomic import atomic_path
 from hpcpipe.table.catalog import Catalog
 from hpcpipe.table.schema import Field, Schema, TableError, resolve_dtype
 
-__all__ = ["write_fits", "read_fits", "EXTNAME"]
+__all__ = ["write_fits", "read_fits", "EXTNAME", "SUFFIXES"]
+
+#: File name endings recognised as FITS tables when ``Catalog.read``/``write`` get no format.
+SUFFIXES = (".fits", ".fit")
 
 #: ``EXTNAME`` of the table HDU written by :func:`write_fits`.
 EXTNAME = "CATALOG"
@@ -248,3 +252,10 @@ def _catalog_from_hdu(hdu: fits.BinTableHDU) -> Catalog:
             continue
         metadata[key] = card.value
     return Catalog.from_columns(schema, columns, metadata=metadata)
+
+
+# --- registration: Catalog.read/write/read_fits/write_fits find this format through
+# hpcpipe.formats ------------------------------------------------------------------------------
+formats.register_reader("fits", Catalog, read_fits)
+formats.register_writer("fits", Catalog, write_fits)
+formats.register_identifier("fits", Catalog, formats.suffix_identifier(*SUFFIXES))

@@ -22,6 +22,7 @@ import h5py
 import numpy as np
 from astropy.io import fits
 
+from hpcpipe import formats
 from hpcpipe.errors import FileFormatError, PixelTypeError
 from hpcpipe.geom import Box2I
 from hpcpipe.image.exposure import Exposure
@@ -31,6 +32,7 @@ from hpcpipe.image.masked_image import MaskedImage
 from hpcpipe.image.psf import psf_from_persisted
 from hpcpipe.io.atomic import atomic_path
 from hpcpipe.io.exposure_io import (
+    HDF5_SUFFIXES,
     BoxOutsideError,
     box_slices,
     decode_metadata,
@@ -182,3 +184,9 @@ def read_hdf5_exposure(path: str | os.PathLike[str], bbox: Box2I | None = None) 
         raise FileFormatError(path, f"cannot open as HDF5 ({exc})") from exc
     with handle:
         return read_exposure_group(handle, where=path, bbox=bbox)
+
+
+# --- registration: Exposure.read/write find this format through hpcpipe.formats ------------
+formats.register_reader("hdf5", Exposure, read_hdf5_exposure)
+formats.register_writer("hdf5", Exposure, write_hdf5_exposure)
+formats.register_identifier("hdf5", Exposure, formats.suffix_identifier(*HDF5_SUFFIXES))

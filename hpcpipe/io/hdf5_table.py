@@ -22,13 +22,18 @@ from typing import Any
 import h5py
 import numpy as np
 
+from hpcpipe import formats
 from hpcpipe.errors import FileFormatError, SchemaError
 from hpcpipe.io.atomic import atomic_path
 from hpcpipe.table.catalog import Catalog
 from hpcpipe.table.schema import Field, Schema, TableError
 
-__all__ = ["write_hdf5", "read_hdf5", "append_hdf5", "SCHEMA_ATTR", "catalog_rows",
+__all__ = ["write_hdf5", "read_hdf5", "append_hdf5", "SCHEMA_ATTR", "SUFFIXES", "catalog_rows",
            "catalog_attributes"]
+
+#: File name endings recognised as HDF5 when ``Catalog.read``/``write`` get no format (an open
+#: ``h5py.Group`` is recognised too).
+SUFFIXES = (".h5", ".hdf5", ".he5")
 
 #: Name of the dataset attribute holding the schema as JSON.
 SCHEMA_ATTR = "hpcpipe.schema"
@@ -273,3 +278,18 @@ def _attr_value(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     return value
+
+
+# --- registration: Catalog.read/write/read_hdf5/write_hdf5 find this format through
+# hpcpipe.formats ------------------------------------------------------------------------------
+_by_suffix = formats.suffix_identifier(*SUFFIXES)
+
+
+def _identify(origin: formats.Origin, target: Any) -> bool:
+    return isinstance(target, h5py.Group) or _by_suffix(origin, target)
+
+
+_identify.suffixes = _by_suffix.suffixes  # type: ignore[attr-defined]
+formats.register_reader("hdf5", Catalog, read_hdf5)
+formats.register_writer("hdf5", Catalog, write_hdf5)
+formats.register_identifier("hdf5", Catalog, _identify)

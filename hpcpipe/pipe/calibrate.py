@@ -21,10 +21,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from astropy.wcs.utils import proj_plane_pixel_scales
 
 from hpcpipe.config import Config, ConfigField, ConfigurableField, Field, RangeField
 from hpcpipe.meas.astrometry import fit_tan_sip, match_to_reference
 from hpcpipe.meas.photometry import fit_zero_point
+from hpcpipe.pipe.characterize import characterize_schema
 from hpcpipe.pipe.dataset_io import read_input, write_schemas
 from hpcpipe.pipe.detection import SourceDetectionTask
 from hpcpipe.pipe.measurement import MeasurementTask
@@ -113,7 +115,6 @@ class CalibrateTask(CmdLineTask):
         super().__init__(*args, **kwargs)
         self.make_subtask("detection")
         self.make_subtask("measurement")
-        from hpcpipe.pipe.characterize import characterize_schema
         base = icSrc_schema or characterize_schema(list(self.config.measurement.apertureRadii))
         self.schema = calibrate_schema(base)
 
@@ -292,5 +293,4 @@ class CalibrateTask(CmdLineTask):
 
 def _pixel_scale(wcs: Any) -> float:
     """Arcseconds per pixel at the reference pixel."""
-    from astropy.wcs.utils import proj_plane_pixel_scales
     return float(np.mean(proj_plane_pixel_scales(wcs.celestial)) * 3600.0)

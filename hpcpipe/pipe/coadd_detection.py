@@ -22,8 +22,9 @@ from scipy.spatial import cKDTree
 
 from hpcpipe.config import Config, ConfigurableField, RangeField
 from hpcpipe.image import Exposure
+from hpcpipe.image.psf import GaussianPsf
 from hpcpipe.pipe.background import SubtractBackgroundTask
-from hpcpipe.pipe.coadd_warp import get_per_filter, patch_key
+from hpcpipe.pipe.coadd_warp import get_per_filter, patch_key, patch_of
 from hpcpipe.pipe.detection import SourceDetectionTask, exposure_noise
 from hpcpipe.pipe.sources import source_id_base
 from hpcpipe.table import Catalog, Schema
@@ -234,7 +235,6 @@ class DeblendCoaddSourcesTask(CmdLineTask):
         detect_image.mask.array[:] = first.mask.array & first.mask.get_plane_bitmask(
             ["NO_DATA"])
         if psf_sigmas:
-            from hpcpipe.image.psf import GaussianPsf
             detect_image.psf = GaussianPsf(float(np.mean(psf_sigmas)))
         det = self.detection.run(detect_image).detections
         flagged = sorted(set(all_filters or []) | set(filters))
@@ -247,8 +247,6 @@ class DeblendCoaddSourcesTask(CmdLineTask):
 
     def run_data_ref(self, data_ref: Any) -> Struct:
         """Read the patch's deepCoadd_calexps and deepCoadd_mergeDet; write the deblend."""
-        from hpcpipe.pipe.coadd_warp import patch_of
-
         butler = data_ref.butler
         d = data_ref.dataId
         key = patch_key(d)

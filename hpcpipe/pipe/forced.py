@@ -15,7 +15,9 @@ import numpy as np
 
 from hpcpipe.config import Config, ConfigurableField, Field
 from hpcpipe.image import Exposure
+from hpcpipe.pipe.coadd_warp import ccd_box_on_patch, patch_of
 from hpcpipe.pipe.measurement import MeasurementTask, measurement_schema
+from hpcpipe.pipe.sources import source_id_base
 from hpcpipe.table import Catalog, Schema
 from hpcpipe.task import Struct, Task, timed_method
 from hpcpipe.task.cmdline import CmdLineTask
@@ -97,9 +99,6 @@ class ForcedPhotCoaddTask(ForcedPhotTask, CmdLineTask):
 
     def run_data_ref(self, data_ref: Any) -> Struct:
         """Read deepCoadd_calexp and deepCoadd_ref; write deepCoadd_forced_src."""
-        from hpcpipe.pipe.coadd_warp import patch_of
-        from hpcpipe.pipe.sources import source_id_base
-
         butler = data_ref.butler
         d = data_ref.dataId
         if not (data_ref.datasetExists("deepCoadd_calexp") and butler.datasetExists(
@@ -121,9 +120,6 @@ class ForcedPhotCcdTask(ForcedPhotTask, CmdLineTask):
 
     def run_data_ref(self, data_ref: Any) -> Struct:
         """Read the calexp and the deepCoadd_ref of every patch it overlaps; write forced_src."""
-        from hpcpipe.pipe.coadd_warp import ccd_box_on_patch
-        from hpcpipe.pipe.sources import source_id_base
-
         butler = data_ref.butler
         d = data_ref.dataId
         calexp = butler.get("calexp", visit=d["visit"], ccd=d["ccd"])

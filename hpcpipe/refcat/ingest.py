@@ -265,7 +265,7 @@ class _ParquetReader(_Reader):
 
 class _FitsReader(_Reader):
     def __init__(self, path: Path, hdu: int | str | None) -> None:
-        from astropy.io import fits  # FITS input only
+        from astropy.io import fits  # start-up cost: astropy.io.fits (~0.4 s), FITS input only
 
         self.path = path
         self._hdul = fits.open(path, memmap=True)

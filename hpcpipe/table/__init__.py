@@ -10,7 +10,9 @@
 2.0
 
 FITS and HDF5 input/output live in :mod:`hpcpipe.io.fits_table` and
-:mod:`hpcpipe.io.hdf5_table` (also reachable as ``Catalog.write_fits`` etc.).
+:mod:`hpcpipe.io.hdf5_table`, which register themselves in :mod:`hpcpipe.formats`; the catalog
+finds them there (``Catalog.read``/``write``, ``Catalog.write_fits`` etc.) and never imports
+:mod:`hpcpipe.io`.
 """
 
 from __future__ import annotations

@@ -13,9 +13,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from astropy.units import Quantity, Unit
 
+from hpcpipe import formats
 from hpcpipe.errors import SchemaError
-from hpcpipe.table.schema import Field, Schema, TableError
+from hpcpipe.table.join import join
+from hpcpipe.table.schema import Field, Schema, TableError, fill_value
 
 if TYPE_CHECKING:
     import astropy.table
@@ -24,21 +27,6 @@ if TYPE_CHECKING:
 __all__ = ["Catalog", "Record", "fill_value"]
 
 _MIN_CAPACITY = 8
-
-
-def fill_value(dtype: np.dtype) -> Any:
-    """Return the value used for missing entries of ``dtype`` (joins, masked astropy columns).
-
-    NaN for floats and complex numbers, 0 for integers, False for bools and the empty string
-    for strings.
-    """
-    if dtype.kind in "fc":
-        return np.nan
-    if dtype.kind == "b":
-        return False
-    if dtype.kind in "SU":
-        return dtype.type()
-    return 0
 
 
 class Record(Mapping[str, Any]):
@@ -458,16 +446,13 @@ class Catalog:
         suffixes: tuple[str, str] = ("_1", "_2"),
     ) -> Catalog:
         """SQL-like join with ``other`` on key columns; see :func:`hpcpipe.table.join.join`."""
-        from hpcpipe.table.join import join
-
         return join(self, other, keys, how=how, suffixes=suffixes)
 
     # -- conversions --------------------------------------------------------------------------
 
     def to_astropy(self) -> astropy.table.Table:
         """Return an :class:`astropy.table.Table` copy with units, descriptions and ``meta``."""
-        from astropy.table import Column, Table
-        from astropy.units import Unit
+        from astropy.table import Column, Table  # start-up cost: astropy.table takes ~0.2 s
 
         cols = [
             Column(
@@ -486,8 +471,6 @@ class Catalog:
 
         Masked entries are replaced by :func:`fill_value` of their dtype.
         """
-        from astropy.units import Quantity
-
         schema = Schema()
         columns = {}
         for name in table.colnames:
@@ -508,35 +491,45 @@ class Catalog:
             columns[name] = data
         return cls.from_columns(schema, columns, metadata=_copy.deepcopy(dict(table.meta)))
 
+    # -- files (formats registered in hpcpipe.formats; hpcpipe's own are in hpcpipe.io) ---------
+
+    def write(self, target: Any, *args: Any, format: str | None = None, **kwargs: Any) -> None:
+        """Write in a registered format, chosen by the file name (``.fits``, ``.h5``...) unless
+        ``format`` is given; ``args`` and ``kwargs`` go to the format's writer.
+
+        Raises
+        ------
+        FileFormatError
+            If no format, or several, fit ``target`` and ``format`` is not given.
+        """
+        formats.write(self, target, *args, format=format, **kwargs)
+
+    @classmethod
+    def read(cls, target: Any, *args: Any, format: str | None = None, **kwargs: Any) -> Catalog:
+        """Read a catalog in a registered format (see :meth:`write`)."""
+        return formats.read(cls, target, *args, format=format, **kwargs)
+
     def write_fits(self, path: str | os.PathLike[str]) -> None:
         """Write to a FITS binary table; see :func:`hpcpipe.io.fits_table.write_fits`."""
-        from hpcpipe.io.fits_table import write_fits
-
-        write_fits(self, path)
+        formats.write(self, path, format="fits")
 
     @classmethod
     def read_fits(cls, path: str | os.PathLike[str], hdu: int | str | None = None) -> Catalog:
         """Read a FITS binary table; see :func:`hpcpipe.io.fits_table.read_fits`."""
-        from hpcpipe.io.fits_table import read_fits
-
-        return read_fits(path, hdu=hdu)
+        return formats.read(cls, path, hdu=hdu, format="fits")
 
     def write_hdf5(
         self, path_or_group: str | os.PathLike[str] | h5py.Group, name: str = "catalog"
     ) -> None:
         """Write to an HDF5 compound dataset; see :func:`hpcpipe.io.hdf5_table.write_hdf5`."""
-        from hpcpipe.io.hdf5_table import write_hdf5
-
-        write_hdf5(self, path_or_group, name=name)
+        formats.write(self, path_or_group, name=name, format="hdf5")
 
     @classmethod
     def read_hdf5(
         cls, path_or_group: str | os.PathLike[str] | h5py.Group, name: str = "catalog"
     ) -> Catalog:
         """Read an HDF5 catalog dataset; see :func:`hpcpipe.io.hdf5_table.read_hdf5`."""
-        from hpcpipe.io.hdf5_table import read_hdf5
-
-        return read_hdf5(path_or_group, name=name)
+        return formats.read(cls, path_or_group, name=name, format="hdf5")
 
     def __repr__(self) -> str:
         return f"<Catalog: {self._size} rows, fields {list(self._schema.names)}>"

@@ -9,11 +9,14 @@ The cost is O((n + m) log(n + m) + output size): about a second for 10^6 rows on
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hpcpipe.table.catalog import Catalog, fill_value
-from hpcpipe.table.schema import Field, Schema, TableError
+from hpcpipe.table.schema import Field, Schema, TableError, fill_value
+
+if TYPE_CHECKING:
+    from hpcpipe.table.catalog import Catalog
 
 __all__ = ["join", "JOIN_TYPES"]
 
@@ -54,7 +57,7 @@ def join(
     Notes
     -----
     Fields of a side that has no match in an output row are filled with
-    :func:`~hpcpipe.table.catalog.fill_value`: NaN for floats and complex, 0 for integers,
+    :func:`~hpcpipe.table.schema.fill_value`: NaN for floats and complex, 0 for integers,
     False for bools (flags) and ``""`` for strings. Key fields always hold the key. Metadata
     is merged, the left catalog winning on conflicting keys.
 
@@ -97,7 +100,7 @@ def join(
         else:
             columns[f.name] = _take(right[name], ri)
     metadata = {**right.metadata, **left.metadata}
-    return Catalog.from_columns(schema, columns, metadata=metadata)
+    return type(left).from_columns(schema, columns, metadata=metadata)
 
 
 def _key_dtype(a: Field, b: Field) -> np.dtype:

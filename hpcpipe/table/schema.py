@@ -19,7 +19,23 @@ from astropy import units as u
 
 from hpcpipe.errors import SchemaError, TableError
 
-__all__ = ["ALIASES", "Field", "Schema", "TableError", "resolve_dtype"]
+__all__ = ["ALIASES", "Field", "Schema", "TableError", "fill_value", "resolve_dtype"]
+
+
+def fill_value(dtype: np.dtype) -> Any:
+    """Return the value used for missing entries of ``dtype`` (joins, masked astropy columns).
+
+    NaN for floats and complex numbers, 0 for integers, False for bools and the empty string
+    for strings.
+    """
+    if dtype.kind in "fc":
+        return np.nan
+    if dtype.kind == "b":
+        return False
+    if dtype.kind in "SU":
+        return dtype.type()
+    return 0
+
 
 #: afw-style type aliases accepted wherever a dtype is expected.
 ALIASES: dict[str, np.dtype] = {

@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Union
 
-from hpcpipe.config import Config, ConfigError, apply_override, load_config
+from hpcpipe.config import Config, ConfigError, apply_override, close_field_names, load_config
 from hpcpipe.config import history as _history
 from hpcpipe.config.overrides import resolve_field
 from hpcpipe.task import show as _show
@@ -357,8 +357,6 @@ class TaskArgumentParser(argparse.ArgumentParser):
             self.exit(0)
 
     def _no_match(self, config: Config, item: str, pattern: str) -> None:
-        from hpcpipe.config import close_field_names
-
         close = close_field_names(config, pattern)
         hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
         self.error(f"argument --show: {item}: no config field matches {pattern!r}{hint}")

@@ -30,6 +30,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, ClassVar
 
+from hpcpipe.butler import Butler, ButlerError
 from hpcpipe.butler.provenance import output_table, record_unit
 from hpcpipe.config import StoredConfig
 from hpcpipe.config.compare import ConfigDifference, format_differences
@@ -128,8 +129,6 @@ def repository_keys(parser: argparse.ArgumentParser):  # type: ignore[no-untyped
     (a usage error naming ``REPO`` if it is not a repository)."""
 
     def keys(ns: argparse.Namespace) -> set[str]:
-        from hpcpipe.butler import Butler, ButlerError
-
         try:
             return set(Butler(ns.repo).getKeys())
         except ButlerError as exc:
@@ -156,8 +155,6 @@ def camera_defaults(task_names: Sequence[str], nested: bool = False
     """
 
     def apply(ns: argparse.Namespace, config: Any) -> None:
-        from hpcpipe.butler import Butler, ButlerError
-
         try:
             mapper = Butler(ns.repo).mapper
         except ButlerError as exc:
@@ -187,16 +184,12 @@ def repository_paths(ns: argparse.Namespace) -> tuple[Path, Path | None]:
 
 def butler_for(ns: argparse.Namespace) -> Any:
     """The butler of parsed options: ``REPO`` read, ``--output`` or ``--rerun`` written."""
-    from hpcpipe.butler import Butler
-
     inputs, outputs = repository_paths(ns)
     return Butler(inputs, outputs=outputs) if outputs is not None else Butler(inputs)
 
 
 def _data_refs(butler: Any, task_class: type[CmdLineTask], data_ids: list[dict[str, Any]],
                parser: argparse.ArgumentParser) -> list[Any]:
-    from hpcpipe.butler import ButlerError
-
     refs, seen = [], set()
     for data_id in data_ids:
         try:

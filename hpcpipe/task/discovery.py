@@ -21,6 +21,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from hpcpipe.errors import HpcpipeError
+from hpcpipe.task.task import Task
 
 __all__ = ["BUILTIN_TASKS", "ENTRY_POINT_GROUP", "TaskNotFoundError", "find_task",
            "registered_tasks", "import_object"]
@@ -131,8 +132,6 @@ def find_task(name: str, group: str = ENTRY_POINT_GROUP) -> type:
         If the name is neither registered nor an import path of a Task subclass; the message
         lists the registered names (and the close ones).
     """
-    from hpcpipe.task.task import Task
-
     registered = registered_tasks(group)
     if name in registered:
         ep = registered[name]

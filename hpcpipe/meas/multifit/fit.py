@@ -45,6 +45,7 @@ from hpcpipe.kernels.gmrender import gm_moments, gm_render
 from hpcpipe.meas.multifit.profiles import (
     PROFILES,
     Profile,
+    eta_from_shear,
     shear_from_eta,
     shear_jacobian,
     unit_covariance,
@@ -286,8 +287,6 @@ def _clamp(theta: np.ndarray, shaped: bool) -> tuple[np.ndarray, bool]:
 def initial_theta(model: str, r: float = 0.5, g: tuple[float, float] = (0.0, 0.0),
                   center: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """Starting parameters: centre offset (arcsec), reduced shear ``g`` and radius ``r``."""
-    from hpcpipe.meas.multifit.profiles import eta_from_shear
-
     if not PROFILES[model].has_shape:
         return np.array(center, dtype=np.float64)
     e1, e2 = eta_from_shear(*g)

@@ -33,6 +33,7 @@ covariance is::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import exp, gamma, pi
 
 import numpy as np
 
@@ -57,7 +58,6 @@ _B_DEV = 7.66925
 
 def _sersic_integral(n: float, b: float) -> float:
     """Integral over the plane of exp(-b (x**(1/n) - 1))."""
-    from math import exp, gamma, pi
     return 2.0 * pi * n * exp(b) * gamma(2.0 * n) / b ** (2.0 * n)
 
 
