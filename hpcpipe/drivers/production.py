@@ -388,7 +388,7 @@ def find_production(name: str) -> Production:
         known = ", ".join(registered_productions()) or "none"
         raise ProductionError(f"no production registered for {name!r} (registered: {known}; "
                               "or give --production package.module:attribute)")
-    production = found if isinstance(found, Production) else found()
+    production = found if isinstance(found, Production) or not callable(found) else found()
     if not isinstance(production, Production):
         raise ProductionError(f"{name!r} is not a Production")
     return production
