@@ -188,6 +188,18 @@ setup(
             "calibrate = hpcpipe.pipe.calibrate:CalibrateTask",
             "imageDifference = hpcpipe.diffim.image_difference:ImageDifferenceTask",
         ],
+        # cameras by name: camera files (hpcpipe.obs.registry; the butler opens repositories
+        # whose _mapper names them), registered as other packages register theirs
+        "hpcpipe.cameras": [
+            "simcam = hpcpipe.obs.cameras:SIMCAM",
+            "generic = hpcpipe.obs.cameras:GENERIC",
+            "mosaic4 = hpcpipe.obs.cameras:MOSAIC4",
+        ],
+        # productions by name (hpcpipe.drivers.production.find_production); `standard` is
+        # what `hpcpipe drp` runs for a camera without one of its own
+        "hpcpipe.productions": [
+            "standard = hpcpipe.drivers.standard_production:production",
+        ],
     },
     zip_safe=False,
 )

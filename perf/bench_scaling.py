@@ -111,11 +111,11 @@ def unit_span(report: Path) -> tuple[float, int]:
 def choose(repo: Path, production: str | None, step: str | None) -> tuple[str, str]:
     """The production (a name for --production) and the step to benchmark."""
     from hpcpipe.butler import Butler
-    from hpcpipe.drivers.production import find_production
+    from hpcpipe.drivers.production import find_production, production_for_mapper
 
     if production is None:
         try:
-            found = find_production(Butler(repo).mapper.name)
+            found = production_for_mapper(Butler(repo).mapper)
             production = found.name
         except ProductionError:
             found, production = BENCH, "bench_scaling:BENCH"

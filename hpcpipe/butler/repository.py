@@ -3,7 +3,7 @@
 On disk a repository is a directory tree (see :mod:`hpcpipe.butler.storage`) holding
 
 ``_mapper``
-    one line: the registered name of the camera or mapper (``simcam``), or ``_camera.yaml``;
+    one line: the registered name of the camera or mapper (``mycam``), or ``_camera.yaml``;
 ``_camera.yaml``
     the camera description, for repositories created from a camera file
     (``hpcpipe butler create REPO --camera mycam.yaml``, or ``hpcpipe simulate``);
@@ -137,8 +137,9 @@ class Repository:
         if not name:
             raise MissingMapperError(
                 f"{storage.uri} is not a repository: it has no {MAPPER_FILE} file naming its "
-                f"mapper (write one, e.g. `echo simcam > {MAPPER_FILE}`, or create the "
-                f"repository with `hpcpipe butler create REPO --mapper simcam`)"
+                f"mapper (write one holding a registered camera or mapper name, one of "
+                f"{', '.join(sorted(mapper_names()))}, or create the repository with "
+                f"`hpcpipe butler create REPO --camera NAME|mycam.yaml`)"
             )
         return cls(storage, name, parents)
 

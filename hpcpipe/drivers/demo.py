@@ -1,7 +1,7 @@
 """``hpcpipe demo``: simulate a small survey and run the whole production on it under MPI.
 
 The master simulates the survey into ``OUTPUT/repo`` (the frames are made by the workers),
-runs the SimCam production (:mod:`hpcpipe.obs.simcam.production`) into ``OUTPUT/rerun`` on the
+runs the production (:mod:`hpcpipe.drivers.standard_production`) into ``OUTPUT/rerun`` on the
 same pool, then checks the results against the simulation's truth and prints a summary: units
 done per step, sources found, the astrometric and photometric scatter of bright stars against
 the truth, the coadd's depth against a single visit's, and the wall time. The run report
@@ -191,7 +191,7 @@ def run_production_demo(output: Path, settings: DemoSettings | None = None,
     from hpcpipe.drivers.report import rebuild_report
     from hpcpipe.drivers.simulate import simulate_repository
     from hpcpipe.drivers.sky_picture import tract_mosaic, write_tract_picture
-    from hpcpipe.obs.simcam.production import make_production
+    from hpcpipe.drivers.standard_production import make_production
     from hpcpipe.sim.camera import SimCamera
 
     settings = settings or DemoSettings()

@@ -6,9 +6,11 @@ A :class:`ProductionStep` names a command-line task and the units it runs over: 
 of earlier steps each of its units needs. A :class:`Production` is the ordered list; the
 driver (:mod:`hpcpipe.drivers.drp`) expands it into a graph of units and runs the graph on
 the pool, each unit as soon as its inputs are done. A production is registered per camera
-(mapper name) with :func:`register_production`, so ``hpcpipe drp REPO`` finds it::
+(mapper name) with :func:`register_production` or the ``hpcpipe.productions`` entry point
+group, so ``hpcpipe drp REPO`` finds it (a camera described by a file with none of its own
+gets the ``standard`` one: :func:`production_for_mapper`)::
 
-    production = Production("simcam", [
+    production = Production("mycam", [
         ProductionStep("processCcd", ProcessCcdTask, ("visit", "ccd")),
         ProductionStep("makeSkyMap", MakeSkyMapTask, ()),
         ProductionStep("makeCoaddTempExp", MakeCoaddTempExpTask, ("visit", "tract", "patch"),
@@ -34,12 +36,14 @@ from typing import TYPE_CHECKING, Any
 from hpcpipe.errors import HpcpipeError
 
 if TYPE_CHECKING:
+    from hpcpipe.butler.mapper import Mapper
     from hpcpipe.task.cmdline import CmdLineTask
 
 __all__ = ["ProductionError", "ProductionStep", "Production", "ProductionContext",
            "register_production", "find_production", "registered_productions",
            "units_from_inputs", "one_unit", "unit_identity", "format_unit",
-           "BUILTIN_PRODUCTIONS", "ENTRY_POINT_GROUP", "STANDARD_PRODUCTION"]
+           "BUILTIN_PRODUCTIONS", "ENTRY_POINT_GROUP", "STANDARD_PRODUCTION",
+           "production_for_mapper"]
 
 DataId = dict[str, Any]
 UnitLister = Callable[["ProductionContext"], Iterable[Mapping[str, Any]]]
@@ -173,7 +177,7 @@ class Production:
     Parameters
     ----------
     name : str
-        The production's name; registered productions use the mapper's name (``simcam``).
+        The production's name; registered productions use the mapper's name (``mycam``).
     steps : sequence of ProductionStep
         In an order where every step comes after the steps it reads from.
     sky_map_dataset : str
@@ -312,12 +316,12 @@ class ProductionContext:
 
 _PRODUCTIONS: dict[str, Callable[[], Production] | Production] = {}
 
-#: Productions imported when first asked for, by name: ``package.module:attribute`` of a
-#: Production or a function returning one. Packages outside hpcpipe use the entry point
-#: group :data:`ENTRY_POINT_GROUP` instead.
+#: hpcpipe's own productions, imported when first asked for, by name: ``package.module:
+#: attribute`` of a Production or a function returning one. They are also in setup.py's
+#: entry points (group :data:`ENTRY_POINT_GROUP`, as other packages register theirs); this
+#: table serves a source tree whose metadata is not installed.
 BUILTIN_PRODUCTIONS: dict[str, str] = {
-    "simcam": "hpcpipe.obs.simcam.production:production",
-    "standard": "hpcpipe.obs.simcam.production:production",
+    "standard": "hpcpipe.drivers.standard_production:production",
 }
 #: The production ``hpcpipe drp`` runs on a repository whose camera (described by a file)
 #: has none registered under its own name: LSST's Gen2 data release production.
@@ -338,9 +342,18 @@ def register_production(production: Production | Callable[[], Production],
     _PRODUCTIONS[key] = production
 
 
+def _entry_points() -> dict[str, Any]:
+    from importlib import metadata
+
+    try:
+        return {e.name: e for e in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    except Exception:  # noqa: BLE001 - broken metadata must not break the driver
+        return {}
+
+
 def registered_productions() -> list[str]:
-    """The names of the registered productions."""
-    return sorted(_PRODUCTIONS)
+    """The names of the registered productions (in this process, built in, entry points)."""
+    return sorted(set(_PRODUCTIONS) | set(BUILTIN_PRODUCTIONS) | set(_entry_points()))
 
 
 def _import(path: str) -> Any:
@@ -367,20 +380,33 @@ def find_production(name: str) -> Production:
             found = _import(BUILTIN_PRODUCTIONS[name])
         except ProductionError:
             found = None  # not written yet: reported as not registered below
-    if found is None:
-        from importlib import metadata
-
-        for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if entry.name == name:
-                found = entry.load()
-                break
+    if found is None and name in _entry_points():
+        found = _entry_points()[name].load()
     if found is None and ":" in name:
         found = _import(name)
     if found is None:
         known = ", ".join(registered_productions()) or "none"
         raise ProductionError(f"no production registered for {name!r} (registered: {known}; "
                               "or give --production package.module:attribute)")
-    production = found if isinstance(found, Production) else found()
+    production = found if isinstance(found, Production) or not callable(found) else found()
     if not isinstance(production, Production):
         raise ProductionError(f"{name!r} is not a Production")
     return production
+
+
+def production_for_mapper(mapper: Mapper) -> Production:
+    """The production ``hpcpipe drp`` runs on a repository of ``mapper``.
+
+    The production registered under the mapper's name; for a camera described by a file
+    without one of its own, :data:`STANDARD_PRODUCTION` (every such camera has the same
+    dataset types).
+
+    Raises
+    ------
+    ProductionError
+        If there is none.
+    """
+    name = mapper.name or mapper.full_name
+    if name not in registered_productions() and getattr(mapper, "camera", None) is not None:
+        name = STANDARD_PRODUCTION
+    return find_production(name)

@@ -7,10 +7,15 @@
 * :mod:`~hpcpipe.obs.mapper`: :class:`~hpcpipe.obs.mapper.CameraMapper`, the mapper built
   from a camera, with the dataset types of :mod:`~hpcpipe.obs.datasets` and the data id keys
   of :mod:`~hpcpipe.obs.keys`;
-* :mod:`~hpcpipe.obs.registry`: cameras by name (``hpcpipe/obs/cameras/*.yaml``: ``simcam``,
-  ``generic``, ``mosaic4``; other packages: the ``hpcpipe.cameras`` entry point group);
+* :mod:`~hpcpipe.obs.registry`: cameras by name, each registered in the ``hpcpipe.cameras``
+  entry point group (hpcpipe's own, :mod:`hpcpipe.obs.cameras`: ``simcam``, ``generic``,
+  ``mosaic4``, and other packages');
 * :mod:`~hpcpipe.obs.cli`: ``hpcpipe camera check|list``;
-* :mod:`hpcpipe.obs.simcam`: the simulated camera (its mapper, raw header cards, production).
+* :mod:`hpcpipe.obs.simcam`: the simulated camera (its mapper, raw header cards).
+
+The package sits between the butler (below: the mapper base class) and the simulator and
+drivers (above); the production that runs over any camera's repository is
+:mod:`hpcpipe.drivers.standard_production`.
 
 ``docs/own_data.md`` explains the camera file key by key.
 """

@@ -1,16 +1,18 @@
-"""Cameras by name: the camera files shipped with hpcpipe and those of other packages.
+"""Cameras by name: every camera registers itself as an entry point.
 
-hpcpipe ships ``simcam``, ``generic`` and ``mosaic4`` in ``hpcpipe/obs/cameras/*.yaml``.
-Other packages register theirs as entry points of the group ``hpcpipe.cameras``, each naming
-the path of a camera file (a ``str`` or :class:`pathlib.Path` attribute, or a function
-returning one)::
+A camera is a camera file (:mod:`hpcpipe.obs.camera`) registered under its name in the entry
+point group ``hpcpipe.cameras``, each entry naming the path of the file (a ``str`` or
+:class:`pathlib.Path` attribute, or a function returning one). hpcpipe registers its own,
+``simcam``, ``generic`` and ``mosaic4`` (:mod:`hpcpipe.obs.cameras`), in its setup.py as any
+other package does::
 
     [project.entry-points."hpcpipe.cameras"]
     mycam = "mypackage.camera:CAMERA_FILE"
 
 The butler asks :data:`PROVIDER` (:func:`hpcpipe.butler.mapper.load_mapper`) for a mapper by
 name or from a repository's stored description (``_camera.yaml``); only camera files are read,
-no class is ever imported by a name found in a repository.
+no class is ever imported by a name found in a repository, and no camera's name is written in
+the butler or the drivers.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import functools
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from hpcpipe.obs.camera import CAMERA_DIR, Camera, CameraError, load_camera, parse_camera
 from hpcpipe.obs.mapper import CameraMapper
@@ -25,18 +28,33 @@ from hpcpipe.obs.mapper import CameraMapper
 __all__ = ["CAMERA_DIR", "ENTRY_POINT_GROUP", "camera_files", "find_camera", "PROVIDER",
            "CameraProvider"]
 
-#: The entry point group of other packages' camera files.
+#: The entry point group of camera files (hpcpipe's own and other packages').
 ENTRY_POINT_GROUP = "hpcpipe.cameras"
+#: The distribution whose cameras come first (a plug-in cannot take the name of one of them).
+OWN_DISTRIBUTION = "hpcpipe"
+
+
+def _distribution(entry: Any) -> str:
+    dist = getattr(entry, "dist", None)
+    return str(getattr(dist, "name", "") or "").lower()
 
 
 def camera_files() -> dict[str, Path]:
-    """Registered camera names and their files (shipped ones first)."""
-    found = {p.stem: p for p in sorted(CAMERA_DIR.glob("*.yaml"))}
+    """Registered camera names and their files (hpcpipe's own first).
+
+    hpcpipe's own camera files are those of its ``hpcpipe.cameras`` entry points; when its
+    metadata declares none (a source tree on ``PYTHONPATH`` whose metadata is not installed,
+    or was installed before the entry points existed), the files of :data:`CAMERA_DIR`.
+    """
     try:
         entries = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
     except Exception:  # noqa: BLE001 - broken metadata must not break the butler
         entries = []
-    for entry in entries:
+    own = [e for e in entries if _distribution(e) == OWN_DISTRIBUTION]
+    found: dict[str, Path] = {}
+    if not own:
+        found = {p.stem: p for p in sorted(CAMERA_DIR.glob("*.yaml"))}
+    for entry in own + [e for e in entries if e not in own]:
         if entry.name in found:
             continue
         try:

@@ -24,7 +24,8 @@ import yaml
 
 from hpcpipe.geom import Box2I
 from hpcpipe.image import Amplifier, Detector
-from hpcpipe.obs.camera import CAMERA_DIR, Camera, format_section, parse_camera
+from hpcpipe.obs.camera import Camera, format_section, parse_camera
+from hpcpipe.obs.cameras import SIMCAM
 
 __all__ = ["CameraConfig", "SimCamera"]
 
@@ -146,7 +147,7 @@ class SimCamera:
 @functools.lru_cache(maxsize=8)
 def _description_text(config: CameraConfig) -> str:
     camera = SimCamera(config)
-    data: dict[str, Any] = yaml.safe_load((CAMERA_DIR / "simcam.yaml").read_text())
+    data: dict[str, Any] = yaml.safe_load(SIMCAM.read_text())
     detectors = []
     for ccd in range(camera.num_ccds):
         det = camera.detector(ccd)

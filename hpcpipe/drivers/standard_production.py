@@ -1,4 +1,9 @@
-"""The data release production of the simulated camera, as ``hpcpipe drp`` runs it.
+"""The standard data release production (LSST's Gen2 one), as ``hpcpipe drp`` runs it.
+
+Every camera described by a camera file (SimCam, ``generic``, ``mosaic4``, yours) has the same
+dataset types, so ``hpcpipe drp`` runs this production on any of them that has no production
+registered under its own name. It is registered as ``standard`` (setup.py's
+``hpcpipe.productions`` entry points; :data:`hpcpipe.drivers.production.BUILTIN_PRODUCTIONS`).
 
 The steps, their units and what each unit waits for (LSST's Gen2 production order)::
 
@@ -67,7 +72,7 @@ def _raw_wcs_box(butler: Any, data_id: dict[str, Any]) -> tuple[WCS, Box2I]:
 
 def ccd_patches(ctx: ProductionContext) -> dict[tuple[int, int], list[tuple[int, str]]]:
     """``{(visit, ccd): [(tract, "x,y"), ...]}``: the patches each selected CCD may reach."""
-    cache = ctx.__dict__.setdefault("_simcam_ccd_patches", {})
+    cache = ctx.__dict__.setdefault("_standard_ccd_patches", {})
     if cache:
         return cache
     sky_map = ctx.sky_map
@@ -145,10 +150,10 @@ def _multifit_needs(unit: Any, ctx: ProductionContext) -> list[tuple[str, Any]]:
 
 
 def make_production() -> Production:
-    """The SimCam production (a new object each call)."""
+    """The standard production (a new object each call)."""
     patch_filter = ("tract", "patch", "filter")
     patch = ("tract", "patch")
-    return Production("simcam", [
+    return Production("standard", [
         ProductionStep("processCcd", ProcessCcdTask, ("visit", "ccd")),
         ProductionStep("makeSkyMap", MakeSkyMapTask, ()),
         ProductionStep("makeCoaddTempExp", MakeCoaddTempExpTask, ("visit", "tract", "patch"),
@@ -186,5 +191,5 @@ def make_production() -> Production:
            "photometry")
 
 
-#: The production ``hpcpipe drp`` runs on a SimCam repository.
+#: The production ``hpcpipe drp`` runs on a repository of a camera described by a file.
 production = make_production()
