@@ -9,7 +9,6 @@
   of :mod:`~hpcpipe.obs.keys`;
 * :mod:`~hpcpipe.obs.registry`: cameras by name (``hpcpipe/obs/cameras/*.yaml``: ``simcam``,
   ``generic``, ``mosaic4``; other packages: the ``hpcpipe.cameras`` entry point group);
-* :mod:`~hpcpipe.obs.cli`: ``hpcpipe camera check|list``;
 * :mod:`hpcpipe.obs.simcam`: the simulated camera (its mapper, raw header cards, production).
 
 ``docs/own_data.md`` explains the camera file key by key.
