@@ -56,6 +56,7 @@ def _is_camera_file(text: str) -> bool:
 def cmd_butler_create(args: argparse.Namespace) -> int:
     """Create a repository for a camera (a camera file, stored in the repository, or a
     registered name), optionally reading through parent repositories."""
+    # the butler is imported when the command runs: start-up cost
     from hpcpipe.butler.butler import create_repository
 
     name = args.camera or args.mapper
@@ -84,6 +85,7 @@ def cmd_butler_create(args: argparse.Namespace) -> int:
 @butler_errors_exit_2
 def cmd_butler_describe(args: argparse.Namespace) -> int:
     """Print the dataset types and data id keys of a repository's (or a named) mapper."""
+    # the butler is imported when the command runs: start-up cost
     from hpcpipe.butler.describe import describe
     from hpcpipe.butler.repository import Repository
 
@@ -114,6 +116,7 @@ def cmd_butler_describe(args: argparse.Namespace) -> int:
 @butler_errors_exit_2
 def cmd_butler_provenance(args: argparse.Namespace) -> int:
     """Print the lineage of a dataset back to the inputs of the chain (the raws)."""
+    # the butler is imported when the command runs: start-up cost
     from hpcpipe.butler.butler import Butler
     from hpcpipe.butler.provenance import format_trace, trace
 

@@ -16,7 +16,8 @@ from hpcpipe.commands.butler import butler_errors_exit_2
 __all__ = ["add_ingest_command", "cmd_ingest", "INGEST_MODES"]
 
 #: The ``--mode`` choices: :data:`hpcpipe.butler.storage.INGEST_MODES`, written out here so
-#: that the parser is built without importing the butler (tests/test_cli.py checks they agree).
+#: that the parser is built without importing the butler (tests/test_cli_startup.py checks
+#: that they agree).
 INGEST_MODES = ("copy", "link", "move")
 
 

@@ -54,6 +54,7 @@ from hpcpipe.ap.sdm import DEFAULT_ALERT_SCHEMA, available_alert_schemas
 from hpcpipe.comm.journal import Journal
 from hpcpipe.config import ChoiceField, Config, ConfigField, Field
 from hpcpipe.diffim.image_difference import ImageDifferenceTask
+from hpcpipe.drivers.drp import worker_butler
 from hpcpipe.drivers.report import JOURNAL_NAME
 from hpcpipe.pipe.process_ccd import ProcessCcdTask
 from hpcpipe.task.cmdline import process_data_ref
@@ -128,12 +129,10 @@ def alert_path(alert_dir: Path, visit: int, ccd: int, files: str = "ccd") -> Pat
 
 # --- the units (run on the workers) ---------------------------------------------------------
 def _butler(cache: Any) -> Any:
-    from hpcpipe.butler import Butler
-
-    if getattr(cache, "alert_butler", None) is None:
-        cache.alert_butler = Butler(cache.alert_inputs, outputs=cache.alert_output)
+    butler, opened = worker_butler(cache, "alert", cache.alert_inputs, cache.alert_output)
+    if opened:  # a new run (the master stored alert_butler=None)
         cache.alert_images = {}
-    return cache.alert_butler
+    return butler
 
 
 def _difference_unit(cache: Any, unit: tuple[int, int, str]) -> np.ndarray:
