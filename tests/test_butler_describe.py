@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from hpcpipe.butler import Butler, describe
-from hpcpipe.butler.cli import add_butler_commands, main
+from hpcpipe.cli import main
+from hpcpipe.commands.butler import add_butler_command
+from hpcpipe.commands.ingest import add_ingest_command
 from hpcpipe.geom import Box2I
 from hpcpipe.image import Exposure
 from hpcpipe.obs.simcam import SimCamMapper, raw_header
@@ -101,7 +103,8 @@ def test_commands_plug_into_another_parser():
 
     parser = argparse.ArgumentParser(prog="hpcpipe")
     sub = parser.add_subparsers(dest="command", required=True)
-    add_butler_commands(sub)
+    add_butler_command(sub)
+    add_ingest_command(sub)
     args = parser.parse_args(["ingest", "repo", "a.fits", "b.fits", "--mode", "move"])
     assert args.command == "ingest" and args.files == ["a.fits", "b.fits"]
     assert args.mode == "move" and callable(args.handler)

@@ -13,8 +13,8 @@ import pytest
 from hpcpipe.butler import Butler
 from hpcpipe.butler.mapper import Mapper
 from hpcpipe.cli import main
-from hpcpipe.drivers.alerts import parse_alerts_args
-from hpcpipe.drivers.drp_cli import parse_drp_args
+from hpcpipe.commands.alerts import parse_alerts_args
+from hpcpipe.commands.drp import parse_drp_args
 from hpcpipe.task.discovery import BUILTIN_TASKS, find_task
 
 VISIT_CCD = ["visit=1000", "ccd=0"]

@@ -16,7 +16,7 @@ Tasks never open files: they ask a :class:`Butler` for a dataset by its type and
 * :mod:`~hpcpipe.butler.repository`: repositories, their mapper and parents, chains;
 * :mod:`~hpcpipe.butler.lookup`: completing partial data ids, calibration rendezvous;
 * :mod:`~hpcpipe.butler.butler` and :mod:`~hpcpipe.butler.dataref`: the Gen2-style API;
-* :mod:`~hpcpipe.butler.describe` and :mod:`~hpcpipe.butler.cli`: documentation and commands;
+* :mod:`~hpcpipe.butler.describe`: documentation of a mapper (``hpcpipe butler describe``);
 * :mod:`~hpcpipe.butler.errors`: one exception family, each message naming what was asked.
 """
 

@@ -29,6 +29,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ from hpcpipe.task.cmdline import (
 
 __all__ = ["DrpRequest", "DrpResult", "DrpUsageError", "run_production", "select_inputs",
            "write_configs", "declare_task_units", "declare_datasets", "format_summary",
-           "report_directory", "MAX_FAILED_STATUS", "MORE_TO_DO_EXIT"]
+           "report_directory", "worker_butler", "MAX_FAILED_STATUS", "MORE_TO_DO_EXIT"]
 
 #: The exit status counts failed units up to this (75 means "more to do": MORE_TO_DO_EXIT).
 MAX_FAILED_STATUS = MORE_TO_DO_EXIT - 1
@@ -193,6 +194,46 @@ def declare_datasets(butler: Butler, steps: list[ProductionStep]) -> None:
                 raise DrpUsageError("", str(exc)) from None
 
 
+def worker_butler(cache: Any, prefix: str, input_root: str | Path,
+                  output_root: str | Path | None, *, token: Any = None,
+                  task_units: Mapping[str, Sequence[str]] | None = None) -> tuple[Butler, bool]:
+    """The butler of a run on a worker: opened at the worker's first unit of the run, then
+    kept in the pool's cache (``<prefix>_butler``, ``<prefix>_token``) for its other units.
+
+    Parameters
+    ----------
+    cache : object
+        The pool's per-rank cache (what the master's ``pool.store`` sets).
+    prefix : str
+        The driver's prefix of cache names (``drp``, ``alert``).
+    input_root, output_root : str or Path
+        The input repository and the output one (None: write into the input).
+    token : object
+        The run's token: a butler cached under another token (an earlier run) is replaced;
+        a master may also store ``<prefix>_butler=None`` to have it opened again.
+    task_units : mapping, optional
+        Unit keys of the run's tasks, registered on the mapper when it does not know them.
+
+    Returns
+    -------
+    butler : Butler
+        The run's butler.
+    opened : bool
+        Whether it was opened now (the first unit of a run: reset the run's other caches).
+    """
+    butler = getattr(cache, f"{prefix}_butler", None)
+    if butler is not None and getattr(cache, f"{prefix}_token", None) == token:
+        return butler, False
+    inputs = Path(input_root)
+    butler = Butler(inputs, outputs=Path(output_root)) if output_root else Butler(inputs)
+    for name, keys in (task_units or {}).items():
+        if name not in type(butler.mapper).task_units:
+            type(butler.mapper).register_task(name, keys)
+    setattr(cache, f"{prefix}_butler", butler)
+    setattr(cache, f"{prefix}_token", token)
+    return butler, True
+
+
 def _run_unit(cache: Any, unit: tuple[str, DataId]) -> tuple[Any, dict[str, str] | None]:
     """The pool's unit function: one step on one data id, through the output butler.
 
@@ -201,22 +242,18 @@ def _run_unit(cache: Any, unit: tuple[str, DataId]) -> tuple[Any, dict[str, str]
     they changed since its last unit of this run (for the report), else None.
     """
     spec: _WorkerSpec = cache.drp
-    if getattr(cache, "drp_token", None) != spec.token:
-        inputs = Path(spec.input_root)
-        butler = (Butler(inputs, outputs=Path(spec.output_root)) if spec.output_root
-                  else Butler(inputs))
-        for name, (_cls, _config, keys) in spec.tasks.items():
-            if name not in type(butler.mapper).task_units:
-                type(butler.mapper).register_task(name, keys)
-        cache.drp_butler, cache.drp_tasks, cache.drp_token = butler, {}, spec.token
-        cache.drp_kernels = None
+    butler, opened = worker_butler(cache, "drp", spec.input_root, spec.output_root,
+                                   token=spec.token,
+                                   task_units={n: t[2] for n, t in spec.tasks.items()})
+    if opened:  # a new run: its tasks are made again, with its configs
+        cache.drp_tasks, cache.drp_kernels = {}, None
     name, data_id = unit
     task = cache.drp_tasks.get(name)
     if task is None:
         task_class, config, _keys = spec.tasks[name]
         task = cache.drp_tasks[name] = task_class(config=config)
     lineage: list[Any] = []
-    process_data_ref(task, ButlerDataRef(cache.drp_butler, task.id_dataset_type, data_id),
+    process_data_ref(task, ButlerDataRef(butler, task.id_dataset_type, data_id),
                      lineage=lineage)
     used = kernels_used()
     changed = None

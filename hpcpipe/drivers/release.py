@@ -34,11 +34,10 @@ from typing import Any
 import numpy as np
 
 from hpcpipe.comm.world import World
-from hpcpipe.io.generation import ReleaseGeneration, release_generation
 from hpcpipe.io.release import Provenance, write_release_coadds, write_release_table
 from hpcpipe.table import Catalog, Schema
 
-__all__ = ["write_release", "release_units", "with_columns", "print_release_files"]
+__all__ = ["write_release", "release_units", "with_columns"]
 
 log = logging.getLogger("hpcpipe.drivers.release")
 
@@ -216,64 +215,3 @@ def write_release(butler: Any, directory: str | Path, world: World | None = None
     if world.rank == 0:
         log.info("release: %d files in %s", len(written), directory)
     return {"files": written, "rows": rows}
-
-
-def open_release_inputs(args: Any, world: World) -> tuple[Any, Path, str] | None:
-    """The butler of ``hpcpipe release REPO [--output OUT]``, the directory its release goes
-    under and the command line to record; None (after one message on rank 0) when REPO or
-    OUT is not a repository."""
-    import sys
-
-    from hpcpipe.butler import Butler, ButlerError
-
-    try:
-        butler = Butler(args.repo, outputs=args.output) if args.output else Butler(args.repo)
-    except ButlerError as exc:
-        if world.rank == 0:
-            print(f"hpcpipe release: error: argument REPO: {exc}", file=sys.stderr)
-        return None
-    root = Path(args.output) if args.output else Path(args.repo)
-    return butler, root, " ".join(["hpcpipe", "release", *sys.argv[2:]])
-
-
-def _cmd_release(args: Any) -> int:
-    world = World()
-    opened = open_release_inputs(args, world)
-    if opened is None:
-        return 2
-    butler, root, command = opened
-    # the HDF5 files of one run are published together; the HATS catalogs of the published
-    # release (if any) are kept
-    with release_generation(root / "release", world, carry=["hats"]) as generation:
-        result = write_release(butler, generation.directory, world, mode=args.mode,
-                               compression=args.compression, command=command)
-    print_release_files(result, generation, world)
-    return 0
-
-
-def print_release_files(result: dict[str, Any], generation: ReleaseGeneration,
-                        world: World) -> None:
-    """Rank 0: print each file of a published release (as readers see it) and its rows."""
-    if world.rank == 0:
-        for path in result["files"]:
-            rows = result["rows"].get(path)
-            print(f"{generation.published_path(path)}"
-                  + (f": {rows} rows" if rows is not None else ""))
-
-
-def add_release_command(subparsers: Any) -> None:
-    """Add ``hpcpipe release REPO [--output OUT]`` to the command line."""
-    release = subparsers.add_parser(
-        "release", help="write a finished production into the HDF5 data release files",
-        description="Gather the catalogs and coadds of a finished production into the "
-        "parallel HDF5 release files (run under mpiexec: every rank writes its share).")
-    release.add_argument("repo", metavar="REPO", help="the input repository")
-    release.add_argument("--output", metavar="OUT",
-                         help="the production's output repository (default: REPO); the files "
-                         "go to OUT/release")
-    release.add_argument("--mode", choices=["shared", "per-rank"], default="shared",
-                         help="one shared file per table (MPI-IO), or per-rank parts under a "
-                         "virtual dataset")
-    release.add_argument("--compression", choices=["gzip"], default=None,
-                         help="compress the tables (collective writes)")
-    release.set_defaults(handler=_cmd_release)

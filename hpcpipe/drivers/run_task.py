@@ -1,4 +1,5 @@
-"""``hpcpipe run TASK REPO --id ...``: any command-line task, run like a production step.
+"""The driver of ``hpcpipe run TASK REPO --id ...``: any command-line task, run like a
+production step (the command line: :mod:`hpcpipe.commands.run`).
 
 One runner for hpcpipe's tasks and users' own:
 
@@ -31,11 +32,10 @@ import cProfile
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from hpcpipe.butler import ButlerDataRef, ButlerError, Repository
-from hpcpipe.butler.userdatasets import declare, read_declarations
+from hpcpipe.butler import ButlerDataRef, ButlerError
+from hpcpipe.butler.userdatasets import declare
 from hpcpipe.comm.pool import Pool
 from hpcpipe.comm.world import World
 from hpcpipe.drivers.drp import (
@@ -52,21 +52,16 @@ from hpcpipe.drivers.production import (
     ProductionError,
     ProductionStep,
 )
-from hpcpipe.task.argparser import build_argument_parser, non_negative_int, positive_float
 from hpcpipe.task.cmdline import (
     MAX_EXIT_STATUS,
     CmdLineTask,
     _Runner,
     butler_for,
-    camera_defaults,
-    repository_keys,
-    repository_paths,
     run_in_processes,
 )
-from hpcpipe.task.dataid import DataIdError, expand_data_ids
 from hpcpipe.task.versions import check_versions
 
-__all__ = ["run_task_command", "TaskRequest", "user_step", "append_user_steps"]
+__all__ = ["run_task", "TaskRequest", "user_step", "append_user_steps"]
 
 log = logging.getLogger("hpcpipe.drivers.run_task")
 
@@ -122,93 +117,6 @@ def append_user_steps(production: Production, tasks: Sequence[str]) -> Productio
             raise ProductionError(f"{text} is not a CmdLineTask")
         steps.append(user_step(task_class))
     return Production(production.name, steps, production.sky_map_dataset, production.doc)
-
-
-def _add_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--id-file", action="append", type=Path, metavar="FILE", default=[],
-                        help="more data ids, one --id a line (KEY=VALUE ...; # comments)")
-    parser.add_argument("--clobber-outputs", action="store_true",
-                        help="redo every unit, even those done by an earlier run")
-    parser.add_argument("--verify-outputs", action="store_true",
-                        help="before skipping a unit done by an earlier run, check that its "
-                             "metadata and every output it lists open")
-    parser.add_argument("--retries", type=non_negative_int, default=0, metavar="N",
-                        help="try a failed unit N more times (on another rank) (default 0)")
-    parser.add_argument("--timeout", type=positive_float, metavar="SECONDS",
-                        help="fail a unit that runs longer than this (not with -j)")
-    parser.add_argument("--report", type=Path, metavar="DIR",
-                        help="where to write the journal and report (default OUT/report)")
-    versions = parser.add_mutually_exclusive_group()
-    versions.add_argument("--clobber-versions", action="store_true",
-                          help="go on when the software versions differ from those recorded "
-                               "in the output repository, and record the new ones")
-    versions.add_argument("--no-versions", action="store_true",
-                          help="neither check nor record the software versions")
-
-
-def _read_id_files(parser: argparse.ArgumentParser, files: Sequence[Path],
-                   keys: set[str]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for path in files:
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            parser.error(f"argument --id-file: {path}: cannot read it ({exc})")
-        for number, line in enumerate(lines, 1):
-            text = line.split("#", 1)[0].strip()
-            if not text:
-                continue
-            try:
-                out.extend(expand_data_ids([text], known_keys=keys))
-            except DataIdError as exc:
-                parser.error(f"argument --id-file: {path} line {number}: {exc}")
-    return out
-
-
-def _output_keys(ns: argparse.Namespace) -> set[str]:
-    """The keys declared in an existing output repository (by an earlier task's run)."""
-    # parsed before --rerun is split: read --output and --rerun as given
-    output = (Path(ns.output) if ns.output else
-              Path(ns.repo) / "rerun" / ns.rerun.split(":")[-1] if ns.rerun else None)
-    if output is None or not (output / "_mapper").exists():
-        return set()
-    try:
-        return set(read_declarations(Repository.open(output))["keys"])
-    except ButlerError:
-        return set()  # reported when the butler opens it
-
-
-def parse_task_args(task_class: type[CmdLineTask], argv: Sequence[str], prog: str
-                    ) -> tuple[argparse.Namespace, TaskRequest]:
-    """Parse ``hpcpipe run TASK`` arguments; exits with status 2 on a usage error."""
-    name = task_class._DefaultName or task_class.__name__
-    parser = build_argument_parser(prog, description=(task_class.__doc__ or "").split("\n")[0]
-                                   or None, config_class=task_class.ConfigClass,
-                                   task_name=name)
-    _add_options(parser)
-    declared = {k.name for k in task_class.declared_keys}
-    repo_keys = repository_keys(parser)
-
-    def known_keys(ns: argparse.Namespace) -> set[str]:
-        return set(repo_keys(ns)) | declared | _output_keys(ns)
-
-    ns = parser.parse_task_args(list(argv), known_id_keys=known_keys,
-                                camera_defaults=camera_defaults([name]))
-    data_ids = list(ns.data_ids) if ns.id_strings else []
-    if ns.id_file:
-        data_ids += _read_id_files(parser, ns.id_file, known_keys(ns))
-    ns.any_ids = bool(ns.id_strings) or bool(ns.id_file)
-    if ns.timeout is not None and ns.processes > 1:
-        parser.error("argument --timeout: not with -j (run serially or under mpiexec)")
-    inputs, output = repository_paths(ns)
-    production = Production(name, [ProductionStep(name, task_class, ())])
-    request = TaskRequest(production, inputs, output, [{}], None, {name: ns.config},
-                          clobber_outputs=ns.clobber_outputs, clobber_config=ns.clobber_config,
-                          verify_outputs=ns.verify_outputs, report_dir=ns.report,
-                          retries=ns.retries, timeout=ns.timeout, doraise=ns.doraise,
-                          task_class=task_class, data_ids=data_ids,
-                          clobber_versions=ns.clobber_versions, no_versions=ns.no_versions)
-    return ns, request
 
 
 def _prepare(butler: Any, request: TaskRequest) -> None:
@@ -294,15 +202,12 @@ def _run_forked(request: TaskRequest, processes: int) -> int:
     return min(len(failed), MAX_EXIT_STATUS)
 
 
-def run_task_command(task_class: type[CmdLineTask], argv: Sequence[str],
-                     prog: str | None = None, world: World | None = None) -> int:
-    """Parse the arguments and run ``task_class`` (see the module documentation); returns
-    the exit status (0 on the workers of an MPI run)."""
-    prog = prog or f"hpcpipe run {task_class._DefaultName}"
-    try:
-        ns, request = parse_task_args(task_class, argv, prog)
-    except SystemExit as exc:
-        return int(exc.code or 0)
+def run_task(request: TaskRequest, ns: argparse.Namespace, prog: str,
+             world: World | None = None) -> int:
+    """Run the task of ``request`` as parsed by :func:`hpcpipe.commands.run.parse_run_args`
+    (``ns``: the parsed options, for ``--show``, ``-j`` and ``--profile``); returns the exit
+    status (0 on the workers of an MPI run)."""
+    task_class = request.task_class
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s: %(message)s",
                             level=logging.INFO)

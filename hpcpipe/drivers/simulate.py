@@ -11,21 +11,19 @@ The same seed gives the same survey, whatever the number of ranks.
 
 from __future__ import annotations
 
-import argparse
 import math
 import shutil
 from pathlib import Path
 from typing import Any
 
 from hpcpipe.comm.pool import Pool
-from hpcpipe.comm.world import World
 from hpcpipe.refcat.ingest import IngestSpec, ingest_reference_catalog
 from hpcpipe.refcat.layout import DEFAULT_REFCAT_NAME
 from hpcpipe.sim.camera import CameraConfig, SimCamera
 from hpcpipe.sim.sky import BANDS
-from hpcpipe.sim.survey import SurveyConfig, survey_transients, write_survey_files
+from hpcpipe.sim.survey import SurveyConfig, write_survey_files
 
-__all__ = ["add_simulate_command", "simulate_repository", "survey_config_for",
+__all__ = ["simulate_repository", "survey_config_for",
            "write_simulated_refcat"]
 
 
@@ -86,59 +84,3 @@ def write_simulated_refcat(repo: str | Path, path: str | Path, config: SurveyCon
                       flux_errs={b: f"{b}_fluxErr" for b in BANDS}, id="id",
                       epoch=float(Time(config.start, format="isot", scale="tai").mjd))
     ingest_reference_catalog(repo, name, path, spec, clobber=True)
-
-
-def _cmd_simulate(args: argparse.Namespace) -> int:
-    bands = tuple(b.strip() for b in args.filters.split(",") if b.strip())
-    unknown = [b for b in bands if b not in ("g", "r", "i")]
-    if unknown or not bands:
-        print(f"hpcpipe simulate: error: --filters {args.filters!r}: SimCam has g, r and i",
-              flush=True)
-        return 2
-    try:
-        config = survey_config_for(args.visits, args.ccds, bands, args.seed, args.size,
-                                   args.star_density, transients=args.transients,
-                                   variables=args.variables, movers=args.movers,
-                                   cadence=args.cadence)
-        config.ccd_ids()
-        survey_transients(config)  # the injected objects must fit on the CCDs
-    except ValueError as exc:
-        print(f"hpcpipe simulate: error: {exc}", flush=True)
-        return 2
-    world = World()
-    result = Pool(world, progress=True).run(simulate_repository, args.repo, config)
-    if world.rank == 0:
-        print(f"simulated {result['visits']} visits x {args.ccds} CCDs into {args.repo}: "
-              f"{result['ingested']} files ingested, {len(result['failed'])} refused, "
-              f"{len(result['simulation_failures'])} simulation failures")
-        return 1 if result["failed"] or result["simulation_failures"] else 0
-    return 0
-
-
-def add_simulate_command(subparsers: Any) -> None:
-    """Add ``hpcpipe simulate`` to the command line."""
-    from hpcpipe.task.argparser import non_negative_int, positive_float, positive_int
-
-    sim = subparsers.add_parser("simulate", help="simulate a survey into a repository",
-                                description=__doc__.split("\n")[0])
-    sim.add_argument("repo", metavar="REPO", help="the repository (created if needed)")
-    sim.add_argument("--visits", type=positive_int, default=2, help="visits per filter (2)")
-    sim.add_argument("--ccds", type=positive_int, default=4, help="CCDs per visit (4)")
-    sim.add_argument("--filters", default="g,r,i", help="comma-separated bands (g,r,i)")
-    sim.add_argument("--size", type=positive_int, default=2048,
-                     help="CCD width and height in pixels (2048)")
-    sim.add_argument("--seed", type=int, default=1, help="the survey's seed (1)")
-    sim.add_argument("--star-density", type=positive_float, default=15000.0,
-                     help="stars per square degree between r=16 and 25 (15000: high galactic "
-                     "latitude; small CCDs need more for their calibration)")
-    sim.add_argument("--transients", type=non_negative_int, default=0,
-                     help="supernova-like transients to inject (0); they explode between 50%% "
-                     "and 70%% of the survey's span")
-    sim.add_argument("--variables", type=non_negative_int, default=0,
-                     help="periodic variable stars to inject (0)")
-    sim.add_argument("--movers", type=non_negative_int, default=0,
-                     help="moving objects to inject (0)")
-    sim.add_argument("--cadence", type=positive_float, default=None, metavar="DAYS",
-                     help="days between visits (default: one minute); the calibrations stay "
-                     "valid for 3 weeks after the survey's start")
-    sim.set_defaults(handler=_cmd_simulate)

@@ -24,11 +24,9 @@ summary. Exit status 0, 2 for a usage error (a bad date, no APDB), 1 for another
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,15 +37,13 @@ import numpy as np
 
 from hpcpipe.ap.apdb import Apdb, ApdbError, new_rows
 from hpcpipe.ap.ssdb import SSOBJECT_DTYPE, SSORBIT_DTYPE, SSSOURCE_DTYPE, SolarSystemDb
-from hpcpipe.config import Config, ConfigError, Field, apply_overrides
+from hpcpipe.config import Config, Field
 from hpcpipe.io.atomic import atomic_path
 from hpcpipe.solarsystem import attribution, heliolinc, kepler, tracklets
 from hpcpipe.solarsystem.orbit_fit import OrbitFit, fit_orbit
 
 __all__ = ["SolarSystemConfig", "NightSummary", "night_window", "run_solarsystem",
-           "add_solarsystem_command"]
-
-PROG = "hpcpipe solarsystem"
+           "format_summary"]
 log = logging.getLogger("hpcpipe.solarsystem")
 
 
@@ -385,62 +381,3 @@ def format_summary(summary: NightSummary) -> str:
             f"{summary.hypotheses} hypotheses on {summary.ranks} rank(s), "
             f"{summary.linkage_candidates} candidates, {summary.new_objects} new SSObjects "
             f"({summary.linked_sources} diaSources)\n  {secs}")
-
-
-def _cmd_solarsystem(args: argparse.Namespace) -> int:
-    # the pool and MPI world are imported when the command runs: start-up cost
-    from hpcpipe.comm.pool import Pool
-    from hpcpipe.comm.world import World
-
-    try:
-        night_window(args.night)
-    except ValueError:
-        print(f"{PROG}: error: argument --night: expected a date YYYY-MM-DD, got "
-              f"{args.night!r}", file=sys.stderr)
-        return 2
-    if not Path(args.repo).is_dir():
-        print(f"{PROG}: error: argument REPO: {args.repo}: no such directory", file=sys.stderr)
-        return 2
-    output = Path(args.output)
-    location: Any = args.apdb if args.apdb and "://" in args.apdb else (
-        Path(args.apdb) if args.apdb else output / "apdb.sqlite")
-    config = SolarSystemConfig()
-    try:
-        apply_overrides(config, args.config or [])
-        config.validate()
-    except ConfigError as exc:
-        print(f"{PROG}: error: argument --config: {exc}", file=sys.stderr)
-        return 2
-    pool = Pool(World())
-    try:
-        summary = pool.run(run_solarsystem, location, args.night, output, config)
-    except ApdbError as exc:
-        print(f"{PROG}: error: argument --apdb: {exc}", file=sys.stderr)
-        return 2
-    if summary is None:  # a worker
-        return 0
-    print(format_summary(summary), flush=True)
-    print(f"report: {output / 'solarsystem' / (args.night + '.json')}")
-    return 0
-
-
-def add_solarsystem_command(subparsers: Any) -> None:
-    """Add ``hpcpipe solarsystem REPO --output OUT --night DATE`` to the command line."""
-    parser = subparsers.add_parser(
-        "solarsystem", help="attribute the night's diaSources to known orbits, link the "
-        "rest into new orbits (HelioLinC), update SSObject/SSSource in the APDB",
-        description="After hpcpipe alerts: the night's new transients attributed to the "
-        "known orbits, the others paired into tracklets and linked with the previous nights' "
-        "(HelioLinC over the MPI pool), orbits fitted, the APDB's solar-system tables "
-        "updated. Two-body dynamics (no planetary perturbations).")
-    parser.add_argument("repo", metavar="REPO", help="the input repository")
-    parser.add_argument("--output", required=True, metavar="OUT",
-                        help="the output of hpcpipe alerts (its APDB; the report goes to "
-                        "OUT/solarsystem/DATE.json)")
-    parser.add_argument("--night", required=True, metavar="YYYY-MM-DD",
-                        help="the night (Rubin's dayObs: the date at UTC-12h)")
-    parser.add_argument("--apdb", metavar="PATH|URL",
-                        help="the APDB (default OUT/apdb.sqlite)")
-    parser.add_argument("--config", "-c", action="append", metavar="KEY=VALUE",
-                        help="a SolarSystemConfig field (repeatable), e.g. windowDays=10")
-    parser.set_defaults(handler=_cmd_solarsystem)

@@ -16,9 +16,7 @@ and ends at once on 0.
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +28,7 @@ from hpcpipe.comm.records import UnitRecord
 from hpcpipe.comm.walltime import MORE_TO_DO_EXIT
 from hpcpipe.drivers.report import find_journal
 
-__all__ = ["CampaignStatus", "StepStatus", "campaign_status", "format_status",
-           "add_status_command"]
+__all__ = ["CampaignStatus", "StepStatus", "campaign_status", "format_status"]
 
 
 @dataclass
@@ -208,29 +205,3 @@ def format_status(status: CampaignStatus) -> str:
                  "more to do" if status.check_status() == MORE_TO_DO_EXIT else
                  "only failed or blocked units are left (fix the cause and rerun)")
     return "\n".join(lines)
-
-
-def _cmd_status(args: argparse.Namespace) -> int:
-    try:
-        status = campaign_status(args.location)
-    except FileNotFoundError as exc:
-        print(f"hpcpipe status: error: argument OUT: {exc}", file=sys.stderr)
-        return 2
-    print(format_status(status), flush=True)
-    return status.check_status() if args.check else 0
-
-
-def add_status_command(subparsers: Any) -> None:
-    """Add ``hpcpipe status OUT [--check]`` to the command line."""
-    parser = subparsers.add_parser(
-        "status", help="where a campaign stands: units per step and state, throughput, "
-        "remaining core-hours (from the journals)",
-        description="Read the journals of an output repository's runs and print the units "
-        "done, failed, blocked and pending per step, the last run's throughput and the "
-        "core-hours left.")
-    parser.add_argument("location", type=Path, metavar="OUT",
-                        help="the output repository (its report/), or a report directory")
-    parser.add_argument("--check", action="store_true",
-                        help="exit with 0 when complete, 75 when units are left to run, 1 "
-                             "when only failed or blocked units are left")
-    parser.set_defaults(handler=_cmd_status)

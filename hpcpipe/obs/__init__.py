@@ -10,12 +10,12 @@
 * :mod:`~hpcpipe.obs.registry`: cameras by name, each registered in the ``hpcpipe.cameras``
   entry point group (hpcpipe's own, :mod:`hpcpipe.obs.cameras`: ``simcam``, ``generic``,
   ``mosaic4``, and other packages');
-* :mod:`~hpcpipe.obs.cli`: ``hpcpipe camera check|list``;
 * :mod:`hpcpipe.obs.simcam`: the simulated camera (its mapper, raw header cards).
 
 The package sits between the butler (below: the mapper base class) and the simulator and
 drivers (above); the production that runs over any camera's repository is
-:mod:`hpcpipe.drivers.standard_production`.
+:mod:`hpcpipe.drivers.standard_production`. ``hpcpipe camera check|list`` lives in
+:mod:`hpcpipe.commands.camera`.
 
 ``docs/own_data.md`` explains the camera file key by key.
 """

@@ -23,6 +23,7 @@ import sys
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Union
 
+from hpcpipe.argtypes import non_negative_int, positive_float, positive_int
 from hpcpipe.config import Config, ConfigError, apply_override, close_field_names, load_config
 from hpcpipe.config import history as _history
 from hpcpipe.config.overrides import resolve_field
@@ -136,37 +137,6 @@ def apply_log_levels(levels: Sequence[tuple[str | None, int]]) -> None:
     """Set the levels of ``--loglevel``, in order (a task's component under ``hpcpipe.task``)."""
     for component, level in levels:
         logger_for(component).setLevel(level)
-
-
-def _whole_number(text: str, minimum: int, expected: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a whole number of 1 or more."""
-    return _whole_number(text, 1, "a positive number")
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: a whole number of 0 or more."""
-    return _whole_number(text, 0, "0 or more")
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a number above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
 
 
 def _show_item(text: str) -> str:

@@ -1,6 +1,6 @@
-"""Command-line commands of the butler: ``butler describe``, ``butler create``, ``ingest``.
+"""``hpcpipe butler create|describe|provenance``: data repositories.
 
-They are added to the ``hpcpipe`` command by :func:`add_butler_commands`; each sub-parser sets
+Added to the ``hpcpipe`` command by :func:`add_butler_command`; each action's parser sets
 ``handler`` to the function that runs it (it takes the parsed arguments and returns the exit
 status)::
 
@@ -8,40 +8,33 @@ status)::
     hpcpipe butler create REPO --mapper simcam  # the same as --camera simcam
     hpcpipe butler describe REPO                # or: --mapper simcam
     hpcpipe butler provenance REPO DATASET --id KEY=VALUE ...
-    hpcpipe ingest REPO FILE... [--mode copy|link|move]
 
 Errors of the butler (a missing repository, an unknown mapper) exit with status 2 and one line
-on stderr; ``ingest`` exits with 2 when some files were refused (each is listed by name with
-its reason; the files that could be read are ingested).
+on stderr (:func:`butler_errors_exit_2`; ``hpcpipe ingest``, :mod:`hpcpipe.commands.ingest`,
+shares it).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hpcpipe.butler.butler import Butler, create_repository
-from hpcpipe.butler.describe import describe
-from hpcpipe.butler.errors import ButlerError
-from hpcpipe.butler.ingest import ingest
-from hpcpipe.butler.mapper import mapper_from_description
-from hpcpipe.butler.provenance import format_trace, trace
-from hpcpipe.butler.repository import Repository
-from hpcpipe.butler.storage import INGEST_MODES
-
-__all__ = ["add_butler_commands", "cmd_butler_create", "cmd_butler_describe", "cmd_ingest",
-           "cmd_butler_provenance",
-           "HANDLERS", "main"]
+__all__ = ["add_butler_command", "cmd_butler_create", "cmd_butler_describe",
+           "cmd_butler_provenance", "butler_errors_exit_2"]
 
 
-def _guarded(function: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace],
-                                                                         int]:
+def butler_errors_exit_2(function: Callable[[argparse.Namespace], int]
+                         ) -> Callable[[argparse.Namespace], int]:
+    """``function`` printing a :class:`~hpcpipe.butler.errors.ButlerError` on one line of
+    stderr and returning 2."""
     def run(args: argparse.Namespace) -> int:
+        # the butler is imported when a command runs: start-up cost
+        from hpcpipe.butler.errors import ButlerError
+
         try:
             return function(args)
         except ButlerError as exc:
@@ -59,10 +52,13 @@ def _is_camera_file(text: str) -> bool:
     return text.endswith((".yaml", ".yml")) or "/" in text or os.path.isfile(text)
 
 
-@_guarded
+@butler_errors_exit_2
 def cmd_butler_create(args: argparse.Namespace) -> int:
     """Create a repository for a camera (a camera file, stored in the repository, or a
     registered name), optionally reading through parent repositories."""
+    # the butler is imported when the command runs: start-up cost
+    from hpcpipe.butler.butler import create_repository
+
     name = args.camera or args.mapper
     if not name:
         print("hpcpipe butler create: give --camera mycam.yaml (a camera file) or --camera "
@@ -76,6 +72,7 @@ def cmd_butler_create(args: argparse.Namespace) -> int:
             print(f"hpcpipe butler create: {name}: cannot read the camera file ({exc})",
                   file=sys.stderr)
             return 2
+        from hpcpipe.butler.mapper import mapper_from_description
 
         mapper_from_description(description, name)  # errors name the user's file and line
     repo = create_repository(args.repo, name, parents=args.parent or (),
@@ -85,10 +82,16 @@ def cmd_butler_create(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guarded
+@butler_errors_exit_2
 def cmd_butler_describe(args: argparse.Namespace) -> int:
     """Print the dataset types and data id keys of a repository's (or a named) mapper."""
+    # the butler is imported when the command runs: start-up cost
+    from hpcpipe.butler.describe import describe
+    from hpcpipe.butler.repository import Repository
+
     if args.mapper and _is_camera_file(args.mapper):  # a camera file, not yet in a repository
+        from hpcpipe.butler.mapper import mapper_from_description
+
         try:
             text = Path(args.mapper).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
@@ -99,6 +102,8 @@ def cmd_butler_describe(args: argparse.Namespace) -> int:
     elif args.mapper:
         mapper = args.mapper
     elif args.repo:
+        from hpcpipe.butler.butler import Butler  # the chain's mapper, with declared types
+
         Repository.open(args.repo)  # a missing repository: MissingMapperError, exit 2
         mapper = Butler(args.repo).mapper
     else:
@@ -108,9 +113,13 @@ def cmd_butler_describe(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guarded
+@butler_errors_exit_2
 def cmd_butler_provenance(args: argparse.Namespace) -> int:
     """Print the lineage of a dataset back to the inputs of the chain (the raws)."""
+    # the butler is imported when the command runs: start-up cost
+    from hpcpipe.butler.butler import Butler
+    from hpcpipe.butler.provenance import format_trace, trace
+
     data_id: dict[str, Any] = {}
     for item in args.id or []:
         key, sep, value = item.partition("=")
@@ -132,36 +141,16 @@ def cmd_butler_provenance(args: argparse.Namespace) -> int:
     kind, ident = butler.dataset_id(args.dataset, data_id)
     tree = trace(butler, kind, ident)
     if args.json:
+        import json  # only for --json
+
         print(json.dumps(tree, indent=1))
     else:
         print(format_trace(tree))
     return 0
 
 
-@_guarded
-def cmd_ingest(args: argparse.Namespace) -> int:
-    """Ingest raw and calibration files into a repository."""
-    report = ingest(args.repo, args.files, mode=args.mode)
-    print(report.summary())
-    if not report.ok:
-        # bad input: each refused file is named above with its reason (the others are in)
-        print(f"hpcpipe ingest: {len(report.failed)} file(s) refused (listed above)",
-              file=sys.stderr)
-        return 2
-    return 0
-
-
-#: The handler of each command added by :func:`add_butler_commands`.
-HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "butler create": cmd_butler_create,
-    "butler describe": cmd_butler_describe,
-    "butler provenance": cmd_butler_provenance,
-    "ingest": cmd_ingest,
-}
-
-
-def add_butler_commands(subparsers: Any) -> None:
-    """Add ``butler`` (with ``create`` and ``describe``) and ``ingest`` to a parser's
+def add_butler_command(subparsers: Any) -> None:
+    """Add ``butler`` (with ``create``, ``describe`` and ``provenance``) to a parser's
     sub-commands (the object ``ArgumentParser.add_subparsers`` returned). Each leaf parser
     has ``handler`` as a default: call ``args.handler(args)``."""
     butler = subparsers.add_parser("butler", help="create and describe data repositories")
@@ -194,23 +183,3 @@ def add_butler_commands(subparsers: Any) -> None:
                       help="the dataset's data id (missing keys completed from the registry)")
     prov.add_argument("--json", action="store_true", help="print the tree as JSON")
     prov.set_defaults(handler=cmd_butler_provenance)
-
-    ing = subparsers.add_parser("ingest", help="ingest raw and calibration files")
-    ing.add_argument("repo", help="repository path or file:// URL")
-    ing.add_argument("files", nargs="+", help="FITS files to ingest")
-    ing.add_argument("--mode", choices=INGEST_MODES, default="copy",
-                     help="copy (default), link (symbolic link) or move the files")
-    ing.set_defaults(handler=cmd_ingest)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the butler commands alone (``python -m hpcpipe.butler.cli``)."""
-    parser = argparse.ArgumentParser(prog="hpcpipe", description="hpcpipe data butler")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add_butler_commands(sub)
-    args = parser.parse_args(argv)
-    return int(args.handler(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

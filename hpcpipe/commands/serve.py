@@ -11,19 +11,20 @@ import argparse
 import sys
 from typing import Any
 
-from hpcpipe.drivers.query import find_hats_directory, positive_float
-from hpcpipe.errors import HpcpipeError
-from hpcpipe.task.argparser import positive_int
+from hpcpipe.commands.options import add_hats_service_options
 
 __all__ = ["add_serve_command"]
 
 
-def _cmd_serve(args: argparse.Namespace) -> int:
+def run_serve(args: argparse.Namespace) -> int:
+    """Serve until interrupted; 2 for a bad port or REPO."""
     # the server, DuckDB and hats are imported when the command runs: start-up cost
     import uvicorn
 
     from hpcpipe.catalog.query import ReleaseDatabase
     from hpcpipe.catalog.tap import make_app
+    from hpcpipe.drivers.query import find_hats_directory
+    from hpcpipe.errors import HpcpipeError
 
     if not 0 <= args.port <= 65535:
         print(f"hpcpipe serve: error: argument --port: {args.port} is not a port",
@@ -52,9 +53,7 @@ def add_serve_command(subparsers: Any) -> None:
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    parser.add_argument("--max-rows", type=positive_int, default=100_000, metavar="N",
-                        help="most rows in one result (default 100000)")
-    parser.add_argument("--timeout", type=positive_float, default=60.0, metavar="SECONDS",
-                        help="interrupt a query after SECONDS (default 60)")
-    parser.add_argument("--threads", type=int, default=None, help="DuckDB threads")
-    parser.set_defaults(handler=_cmd_serve)
+    add_hats_service_options(parser, max_rows=100_000, timeout=60.0,
+                             max_rows_help="most rows in one result",
+                             timeout_help="interrupt a query after SECONDS")
+    parser.set_defaults(handler=run_serve)

@@ -12,18 +12,19 @@ import argparse
 import sys
 from typing import Any
 
-from hpcpipe.drivers.query import find_hats_directory, positive_float
-from hpcpipe.errors import HpcpipeError
-from hpcpipe.task.argparser import positive_int
+from hpcpipe.argtypes import positive_float, positive_int
 
 __all__ = ["add_crossmatch_command"]
 
 
-def _cmd_crossmatch(args: argparse.Namespace) -> int:
+def run_crossmatch(args: argparse.Namespace) -> int:
+    """Crossmatch on Dask; 2 for a bad REPO or USER_FILE."""
     # Dask, LSDB and hats-import are imported when the command runs: start-up cost
     from distributed import Client, LocalCluster
 
     from hpcpipe.catalog.crossmatch import crossmatch_release
+    from hpcpipe.drivers.query import find_hats_directory
+    from hpcpipe.errors import HpcpipeError
 
     if args.dask_mpi:
         from dask_mpi import initialize  # only for --dask-mpi
@@ -82,4 +83,4 @@ def add_crossmatch_command(subparsers: Any) -> None:
     parser.add_argument("--interface", default=None,
                         help="network interface of the dask-mpi scheduler and workers (for "
                         "example ib0 on a cluster, lo on one machine)")
-    parser.set_defaults(handler=_cmd_crossmatch)
+    parser.set_defaults(handler=run_crossmatch)

@@ -21,28 +21,15 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hpcpipe.config import Config, ConfigField
-from hpcpipe.drivers.drp import (
-    DrpRequest,
-    DrpUsageError,
-    format_summary,
-    report_directory,
-    run_production,
-    write_configs,
-)
-from hpcpipe.drivers.production import (
-    BUILTIN_PRODUCTIONS,
-    STANDARD_PRODUCTION,
-    Production,
-    ProductionError,
-    find_production,
-    registered_productions,
-)
-from hpcpipe.drivers.run_task import append_user_steps
-from hpcpipe.errors import HpcpipeError
-from hpcpipe.task.argparser import non_negative_int, positive_float
+from hpcpipe.argtypes import positive_float
+from hpcpipe.commands.options import add_unit_options
+
+if TYPE_CHECKING:
+    from hpcpipe.config import Config
+    from hpcpipe.drivers.drp import DrpRequest
+    from hpcpipe.drivers.production import Production
 
 __all__ = ["add_drp_command", "run_drp_command", "parse_drp_args", "prepare_drp_submission",
            "production_config_class", "drp_report_directory"]
@@ -68,6 +55,8 @@ def _memory_limit(text: str) -> tuple[str, float]:
 def production_config_class(production: Production) -> type[Config]:
     """A config class with one nested config per step (``config.<step>.<field>``), so that
     ``-c step.field=value`` and ``-C file`` address any step's config."""
+    from hpcpipe.config import Config, ConfigField  # start-up cost (as every import below)
+
     fields = {step.name: ConfigField(f"config of step {step.name} "
                                      f"({step.task_class.__name__})",
                                      step.task_class.ConfigClass)
@@ -78,6 +67,16 @@ def production_config_class(production: Production) -> type[Config]:
 def _find_production(argv: Sequence[str], default: Production | None) -> Production | None:
     """The production from ``--production``, the hook's default or ``REPO``'s mapper; exits
     with status 2 when it cannot be found."""
+    # the productions, their tasks and the butler: start-up cost
+    from hpcpipe.drivers.production import (
+        BUILTIN_PRODUCTIONS,
+        STANDARD_PRODUCTION,
+        ProductionError,
+        find_production,
+        registered_productions,
+    )
+    from hpcpipe.drivers.run_task import append_user_steps
+
     pre = argparse.ArgumentParser(prog=PROG, add_help=False)
     pre.add_argument("repo", nargs="?")
     pre.add_argument("--production")
@@ -128,6 +127,9 @@ def parse_drp_args(argv: Sequence[str], production: Production | None = None
         Status 2 with a message naming the option on a usage error; 0 after ``--help`` or a
         ``--show`` that does not need the data.
     """
+    # the task argument parser, the production and its configs: start-up cost
+    from hpcpipe.drivers.drp import DrpRequest
+    from hpcpipe.drivers.production import Production
     from hpcpipe.task.argparser import build_argument_parser
     from hpcpipe.task.cmdline import camera_defaults, repository_keys, repository_paths
 
@@ -154,13 +156,7 @@ def parse_drp_args(argv: Sequence[str], production: Production | None = None
                         help="before skipping a unit done by an earlier run, check that its "
                              "metadata and every output it lists open (a truncated file: the "
                              "unit is redone)")
-    parser.add_argument("--retries", type=non_negative_int, default=0, metavar="N",
-                        help="try a failed unit N more times, on another rank (default 0)")
-    parser.add_argument("--timeout", type=positive_float, metavar="SECONDS",
-                        help="fail a unit that runs longer than this")
-    parser.add_argument("--report", type=Path, metavar="DIR",
-                        help="where to write report.json, timeline.png and report.html "
-                             "(default OUT/report)")
+    add_unit_options(parser)
     parser.add_argument("--walltime-left", type=positive_float, metavar="SECONDS",
                         help="the job ends in SECONDS: hand out no unit whose step's median "
                              "time would not fit, finish the others, write the report and "
@@ -222,10 +218,14 @@ def run_drp_command(argv: Sequence[str], production: Production | None = None,
                     world: Any = None) -> int:
     """Parse the arguments and run the production on the ranks of ``world`` (default: the
     launch world); returns the exit status (0 on the workers)."""
+    # the pool and the production's driver: start-up cost
     from hpcpipe.comm.logs import log_to_rank_file, set_log_rank
     from hpcpipe.comm.pool import Pool
     from hpcpipe.comm.walltime import job_end_time
     from hpcpipe.comm.world import World
+    from hpcpipe.drivers.drp import DrpUsageError, format_summary, report_directory, run_production
+    from hpcpipe.drivers.production import ProductionError
+    from hpcpipe.errors import HpcpipeError
 
     try:
         request = parse_drp_args(argv, production)
@@ -268,6 +268,9 @@ def prepare_drp_submission(argv: Sequence[str], dry_run: bool = False,
     """For ``hpcpipe submit ... drp REPO ...``: check the arguments and write the steps'
     configs to the output repository before the job is submitted, so that its ranks never
     race to write them. Returns 0, or 2 after printing a usage error."""
+    from hpcpipe.drivers.drp import DrpUsageError, write_configs  # start-up cost
+    from hpcpipe.drivers.production import ProductionError
+
     try:
         request = parse_drp_args(argv, production)
     except SystemExit as exc:
@@ -289,6 +292,8 @@ def drp_report_directory(argv: Sequence[str], production: Production | None = No
                          ) -> Path | None:
     """The absolute report directory of a ``hpcpipe drp`` command line (where its journals
     are: what a campaign's chained jobs check), or None if the arguments do not parse."""
+    from hpcpipe.drivers.drp import report_directory  # start-up cost
+
     try:
         request = parse_drp_args(argv, production)
     except SystemExit:
@@ -305,4 +310,8 @@ def add_drp_command(subparsers: Any, production: Production | None = None) -> No
         "--help` lists the options and the steps.")
     drp.add_argument("drp_args", nargs=argparse.REMAINDER, metavar="...",
                      help="REPO and the production's options")
-    drp.set_defaults(handler=lambda args: run_drp_command(args.drp_args, production))
+
+    def run_drp(args: argparse.Namespace) -> int:
+        return run_drp_command(args.drp_args, production)
+
+    drp.set_defaults(handler=run_drp)
