@@ -298,7 +298,8 @@ def _polarity_reference(image: np.ndarray, bad: np.ndarray, pol: _Polarity,
     return fp, pk
 
 
-def _runs(find, shape: tuple[int, int], *args) -> tuple[np.ndarray, ...]:
+def _runs(find: Callable[..., int], shape: tuple[int, int], *args: object
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """Call a compiled run finder with run arrays of a likely size, then of the largest
     possible size if they were too short. Returns (ry, rx0, rx1, first, n)."""
     ny, nx = shape
@@ -414,14 +415,14 @@ OnePolarity = Callable[[np.ndarray, np.ndarray, _Polarity, np.ndarray, np.ndarra
 def _check(image: np.ndarray, noise: float | np.ndarray, bad: np.ndarray | None,
            params: DetectionParameters
            ) -> tuple[np.ndarray, float | np.ndarray, np.ndarray]:
-    image = float_image(image, "image", "detect_sources", dtype=np.float32)
+    image = float_image(image, "image", "detect_sources", dtype=np.dtype(np.float32))
     bad = flag_image(bad, image.shape, "bad", "detect_sources")
     if np.ndim(noise) == 0:
         noise = float(noise)
         if not noise > 0:
             raise ValueError(f"detect_sources: the noise must be positive; got {noise}")
     else:
-        noise = float_image(noise, "noise", "detect_sources", dtype=np.float32)
+        noise = float_image(noise, "noise", "detect_sources", dtype=np.dtype(np.float32))
         if noise.shape != image.shape:
             raise ValueError(f"detect_sources: the noise image's shape {noise.shape} differs "
                              f"from {image.shape}")
