@@ -1,7 +1,7 @@
 """Benchmark every compiled kernel against the best peer doing the same job, in one run.
 
 Usage: python perf/bench_kernels.py [--size 4096] [--repeat 7] [--sources 2000]
-       [--warps 20] [--coadd-size 2048] [--only background,detection,...]
+       [--warps 20] [--coadd-size 2048] [--only background,detection,...] [--split]
 
 On a ``size`` x ``size`` float32 simulated CCD (4096: an LSST CCD), each line runs ours and the
 peer alternately on the same data (``--repeat`` pairs, :mod:`timing`) and gives the median
@@ -9,7 +9,9 @@ times, the median of the per-pair ratios ours / peer (below 1 is faster) and the
 interquartile range; the load average is printed before and after. The streaming kernels
 (instrument signature removal, coaddition) also print the bytes per second they achieve
 beside ``np.copyto`` of the same array (the memory-bandwidth floor). The goals of the
-kernels' issue are printed beside the lines they concern. This machine is shared and noisy:
+kernels' issue are printed beside the lines they concern. ``--split`` first prints where the
+time of background, detection, measurement and ISR goes: the median time of each compiled
+function they call (and the Python around them). This machine is shared and noisy:
 compare ratios, not absolute times. Kernels run on one thread (``OMP_NUM_THREADS=1``: MPI
 ranks fill the cores).
 """
@@ -17,9 +19,11 @@ ranks fill the cores).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -27,6 +31,12 @@ import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 from timing import Paired, format_paired, interleaved, load_line  # noqa: E402
 
+import hpcpipe.kernels.background as background_module  # noqa: E402
+import hpcpipe.kernels.convolve as convolve_module  # noqa: E402
+import hpcpipe.kernels.detect as detect_module  # noqa: E402
+import hpcpipe.kernels.isr as isr_module  # noqa: E402
+import hpcpipe.kernels.measure as measure_module  # noqa: E402
+import hpcpipe.kernels.stats as stats_module  # noqa: E402
 from hpcpipe.kernels import kernel_status  # noqa: E402
 from hpcpipe.kernels.background import estimate_background  # noqa: E402
 from hpcpipe.kernels.coadd import clipped_mean_stack  # noqa: E402
@@ -193,8 +203,11 @@ def bench_isr(size: int, repeat: int) -> list[Row]:
     # (fresh planes add the operating system's zeroing of their pages: the second row)
     planes = (np.empty((size, size), np.float32), np.empty((size, size), np.float32),
               np.empty((size, size), np.int32))
-    frame = np.empty((size, size), np.float32)
+    # the frame copied holds data: pages of np.empty never written all map to the kernel's
+    # one zero page, whose reads hit the cache (a copy floor several times too fast)
+    frame = raw[:, :size].copy()
     copy_out = np.empty_like(frame)
+    copy_out.fill(0.0)
 
     def copy() -> None:
         np.copyto(copy_out, frame)
@@ -309,6 +322,103 @@ def bench_coadd(n_warps: int, size: int, repeat: int) -> list[Row]:
             (f"coadd {n_warps} warps of {size}x{size}, clipped", vs_copy,
              "np.copyto of the stack")]
 
+#: The kernel modules whose compiled functions ``--split`` times.
+SPLIT_MODULES = (background_module, convolve_module, detect_module, isr_module, measure_module,
+                 stats_module)
+
+
+class _TimedNative:
+    """A compiled kernel module whose functions add their run times to ``times``."""
+
+    def __init__(self, name: str, module: object, times: dict[str, float]) -> None:
+        self._name, self._module, self._times = name, module, times
+
+    def __getattr__(self, attr: str) -> object:
+        fn = getattr(self._module, attr)
+        key = f"{self._name}.{attr}"
+
+        def timed(*args: object) -> object:
+            start = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                self._times[key] = self._times.get(key, 0.0) + time.perf_counter() - start
+
+        return timed
+
+
+@contextlib.contextmanager
+def _timed_natives(times: dict[str, float]) -> Iterator[None]:
+    """Make the kernel modules' ``load_native`` hand out :class:`_TimedNative` modules."""
+    originals = [module.load_native for module in SPLIT_MODULES]
+
+    def load(name: str) -> object:
+        native = originals[0](name)
+        return None if native is None else _TimedNative(name, native, times)
+
+    try:
+        for module in SPLIT_MODULES:
+            module.load_native = load
+        yield
+    finally:
+        for module, original in zip(SPLIT_MODULES, originals):
+            module.load_native = original
+
+
+def split(label: str, job: Callable[[], object], repeat: int) -> None:
+    """Print the median time of ``job`` and of each compiled function it calls.
+
+    "Python and NumPy" is the rest: checks, temporaries, tables built around the kernels.
+    """
+    job()  # warm-up
+    runs: list[dict[str, float]] = []
+    for _ in range(repeat):
+        times: dict[str, float] = {}
+        with _timed_natives(times):
+            start = time.perf_counter()
+            job()
+            times["total"] = time.perf_counter() - start
+        runs.append(times)
+    names = sorted({k for run in runs for k in run if k != "total"},
+                   key=lambda k: -np.median([run.get(k, 0.0) for run in runs]))
+    total = float(np.median([run["total"] for run in runs]))
+    rest = float(np.median([run["total"] - sum(v for k, v in run.items() if k != "total")
+                            for run in runs]))
+    print(f"split of {label}: {total * 1e3:.1f} ms (median of {repeat})")
+    for name in names:
+        t = float(np.median([run.get(name, 0.0) for run in runs]))
+        print(f"  {name:<38} {t * 1e3:8.1f} ms  {100 * t / total:5.1f}%")
+    print(f"  {'Python and NumPy around them':<38} {rest * 1e3:8.1f} ms  "
+          f"{100 * rest / total:5.1f}%")
+
+
+def print_splits(img: np.ndarray, var: np.ndarray, xs: np.ndarray, ys: np.ndarray, sky: float,
+                 size: int, repeat: int, only: list[str]) -> None:
+    """``--split``: where the time of each kernel goes (the jobs of the paired lines)."""
+    if "background" in only or "detection" in only:
+        split("background", lambda: estimate_background(img, bin_size=128), repeat)
+        bg = estimate_background(img, bin_size=128)
+        split("background + detection", lambda: detect_sources(
+            estimate_background(img, bin_size=128).subtract(img), bg.rms, threshold=5.0,
+            smooth_sigma=1.7, overwrite_input=True), repeat)
+    if "measurement" in only:
+        sub = img - np.float32(sky)
+        split(f"measurement of {len(xs)} sources (all)", lambda: measure_sources(
+            sub, var, None, xs, ys, psf_sigma=1.7), repeat)
+        split(f"measurement of {len(xs)} sources (forced)", lambda: measure_sources(
+            sub, var, None, xs, ys, psf_sigma=1.7, recentroid=False), repeat)
+        split(f"measurement of {len(xs)} sources (all, one aperture)", lambda: measure_sources(
+            sub, var, None, xs, ys, psf_sigma=1.7, radii=(DEFAULT_RADII[0],)), repeat)
+    if "isr" in only:
+        camera = SimCamera(CameraConfig(nx=1, ny=1, width=size, height=size, overscan=32))
+        rng = np.random.default_rng(1)
+        raw = rng.normal(2000.0, 30.0, (size, camera.raw_width)).astype(np.float32)
+        planes = (np.empty((size, size), np.float32), np.empty((size, size), np.float32),
+                  np.empty((size, size), np.int32))
+        flat = rng.normal(1, 0.01, (size, size)).astype(np.float32)
+        split("ISR (flat only, into kept planes)", lambda: run_isr(
+            raw, camera.detector(0), flat=flat, out=planes), repeat)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -321,6 +431,9 @@ def main() -> None:
                         help="size of each warp in pixels (2048)")
     parser.add_argument("--only", default=",".join(SECTIONS),
                         help=f"comma-separated sections ({','.join(SECTIONS)})")
+    parser.add_argument("--split", action="store_true",
+                        help="first print where the time of background, detection, "
+                             "measurement and ISR goes (each compiled function's median time)")
     args = parser.parse_args()
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(only) - set(SECTIONS))
@@ -337,6 +450,8 @@ def main() -> None:
 
     rows: list[Row] = []
     r = args.repeat
+    if args.split:
+        print_splits(img, var, xs, ys, sky, args.size, r, only)
     runners: dict[str, Callable[[], list[Row]]] = {
         "convolution": lambda: bench_convolution(img, r),
         "statistics": lambda: bench_statistics(img, r),

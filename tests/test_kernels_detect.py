@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from hpcpipe.errors import PixelTypeError
-from hpcpipe.kernels import load_native
+from hpcpipe.kernels import detect, load_native
 from hpcpipe.kernels.detect import (
     detect_sources,
     detect_sources_reference,
@@ -234,3 +236,18 @@ def test_overwrite_input_smooths_in_place_with_the_same_results(detect):
     found = detect(as64, 10.0, smooth_sigma=1.5, overwrite_input=True)
     np.testing.assert_array_equal(as64, img.astype(np.float64))
     np.testing.assert_array_equal(found.smoothed, expected.smoothed)
+
+
+def test_table_columns_match_the_kernel_source():
+    """detect.py builds its tables from the column numbers the compiled kernel writes: the
+    kernel's source (plain Python) declares the same ones."""
+    source = Path(detect.__file__).parent / "pythran" / "detect.py"
+    spec = importlib.util.spec_from_file_location("detect_kernel_source", source)
+    assert spec is not None and spec.loader is not None
+    kernel = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kernel)
+    names = [n for n in vars(detect) if n.startswith(("FP_", "PK_"))]
+    assert len(names) == 12
+    for name in names:
+        assert getattr(kernel, name) == getattr(detect, name), name
+    assert sorted(getattr(detect, n) for n in names if n.startswith("FP_")) == list(range(8))

@@ -30,7 +30,10 @@ all-bad images detect nothing.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 
@@ -39,6 +42,7 @@ from hpcpipe.kernels._loader import load_native
 from hpcpipe.kernels.convolve import correlate_separable, gaussian_kernel_1d
 
 __all__ = [
+    "DetectionParameters",
     "Detections",
     "FOOTPRINT_DTYPE",
     "PEAK_DTYPE",
@@ -62,6 +66,63 @@ PEAK_DTYPE = np.dtype([
 ])
 
 POLARITIES = ("positive", "negative", "both")
+
+# The columns of the int64 tables one polarity's pass returns (the NumPy reference and the
+# compiled kernel, whose source ``pythran/detect.py`` declares the same numbers: a test
+# compares them). Footprints, one row each:
+FP_NPIX = 0        # pixel count
+FP_X0 = 1          # inclusive bounding box
+FP_Y0 = 2
+FP_X1 = 3
+FP_Y1 = 4
+FP_NPEAKS = 5      # number of peaks
+FP_FIRST_PEAK = 6  # row of its first peak in the peak table
+FP_NCOLS = 7
+# Peaks, one row each:
+PK_FOOTPRINT = 0   # footprint number, from 1
+PK_X = 1           # peak pixel
+PK_Y = 2
+PK_NCOLS = 3
+
+
+@dataclass(frozen=True)
+class DetectionParameters:
+    """The settings of :func:`detect_sources` (see its parameters), checked on creation."""
+
+    threshold: float = 5.0
+    polarity: str = "positive"
+    grow: int = 2
+    min_pixels: int = 1
+    smooth_sigma: float | None = None
+    prominence: float = 3.0
+    contrast: float = 0.01
+    overwrite_input: bool = False
+
+    def __post_init__(self) -> None:
+        if self.polarity not in POLARITIES:
+            raise ValueError(f"detect_sources: polarity must be one of {POLARITIES}; got "
+                             f"{self.polarity!r}")
+        if not self.threshold > 0 or int(self.grow) < 0 or int(self.min_pixels) < 0:
+            raise ValueError("detect_sources: need threshold > 0, grow >= 0, min_pixels >= 0; "
+                             f"got {self.threshold}, {self.grow}, {self.min_pixels}")
+        if self.prominence < 0 or self.contrast < 0:
+            raise ValueError("detect_sources: prominence and contrast must be >= 0")
+
+
+@dataclass(frozen=True)
+class _Polarity:
+    """One polarity's pass, in the units of the image it thresholds.
+
+    ``level``: the threshold; ``sign``: +1.0 or -1.0; ``radius``: the growing disc's;
+    ``prom_level``: the prominence a separate peak needs.
+    """
+
+    level: float
+    sign: float
+    radius: int
+    min_pixels: int
+    prom_level: float
+    contrast: float
 
 
 @dataclass
@@ -193,8 +254,12 @@ def _deblend_reference(vals: np.ndarray, ys: np.ndarray, xs: np.ndarray, level: 
     return [peak_k[b] for b in roots], assign
 
 
-def _polarity_reference(image, bad, level, sign, radius, min_pixels, prom_level, contrast,
-                        labels, segments):
+def _polarity_reference(image: np.ndarray, bad: np.ndarray, pol: _Polarity,
+                        labels: np.ndarray, segments: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """One polarity by NumPy: the footprint (:data:`FP_NCOLS` columns) and peak
+    (:data:`PK_NCOLS`) tables; writes ``labels`` and ``segments``."""
+    level, sign, radius, min_pixels = pol.level, pol.sign, pol.radius, pol.min_pixels
     above = (sign * image > level) & (bad == 0)
     if min_pixels > 1 and above.any():
         lab, n = label_8(above)
@@ -208,30 +273,33 @@ def _polarity_reference(image, bad, level, sign, radius, min_pixels, prom_level,
             grown[max(0, dy):ny - max(0, -dy), max(0, dx):nx - max(0, -dx)] |= src
     lab, nfp = label_8(grown)
     labels[lab > 0] = int(sign) * lab[lab > 0]
-    fp = np.zeros((nfp, 7), np.int64)
+    fp = np.zeros((nfp, FP_NCOLS), np.int64)
     peaks: list[tuple[int, int, int]] = []
     values = sign * image.astype(np.float64)
     for f in range(1, nfp + 1):
         ys, xs = np.nonzero(lab == f)
-        fp[f - 1, :5] = (ys.size, xs.min(), ys.min(), xs.max(), ys.max())
-        fp[f - 1, 6] = len(peaks)
+        row = fp[f - 1]
+        row[FP_NPIX], row[FP_X0], row[FP_Y0] = ys.size, xs.min(), ys.min()
+        row[FP_X1], row[FP_Y1] = xs.max(), ys.max()
+        row[FP_FIRST_PEAK] = len(peaks)
         good = (bad[ys, xs] == 0) & np.isfinite(values[ys, xs])
         ys, xs = ys[good], xs[good]
         if ys.size == 0:
             continue
-        peak_k, assign = _deblend_reference(values[ys, xs], ys, xs, level, prom_level,
-                                            contrast)
+        peak_k, assign = _deblend_reference(values[ys, xs], ys, xs, level, pol.prom_level,
+                                            pol.contrast)
         first = len(peaks)
         for k in peak_k:
-            peaks.append((f, int(xs[k]), int(ys[k])))
-        fp[f - 1, 5] = len(peak_k)
+            peaks.append((f, int(xs[k]), int(ys[k])))  # PK_FOOTPRINT, PK_X, PK_Y
+        row[FP_NPEAKS] = len(peak_k)
         ok = assign >= 0
         segments[ys[ok], xs[ok]] = int(sign) * (first + 1 + assign[ok])
-    pk = np.array(peaks, np.int64).reshape(-1, 3)
+    pk = np.array(peaks, np.int64).reshape(-1, PK_NCOLS)
     return fp, pk
 
 
-def _runs(find, shape: tuple[int, int], *args) -> tuple[np.ndarray, ...]:
+def _runs(find: Callable[..., int], shape: tuple[int, int], *args: object
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """Call a compiled run finder with run arrays of a likely size, then of the largest
     possible size if they were too short. Returns (ry, rx0, rx1, first, n)."""
     ny, nx = shape
@@ -251,7 +319,7 @@ def _native_labels(native, fg: np.ndarray) -> tuple[np.ndarray, int]:
     comp = np.empty(n, np.int64)
     count = native.label_runs(rx0, rx1, first, n, comp)
     out = np.zeros(mask.shape, np.int32)
-    native.footprints(ry, rx0, rx1, comp, n, 1, out, np.zeros((count, 7), np.int64),
+    native.footprints(ry, rx0, rx1, comp, n, 1, out, np.zeros((count, FP_NCOLS), np.int64),
                       np.zeros(count + 1, np.int64), np.empty(n, np.int64))
     return out, count
 
@@ -281,8 +349,8 @@ def label_connected(fg: np.ndarray) -> tuple[np.ndarray, int]:
     return _native_labels(native, fg != 0)
 
 
-def _polarity_native(native, image, bad, level, sign, radius, min_pixels, prom_level, contrast,
-                     labels, segments):
+def _polarity_native(native: ModuleType, image: np.ndarray, bad: np.ndarray, pol: _Polarity,
+                     labels: np.ndarray, segments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_polarity_reference` by the compiled kernels (the same results).
 
     Thresholding, the ``min_pixels`` cut, growing and labelling work on runs of pixels; the
@@ -290,7 +358,8 @@ def _polarity_native(native, image, bad, level, sign, radius, min_pixels, prom_l
     brightest down (ties in raster order) and flooded.
     """
     ny, nx = image.shape
-    isign = 1 if sign > 0 else -1
+    level, radius, min_pixels = pol.level, pol.radius, pol.min_pixels
+    isign = 1 if pol.sign > 0 else -1
     with np.errstate(over="ignore"):
         # ``sign * image > level`` compares float32 pixels with the level in float32
         thr = float(np.float32(level))
@@ -309,13 +378,13 @@ def _polarity_native(native, image, bad, level, sign, radius, min_pixels, prom_l
                                        int(radius), mask)
     comp = np.empty(n, np.int64)
     nfp = native.label_runs(rx0, rx1, first, n, comp)
-    fp = np.zeros((nfp, 7), np.int64)
+    fp = np.zeros((nfp, FP_NCOLS), np.int64)
     if nfp == 0:
-        return fp, np.zeros((0, 3), np.int64)
+        return fp, np.zeros((0, PK_NCOLS), np.int64)
     start = np.zeros(nfp + 1, np.int64)
     grouped = np.empty(n, np.int64)
     native.footprints(ry, rx0, rx1, comp, n, isign, labels, fp, start, grouped)
-    total = int(fp[:, 0].sum())
+    total = int(fp[:, FP_NPIX].sum())
     ys, xs = np.empty(total, np.int64), np.empty(total, np.int64)
     vals = np.empty(total, np.float64)
     prev = np.empty(total, np.int32)
@@ -328,39 +397,39 @@ def _polarity_native(native, image, bad, level, sign, radius, min_pixels, prom_l
     order = np.empty(n_good, np.int64)
     native.sort_footprints(vals, pstart, order, np.empty(n_good, np.int64))
     basin, parent, peak_v, peak_k = native.watershed(
-        vals, ys, xs, order, segments, float(level), float(prom_level), float(contrast))
-    fp[:, 5:] = 0
-    pk = np.empty((parent.size, 3), np.int64)
+        vals, ys, xs, order, segments, float(level), float(pol.prom_level),
+        float(pol.contrast))
+    fp[:, FP_NPEAKS] = 0
+    fp[:, FP_FIRST_PEAK] = 0
+    pk = np.empty((parent.size, PK_NCOLS), np.int64)
     npk = native.number_peaks(basin, parent, peak_v, peak_k, ys, xs, pstart, prev,
                               float(level), isign, segments, fp, pk)
     return fp, pk[:npk]
 
 
-def _check(image, noise, threshold, polarity, grow, min_pixels, bad, smooth_sigma,
-           prominence, contrast, overwrite_input=False):
-    image = float_image(image, "image", "detect_sources", dtype=np.float32)
+#: One polarity's pass: (image, bad, polarity, labels, segments) -> (footprints, peaks).
+OnePolarity = Callable[[np.ndarray, np.ndarray, _Polarity, np.ndarray, np.ndarray],
+                       tuple[np.ndarray, np.ndarray]]
+
+
+def _check(image: np.ndarray, noise: float | np.ndarray, bad: np.ndarray | None,
+           params: DetectionParameters
+           ) -> tuple[np.ndarray, float | np.ndarray, np.ndarray]:
+    image = float_image(image, "image", "detect_sources", dtype=np.dtype(np.float32))
     bad = flag_image(bad, image.shape, "bad", "detect_sources")
-    if polarity not in POLARITIES:
-        raise ValueError(f"detect_sources: polarity must be one of {POLARITIES}; got "
-                         f"{polarity!r}")
-    if not threshold > 0 or int(grow) < 0 or int(min_pixels) < 0:
-        raise ValueError("detect_sources: need threshold > 0, grow >= 0, min_pixels >= 0; got "
-                         f"{threshold}, {grow}, {min_pixels}")
-    if prominence < 0 or contrast < 0:
-        raise ValueError("detect_sources: prominence and contrast must be >= 0")
     if np.ndim(noise) == 0:
         noise = float(noise)
         if not noise > 0:
             raise ValueError(f"detect_sources: the noise must be positive; got {noise}")
     else:
-        noise = float_image(noise, "noise", "detect_sources", dtype=np.float32)
+        noise = float_image(noise, "noise", "detect_sources", dtype=np.dtype(np.float32))
         if noise.shape != image.shape:
             raise ValueError(f"detect_sources: the noise image's shape {noise.shape} differs "
                              f"from {image.shape}")
-    if smooth_sigma is not None:
-        kernel = gaussian_kernel_1d(float(smooth_sigma))
+    if params.smooth_sigma is not None:
+        kernel = gaussian_kernel_1d(float(params.smooth_sigma))
         image = correlate_separable(image, kernel, kernel,
-                                    out=image if overwrite_input else None)
+                                    out=image if params.overwrite_input else None)
         norm = float((kernel.astype(np.float64) ** 2).sum())  # = sqrt(sum of the 2-D K**2)
         if isinstance(noise, float):
             noise = noise * norm
@@ -370,10 +439,9 @@ def _check(image, noise, threshold, polarity, grow, min_pixels, bad, smooth_sigm
     return image, noise, bad
 
 
-def _run(image, noise, threshold, polarity, grow, min_pixels, bad, smooth_sigma, prominence,
-         contrast, one_polarity, overwrite_input=False) -> Detections:
-    smoothed, noise, bad = _check(image, noise, threshold, polarity, grow, min_pixels, bad,
-                                  smooth_sigma, prominence, contrast, overwrite_input)
+def _run(image: np.ndarray, noise: float | np.ndarray, bad: np.ndarray | None,
+         params: DetectionParameters, one_polarity: OnePolarity) -> Detections:
+    smoothed, noise, bad = _check(image, noise, bad, params)
     if isinstance(noise, float):
         work, scale = smoothed, noise
     else:
@@ -382,12 +450,14 @@ def _run(image, noise, threshold, polarity, grow, min_pixels, bad, smooth_sigma,
         scale = 1.0
     labels = np.zeros(smoothed.shape, np.int32)
     segments = np.zeros(smoothed.shape, np.int32)
-    signs = {"positive": [1.0], "negative": [-1.0], "both": [-1.0, 1.0]}[polarity]
+    signs = {"positive": [1.0], "negative": [-1.0], "both": [-1.0, 1.0]}[params.polarity]
     tables = {}
     for sign in signs:
-        tables[sign] = one_polarity(work, bad, float(threshold * scale), sign, int(grow),
-                                    int(min_pixels), float(prominence * scale),
-                                    float(contrast), labels, segments)
+        pol = _Polarity(level=float(params.threshold * scale), sign=sign,
+                        radius=int(params.grow), min_pixels=int(params.min_pixels),
+                        prom_level=float(params.prominence * scale),
+                        contrast=float(params.contrast))
+        tables[sign] = one_polarity(work, bad, pol, labels, segments)
     fp_rows, pk_rows = [], []
     n_peaks_before = 0
     for sign in sorted(signs, reverse=True):  # positive first in the tables
@@ -395,23 +465,25 @@ def _run(image, noise, threshold, polarity, grow, min_pixels, bad, smooth_sigma,
         f = np.zeros(fp.shape[0], FOOTPRINT_DTYPE)
         f["id"] = sign * np.arange(1, fp.shape[0] + 1)
         f["sign"] = sign
-        for col, name in enumerate(("npix", "x0", "y0", "x1", "y1", "n_peaks")):
+        for name, col in (("npix", FP_NPIX), ("x0", FP_X0), ("y0", FP_Y0), ("x1", FP_X1),
+                          ("y1", FP_Y1), ("n_peaks", FP_NPEAKS)):
             f[name] = fp[:, col]
-        f["first_peak"] = fp[:, 6] + n_peaks_before
+        f["first_peak"] = fp[:, FP_FIRST_PEAK] + n_peaks_before
         p = np.zeros(pk.shape[0], PEAK_DTYPE)
         p["id"] = sign * np.arange(1, pk.shape[0] + 1)
-        p["footprint"] = sign * pk[:, 0]
+        p["footprint"] = sign * pk[:, PK_FOOTPRINT]
         p["sign"] = sign
-        p["x"] = pk[:, 1]
-        p["y"] = pk[:, 2]
-        p["value"] = smoothed[pk[:, 2], pk[:, 1]]
-        nz = noise if isinstance(noise, float) else noise[pk[:, 2], pk[:, 1]]
+        px, py = pk[:, PK_X], pk[:, PK_Y]
+        p["x"] = px
+        p["y"] = py
+        p["value"] = smoothed[py, px]
+        nz = noise if isinstance(noise, float) else noise[py, px]
         p["significance"] = p["value"] / nz
         fp_rows.append(f)
         pk_rows.append(p)
         n_peaks_before += pk.shape[0]
     return Detections(labels, segments, np.concatenate(fp_rows), np.concatenate(pk_rows),
-                      smoothed, noise, float(threshold))
+                      smoothed, noise, float(params.threshold))
 
 
 def detect_sources_reference(image: np.ndarray, noise: float | np.ndarray,
@@ -421,8 +493,9 @@ def detect_sources_reference(image: np.ndarray, noise: float | np.ndarray,
                              contrast: float = 0.01, overwrite_input: bool = False
                              ) -> Detections:
     """NumPy reference of :func:`detect_sources`."""
-    return _run(image, noise, threshold, polarity, grow, min_pixels, bad, smooth_sigma,
-                prominence, contrast, _polarity_reference, overwrite_input)
+    params = DetectionParameters(threshold, polarity, grow, min_pixels, smooth_sigma,
+                                 prominence, contrast, overwrite_input)
+    return _run(image, noise, bad, params, _polarity_reference)
 
 
 def detect_sources(image: np.ndarray, noise: float | np.ndarray, threshold: float = 5.0,
@@ -464,11 +537,10 @@ def detect_sources(image: np.ndarray, noise: float | np.ndarray, threshold: floa
     Detections
         Label and segment images, footprint and peak tables.
     """
+    params = DetectionParameters(threshold, polarity, grow, min_pixels, smooth_sigma,
+                                 prominence, contrast, overwrite_input)
     native = load_native("detect")
-    if native is None:
-        one = _polarity_reference
-    else:
-        def one(*args):  # type: ignore[no-untyped-def]
-            return _polarity_native(native, *args)
-    return _run(image, noise, threshold, polarity, grow, min_pixels, bad, smooth_sigma,
-                prominence, contrast, one, overwrite_input)
+    one: OnePolarity = _polarity_reference
+    if native is not None:
+        one = functools.partial(_polarity_native, native)
+    return _run(image, noise, bad, params, one)

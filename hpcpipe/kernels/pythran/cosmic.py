@@ -54,89 +54,68 @@ def find_cosmic_ray_pixels(image, variance, bad, background, nsigma, cond3_fac, 
                     break
 
 
-def _fill_run_rows(image, variance, use_var, bad, done, max_width, one_sided):
-    """Fill the not-yet-done pixels of each bad run along the rows."""
-    ny, nx = image.shape
-    for i in range(ny):
-        j = 0
-        while j < nx:
-            if bad[i, j] == 0:
-                j += 1
-                continue
-            start = j
-            while j < nx and bad[i, j] != 0:
-                j += 1
-            end = j
-            if end - start > max_width:
-                continue
-            left = start - 1
-            right = end
-            if left >= 0 and right < nx:
-                if one_sided:
-                    continue
-                a = float(image[i, left])
-                b = float(image[i, right])
-                va = float(variance[i, left]) if use_var else 0.0
-                vb = float(variance[i, right]) if use_var else 0.0
-                span = float(right - left)
-                for k in range(start, end):
-                    if done[i, k] == 0:
-                        t = (k - left) / span
-                        image[i, k] = a + t * (b - a)
-                        if use_var:
-                            variance[i, k] = (1.0 - t) * (1.0 - t) * va + t * t * vb
-                        done[i, k] = 1
-            elif one_sided and (left >= 0 or right < nx):
-                src = left if left >= 0 else right
-                for k in range(start, end):
-                    if done[i, k] == 0:
-                        image[i, k] = image[i, src]
-                        if use_var:
-                            variance[i, k] = variance[i, src]
-                        done[i, k] = 1
+def _fill_runs(image, variance, use_var, bad, done, lines, along_rows, max_width, one_sided):
+    """Fill the not-yet-done pixels of each bad run along the rows (``along_rows``) or down
+    the columns listed in ``lines``.
 
-
-def _fill_run_columns(image, variance, use_var, bad, done, max_width, one_sided, cols):
-    """Fill the not-yet-done pixels of each bad run down the columns listed in cols."""
+    Pixel k of line c is (lines[c], k) along rows and (k, lines[c]) down columns. One
+    function for both directions: the former separate row and column copies were not faster
+    (interpolation over the cosmic rays of the 4096 x 4096 benchmark frame plus a 3-column
+    and a 2-row defect, CPU time, 9 interleaved runs: this one / the two copies = 1.01
+    [0.97-1.02]).
+    """
     ny, nx = image.shape
-    for c in range(cols.shape[0]):
-        j = cols[c]
-        i = 0
-        while i < ny:
-            if bad[i, j] == 0:
-                i += 1
+    length = nx if along_rows else ny
+    # (row, column) of pixel k of line c: (c * li + k * ki, c * lj + k * kj)
+    li = 1 if along_rows else 0
+    lj = 1 - li
+    ki = lj
+    kj = li
+    for c in range(lines.shape[0]):
+        i0 = lines[c] * li
+        j0 = lines[c] * lj
+        k = 0
+        while k < length:
+            if bad[i0 + k * ki, j0 + k * kj] == 0:
+                k += 1
                 continue
-            start = i
-            while i < ny and bad[i, j] != 0:
-                i += 1
-            end = i
+            start = k
+            while k < length and bad[i0 + k * ki, j0 + k * kj] != 0:
+                k += 1
+            end = k
             if end - start > max_width:
                 continue
             low = start - 1
             high = end
-            if low >= 0 and high < ny:
+            if low >= 0 and high < length:
                 if one_sided:
                     continue
-                a = float(image[low, j])
-                b = float(image[high, j])
-                va = float(variance[low, j]) if use_var else 0.0
-                vb = float(variance[high, j]) if use_var else 0.0
+                a = float(image[i0 + low * ki, j0 + low * kj])
+                b = float(image[i0 + high * ki, j0 + high * kj])
+                va = float(variance[i0 + low * ki, j0 + low * kj]) if use_var else 0.0
+                vb = float(variance[i0 + high * ki, j0 + high * kj]) if use_var else 0.0
                 span = float(high - low)
-                for k in range(start, end):
-                    if done[k, j] == 0:
-                        t = (k - low) / span
-                        image[k, j] = a + t * (b - a)
+                for m in range(start, end):
+                    i = i0 + m * ki
+                    j = j0 + m * kj
+                    if done[i, j] == 0:
+                        t = (m - low) / span
+                        image[i, j] = a + t * (b - a)
                         if use_var:
-                            variance[k, j] = (1.0 - t) * (1.0 - t) * va + t * t * vb
-                        done[k, j] = 1
-            elif one_sided and (low >= 0 or high < ny):
+                            variance[i, j] = (1.0 - t) * (1.0 - t) * va + t * t * vb
+                        done[i, j] = 1
+            elif one_sided and (low >= 0 or high < length):
                 src = low if low >= 0 else high
-                for k in range(start, end):
-                    if done[k, j] == 0:
-                        image[k, j] = image[src, j]
+                si = i0 + src * ki
+                sj = j0 + src * kj
+                for m in range(start, end):
+                    i = i0 + m * ki
+                    j = j0 + m * kj
+                    if done[i, j] == 0:
+                        image[i, j] = image[si, sj]
                         if use_var:
-                            variance[k, j] = variance[src, j]
-                        done[k, j] = 1
+                            variance[i, j] = variance[si, sj]
+                        done[i, j] = 1
 
 
 def _pending_columns(bad, done):
@@ -151,12 +130,16 @@ def _pending_columns(bad, done):
 
 def interpolate_runs(image, variance, bad, use_var, max_width_row, max_width_col, done):
     """Replace bad pixels in place: rows (both sides), columns (both sides), then one side."""
-    _fill_run_rows(image, variance, use_var, bad, done, max_width_row, False)
+    ny = image.shape[0]
+    rows = np.zeros(ny, np.int64)
+    for i in range(ny):
+        rows[i] = i
+    _fill_runs(image, variance, use_var, bad, done, rows, True, max_width_row, False)
     cols = _pending_columns(bad, done)
     if cols.shape[0] == 0:
         return
-    _fill_run_columns(image, variance, use_var, bad, done, max_width_col, False, cols)
-    _fill_run_rows(image, variance, use_var, bad, done, max_width_row, True)
+    _fill_runs(image, variance, use_var, bad, done, cols, False, max_width_col, False)
+    _fill_runs(image, variance, use_var, bad, done, rows, True, max_width_row, True)
     cols = _pending_columns(bad, done)
     if cols.shape[0] > 0:
-        _fill_run_columns(image, variance, use_var, bad, done, max_width_col, True, cols)
+        _fill_runs(image, variance, use_var, bad, done, cols, False, max_width_col, True)
