@@ -36,7 +36,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -60,6 +60,9 @@ from hpcpipe.diffim.image_difference import ImageDifferenceTask
 from hpcpipe.drivers.report import JOURNAL_NAME
 from hpcpipe.pipe.process_ccd import ProcessCcdTask
 from hpcpipe.task.cmdline import process_data_ref
+
+if TYPE_CHECKING:
+    from hpcpipe.butler import Butler
 
 __all__ = ["AlertsConfig", "AlertRequest", "add_alerts_command", "alert_path",
            "run_alerts", "run_alerts_command"]
@@ -242,7 +245,7 @@ def _store_forced(apdb_path: Path, visit: int, ccd: int, forced: np.ndarray) -> 
 
 
 # --- the master -----------------------------------------------------------------------------
-def _visits(butler: Any, data_ids: list[dict[str, Any]]) -> list[tuple[int, str, str, list]]:
+def _visits(butler: Butler, data_ids: list[dict[str, Any]]) -> list[tuple[int, str, str, list]]:
     """(visit, filter, dateObs, [ccd...]) for the data ids, in time order."""
     found: dict[int, tuple[str, str, set[int]]] = {}
     for data_id in data_ids:

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hpcpipe.butler import ButlerDataRef, ButlerError, Repository
+from hpcpipe.butler import Butler, ButlerDataRef, ButlerError, Repository
 from hpcpipe.butler.userdatasets import declare, read_declarations
 from hpcpipe.comm.pool import Pool
 from hpcpipe.comm.world import World
@@ -211,7 +211,7 @@ def parse_task_args(task_class: type[CmdLineTask], argv: Sequence[str], prog: st
     return ns, request
 
 
-def _prepare(butler: Any, request: TaskRequest) -> None:
+def _prepare(butler: Butler, request: TaskRequest) -> None:
     """Register the task's dataset types and check the versions (master, before any unit).
 
     Raises
@@ -232,7 +232,7 @@ def _prepare(butler: Any, request: TaskRequest) -> None:
         raise DrpUsageError("", error)
 
 
-def _list_units(butler: Any, request: TaskRequest) -> tuple[list[dict[str, Any]],
+def _list_units(butler: Butler, request: TaskRequest) -> tuple[list[dict[str, Any]],
                                                            tuple[str, ...]]:
     try:
         units = request.task_class.list_units(butler, request.data_ids)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,10 +25,13 @@ from hpcpipe.kernels.warp import transform_grid, warp_image, wcs_transform
 from hpcpipe.task import Struct, timed_method
 from hpcpipe.task.cmdline import CmdLineTask
 
+if TYPE_CHECKING:
+    from hpcpipe.butler import Butler, ButlerDataRef
+
 __all__ = ["MakeCoaddTempExpConfig", "MakeCoaddTempExpTask", "ccd_box_on_patch", "patch_of"]
 
 
-def patch_of(butler: Any, data_id: Any) -> Any:
+def patch_of(butler: Butler, data_id: Any) -> Any:
     """The :class:`~hpcpipe.skymap.PatchInfo` of a data id's tract and patch."""
     sky_map = butler.get("skyMap")
     tract = sky_map[int(data_id["tract"])]
@@ -163,7 +166,7 @@ class MakeCoaddTempExpTask(CmdLineTask):
         return (PixelPsf(calexp.psf.compute_kernel_image(bx, by)), calexp.filter,
                 calexp.visit_info)
 
-    def run_data_ref(self, data_ref: Any) -> Struct:
+    def run_data_ref(self, data_ref: ButlerDataRef) -> Struct:
         """Warp the visit's calexps onto the patch (read one at a time); write
         deepCoadd_directWarp if any overlap."""
         butler = data_ref.butler
