@@ -72,6 +72,16 @@ from typing import Any
 import numpy as np
 
 from hpcpipe.comm.journal import Journal
+from hpcpipe.comm.messages import (
+    EndJob,
+    Gone,
+    Outcomes,
+    Results,
+    StartJob,
+    Stop,
+    Store,
+    Work,
+)
 from hpcpipe.comm.records import (
     HOSTNAME,
     UnitError,
@@ -262,10 +272,9 @@ class _Job:
         """The step (job name) of unit ``index``."""
         return self.job_names[index] if self.job_names is not None else self.name
 
-    def record_batch(self, indices: list[int], values: list[Any], starts: list[float],
-                     ends: list[float], failures: dict[int, tuple[str, str]], rank: int,
-                     host: str, peaks: Sequence[float] | None = None) -> list[int]:
+    def record_batch(self, outcomes: Outcomes, rank: int, host: str) -> list[int]:
         """Store a batch of outcomes from one worker; return the indices that succeeded."""
+        indices, values, starts, ends, failures, peaks = outcomes
         idx = np.asarray(indices, dtype=np.int64)
         st, en = np.asarray(starts), np.asarray(ends)
         self.rank[idx], self.start[idx], self.end[idx] = rank, st, en
@@ -455,7 +464,7 @@ class Pool:
         if self._transport is not None:
             for worker in range(1, self.world.size):
                 if worker not in self.lost:
-                    self._transport.send(("stop",), worker, Tag.CONTROL)
+                    self._transport.send(Stop(), worker, Tag.CONTROL)
                 self._transport.drain_heartbeats(worker)
         if self.lost:
             import atexit  # only here: a lost worker is rare
@@ -487,7 +496,7 @@ class Pool:
         self.cache.__dict__.update(items)
         if self._transport is not None:
             for worker in range(1, self.world.size):
-                self._transport.send(("bcast",), worker, Tag.CONTROL)
+                self._transport.send(Store(), worker, Tag.CONTROL)
             self.world.comm.bcast(payload, root=0)
 
     # --- mapping ---------------------------------------------------------------------------
@@ -634,10 +643,11 @@ class Pool:
             else:
                 index = getattr(job, name).popleft()
             job.state[index] = _RUNNING
-            values, starts, ends, failures, peaks = run_chunk(
+            outcomes = run_chunk(
                 func, self.cache, [job.units[index]], args, self.timeout, [index],
                 memory_limits=self._memory_limits(job, [index]))
-            done = job.record_batch([index], values, starts, ends, failures, 0, HOSTNAME, peaks)
+            assert outcomes is not None  # no reply: run_chunk returns the outcomes
+            done = job.record_batch(outcomes, 0, HOSTNAME)
             self._learn(job, done)
             if bar is not None and (done or job.state[index] == _FAILED):
                 bar.update(1)
@@ -824,7 +834,7 @@ class Pool:
         workers = [w for w in range(1, self.world.size) if w not in self.lost]
         job_id = self._job_counter
         for worker in workers:
-            transport.send(("job", job_id, func, args, self.timeout), worker, Tag.CONTROL)
+            transport.send(StartJob(job_id, func, args, self.timeout), worker, Tag.CONTROL)
         in_flight = dict.fromkeys(workers, 0)
         self._assigned: dict[int, set[int]] = {w: set() for w in workers}
         self._heard: dict[int, float] = dict.fromkeys(workers, time.monotonic())
@@ -866,34 +876,33 @@ class Pool:
                 if not self.timeout and worker in self._heard:
                     self._heard[worker] = time.monotonic()
                 continue
-            message = transport.comm.recv(source=worker, tag=tag)
+            message: Results | Gone = transport.comm.recv(source=worker, tag=tag)
             if worker in self.lost:
                 continue  # a late answer of a worker given up: its units were failed
-            if message[0] == "gone":  # the worker left its loop (and told why)
-                self._lose_worker(job, worker, f"left the pool: {message[2]}", in_flight,
+            if isinstance(message, Gone):  # the worker left its loop (and told why)
+                self._lose_worker(job, worker, f"left the pool: {message.why}", in_flight,
                                   workers)
                 continue
-            reply_job, indices, values, starts, ends, failures, host, peaks = message
-            if reply_job != job_id:
+            if message.job_id != job_id:
                 continue  # a late reply of an earlier, aborted job
-            in_flight[worker] -= len(indices)
-            self._assigned[worker].difference_update(indices)
+            outcomes = message.outcomes
+            in_flight[worker] -= len(outcomes.indices)
+            self._assigned[worker].difference_update(outcomes.indices)
             self._heard[worker] = time.monotonic()
-            done = job.record_batch(indices, values, starts, ends, failures, worker, host,
-                                    peaks)
+            done = job.record_batch(outcomes, worker, message.host)
             self._learn(job, done)
             self._maybe_status(job)
             if track_affinity:
                 for i in done:
                     self._affinity[job.keys[i]] = worker
             if bar is not None:
-                bar.update(len(done) + sum(job.state[i] == _FAILED for i in failures))
+                bar.update(len(done) + sum(job.state[i] == _FAILED for i in outcomes.failures))
             if self.doraise and job.failed_for_good is not None:
                 stopping = True
                 job.pending.clear()
                 job.retry.clear()
         for worker in workers:
-            transport.send(("end", job_id), worker, Tag.CONTROL)
+            transport.send(EndJob(job_id), worker, Tag.CONTROL)
 
     def _limit(self) -> float:
         """Seconds a busy worker may stay silent (see the module documentation)."""
@@ -955,8 +964,8 @@ class Pool:
         self._assigned[worker].update(chunk)
         assert self._transport is not None
         units = job.units
-        self._transport.send((job_id, chunk, [units[i] for i in chunk],
-                              self._memory_limits(job, chunk)), worker, Tag.WORK)
+        self._transport.send(Work(job_id, chunk, [units[i] for i in chunk],
+                                  self._memory_limits(job, chunk)), worker, Tag.WORK)
 
     def _serve(self) -> None:
         """The worker loop: run units of the current job until the master says stop.
@@ -978,9 +987,8 @@ class Pool:
             self._serve_loop(transport)
         except BaseException as exc:
             try:
-                transport.send(("gone", self._job_counter,
-                                f"{type(exc).__name__}: {exc}".strip(), HOSTNAME),
-                               0, Tag.RESULT)
+                transport.send(Gone(self._job_counter, f"{type(exc).__name__}: {exc}".strip(),
+                                    HOSTNAME), 0, Tag.RESULT)
             finally:
                 stop.set()
             raise
@@ -1004,48 +1012,46 @@ class Pool:
         while True:
             message, _src, tag = transport.recv(source=0)
             if tag == Tag.CONTROL:
-                command = message[0]
-                if command == "stop":
+                if isinstance(message, Stop):
                     return
-                if command == "bcast":
+                if isinstance(message, Store):
                     payload = self.world.comm.bcast(None, root=0)
                     self.cache.__dict__.update(pickle.loads(payload))
-                elif command == "job":
-                    _, job_id, func, args, timeout = message
-                elif command == "end":
+                elif isinstance(message, StartJob):
+                    job_id, func, args, timeout = message
+                elif isinstance(message, EndJob):
                     func, args = None, ()
                 continue
-            reply_job, indices, units, limits = message
-            if reply_job != job_id or func is None:
+            work: Work = message
+            if work.job_id != job_id or func is None:
                 continue
             self._job_counter = job_id
             self._busy.set()
             try:
-                run_chunk(func, self.cache, units, args, timeout, indices,
-                          functools.partial(self._reply, job_id), FLUSH_SECONDS, limits)
+                run_chunk(func, self.cache, work.units, args, timeout, work.indices,
+                          functools.partial(self._reply, job_id), FLUSH_SECONDS, work.limits)
             finally:
                 self._busy.clear()
 
-    def _reply(self, job_id: int, part: tuple[Any, ...]) -> None:
+    def _reply(self, job_id: int, outcomes: Outcomes) -> None:
         """Send a batch of results; a value that cannot be pickled fails its unit."""
         assert self._transport is not None
-        indices, values, starts, ends, failures, peaks = part
         try:
-            self._transport.send((job_id, indices, values, starts, ends, failures, HOSTNAME,
-                                  peaks), 0, Tag.RESULT)
+            self._transport.send(Results(job_id, HOSTNAME, outcomes), 0, Tag.RESULT)
             return
         except Exception:  # noqa: BLE001 - an unpicklable result must not kill the worker
             pass  # pickling failed before anything was sent: find the culprits below
-        values = list(values)
-        for k, i in enumerate(indices):
+        values = list(outcomes.values)
+        failures = outcomes.failures
+        for k, i in enumerate(outcomes.indices):
             try:
                 pickle.dumps(values[k], protocol=5)
             except Exception as exc:  # noqa: BLE001
                 failures[i] = (f"the unit's result cannot be sent: {type(exc).__name__}: "
                                f"{exc}", "")
                 values[k] = None
-        self._transport.send((job_id, indices, values, starts, ends, failures, HOSTNAME,
-                              peaks), 0, Tag.RESULT)
+        self._transport.send(Results(job_id, HOSTNAME, outcomes._replace(values=values)), 0,
+                             Tag.RESULT)
 
 
 def _clock(seconds: float) -> str:

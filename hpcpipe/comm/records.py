@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hpcpipe.comm.memory import UnitMemory
+from hpcpipe.comm.messages import Outcomes
 
 __all__ = ["UnitRecord", "UnitFailure", "UnitTimeoutError", "UnitError", "run_chunk",
            "HOSTNAME"]
@@ -105,10 +106,10 @@ def run_chunk(
     args: tuple[Any, ...],
     timeout: float | None,
     indices: Sequence[int],
-    reply: Callable[[tuple[Any, ...]], None] | None = None,
+    reply: Callable[[Outcomes], None] | None = None,
     flush_seconds: float = math.inf,
     memory_limits: Sequence[float | None] | None = None,
-) -> tuple[list[Any], list[float], list[float], dict[int, tuple[str, str]], list[float]] | None:
+) -> Outcomes | None:
     """Run ``func(cache, unit, *args)`` for each unit, catching any exception.
 
     Parameters
@@ -118,7 +119,7 @@ def run_chunk(
     indices : sequence of int
         The units' indices in their job, used to label the results.
     reply : callable, optional
-        Called with a batch ``(indices, values, start times, end times, failures, peaks)`` at
+        Called with the :class:`~hpcpipe.comm.messages.Outcomes` of the units run so far at
         least every ``flush_seconds`` and at the end; then nothing is returned.
     memory_limits : sequence of float or None, optional
         Bytes each unit may allocate (:class:`~hpcpipe.comm.memory.UnitMemory`); past it the
@@ -126,10 +127,10 @@ def run_chunk(
 
     Returns
     -------
-    tuple or None
-        Without ``reply``: the values (None for failed units), Unix start and end times,
-        ``{index: (error message, traceback)}`` for the units that raised, and each unit's
-        peak resident memory in bytes (NaN where unknown).
+    Outcomes or None
+        Without ``reply``: the outcomes of all the units (values, None for failed units;
+        Unix start and end times; ``{index: (error message, traceback)}`` for the units that
+        raised; each unit's peak resident memory in bytes, NaN where unknown).
     """
     use_alarm = timeout is not None and timeout > 0
     previous = signal.signal(signal.SIGALRM, _alarm) if use_alarm else None
@@ -173,14 +174,15 @@ def run_chunk(
             ends.append(now())
             peaks.append(memory.peak)
             if reply is not None and time.perf_counter() - last_flush > flush_seconds:
-                reply((batch_idx, values, starts, ends, failures, peaks))
+                reply(Outcomes(batch_idx, values, starts, ends, failures, peaks))
                 batch_idx, values, starts, ends, failures, peaks = [], [], [], [], {}, []
                 last_flush = time.perf_counter()
     finally:
         if use_alarm:
             signal.signal(signal.SIGALRM, previous)
+    outcomes = Outcomes(batch_idx, values, starts, ends, failures, peaks)
     if reply is None:
-        return values, starts, ends, failures, peaks
+        return outcomes
     if batch_idx:
-        reply((batch_idx, values, starts, ends, failures, peaks))
+        reply(outcomes)
     return None

@@ -45,7 +45,7 @@ Measurement
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -63,6 +63,9 @@ from hpcpipe.pipe.sources import measure_detections, source_id_base
 from hpcpipe.table import Catalog, Schema
 from hpcpipe.task import Struct, timed_method
 from hpcpipe.task.cmdline import CmdLineTask
+
+if TYPE_CHECKING:
+    from hpcpipe.butler import ButlerDataRef
 
 __all__ = ["ImageDifferenceConfig", "ImageDifferenceTask", "dia_source_schema",
            "kernel_source_schema"]
@@ -173,6 +176,11 @@ class ImageDifferenceTask(CmdLineTask):
 
     ConfigClass = ImageDifferenceConfig
     _DefaultName = "imageDifference"
+    # subtasks, set by make_subtask in __init__ (the config's ConfigurableFields; a
+    # retargeted field gives a subclass or a task with the same run signature)
+    getTemplate: GetCoaddAsTemplateTask
+    subtract: ImagePsfMatchTask
+    measurement: MeasurementTask
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -481,7 +489,7 @@ class ImageDifferenceTask(CmdLineTask):
                       matchedTemplate=sub.matched_template, warpedTemplate=template,
                       kernelSources=stamps, solution=sub.solution, mode=sub.mode)
 
-    def run_data_ref(self, data_ref: Any) -> Struct:
+    def run_data_ref(self, data_ref: ButlerDataRef) -> Struct:
         """Read the calexp, its src, the sky map and the coadds; write the deepDiff datasets."""
         butler = data_ref.butler
         d = data_ref.dataId

@@ -14,7 +14,7 @@ scales of the two grids are the same).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from hpcpipe.config import ChoiceField, Config, Field, RangeField
 from hpcpipe.image import Exposure
 from hpcpipe.kernels.warp import transform_grid, warp_image, wcs_transform
 from hpcpipe.task import Struct, Task, timed_method
+
+if TYPE_CHECKING:
+    from hpcpipe.butler import Butler
 
 __all__ = ["GetCoaddAsTemplateConfig", "GetCoaddAsTemplateTask", "overlapping_patches"]
 
@@ -190,7 +193,7 @@ class GetCoaddAsTemplateTask(Task):
             raise ValueError("the coadds used for the template have no PSF")
         return best[1]
 
-    def run_butler(self, butler: Any, calexp: Exposure, band: str) -> Struct:
+    def run_butler(self, butler: Butler, calexp: Exposure, band: str) -> Struct:
         """The template of ``calexp`` from the ``<coaddName>Coadd`` patches in ``band``.
 
         Raises

@@ -34,7 +34,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -59,8 +59,9 @@ from hpcpipe.drivers.report import JOURNAL_NAME
 from hpcpipe.pipe.process_ccd import ProcessCcdTask
 from hpcpipe.task.cmdline import process_data_ref
 
-__all__ = ["AlertsConfig", "AlertRequest", "AlertUsageError", "alert_path", "run_alerts",
-           "format_alert_summary"]
+if TYPE_CHECKING:
+    from hpcpipe.butler import Butler
+
 
 log = logging.getLogger("hpcpipe.alerts")
 
@@ -237,7 +238,7 @@ def _store_forced(apdb_path: Path, visit: int, ccd: int, forced: np.ndarray) -> 
 
 
 # --- the master -----------------------------------------------------------------------------
-def _visits(butler: Any, data_ids: list[dict[str, Any]]) -> list[tuple[int, str, str, list]]:
+def _visits(butler: Butler, data_ids: list[dict[str, Any]]) -> list[tuple[int, str, str, list]]:
     """(visit, filter, dateObs, [ccd...]) for the data ids, in time order."""
     found: dict[int, tuple[str, str, set[int]]] = {}
     for data_id in data_ids:

@@ -22,13 +22,16 @@ import math
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hpcpipe.comm.pool import Pool
 from hpcpipe.comm.world import World
 from hpcpipe.io.generation import release_generation
+
+if TYPE_CHECKING:
+    from hpcpipe.butler import Butler
 
 __all__ = ["DemoSettings", "run_production_demo", "format_demo_summary", "demo_configs",
            "assess_release"]
@@ -78,7 +81,7 @@ def demo_configs(production: Any, settings: DemoSettings) -> dict[str, Any]:
     return configs
 
 
-def assess_release(butler: Any) -> dict[str, Any]:
+def assess_release(butler: Butler) -> dict[str, Any]:
     """Quality of a finished production against the truth catalog.
 
     Returns
@@ -156,7 +159,7 @@ def assess_release(butler: Any) -> dict[str, Any]:
     }
 
 
-def _coadd_gain(butler: Any, key: dict[str, Any], band: str) -> tuple[float, int] | None:
+def _coadd_gain(butler: Butler, key: dict[str, Any], band: str) -> tuple[float, int] | None:
     """How much deeper (mag) a patch's coadd is than its single warps, where they all overlap.
 
     Returns ``(gain, n_visits)``: ``2.5 log10`` of the ratio of the median single-warp noise

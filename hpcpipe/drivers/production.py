@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from hpcpipe.errors import HpcpipeError
 
 if TYPE_CHECKING:
+    from hpcpipe.butler import Butler
     from hpcpipe.butler.mapper import Mapper
     from hpcpipe.task.cmdline import CmdLineTask
 
@@ -246,7 +247,7 @@ class ProductionContext:
         The dataset :attr:`sky_map` reads.
     """
 
-    butler: Any
+    butler: Butler
     inputs: list[DataId]
     selection: list[DataId] = field(default_factory=lambda: [{}])
     units: dict[str, list[DataId]] = field(default_factory=dict)

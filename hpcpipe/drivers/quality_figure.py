@@ -25,13 +25,16 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hpcpipe.image.calib import AB_NANOJANSKY_ZERO_POINT
 from hpcpipe.io.atomic import atomic_path
 from hpcpipe.pipe.quality import depth_5sigma, robust_scatter
+
+if TYPE_CHECKING:
+    from hpcpipe.butler import Butler
 
 __all__ = ["RunQuality", "match_residuals", "psf_fwhm_grid", "collect_run_quality",
            "write_quality_figure", "BRIGHT_SNR"]
@@ -156,7 +159,7 @@ class RunQuality:
         }
 
 
-def collect_run_quality(butler: Any, focal_plane: FocalPlane | None = None, grid: int = 6,
+def collect_run_quality(butler: Butler, focal_plane: FocalPlane | None = None, grid: int = 6,
                         coadd_depth: Mapping[str, float] | None = None) -> RunQuality:
     """Gather :class:`RunQuality` from every calexp of a production's output repository.
 

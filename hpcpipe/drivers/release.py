@@ -29,7 +29,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,7 +37,9 @@ from hpcpipe.comm.world import World
 from hpcpipe.io.release import Provenance, write_release_coadds, write_release_table
 from hpcpipe.table import Catalog, Schema
 
-__all__ = ["write_release", "release_units", "with_columns"]
+if TYPE_CHECKING:
+    from hpcpipe.butler import Butler
+
 
 log = logging.getLogger("hpcpipe.drivers.release")
 
@@ -54,7 +56,7 @@ def with_columns(catalog: Catalog, columns: dict[str, tuple[Any, str, str]]) -> 
     return Catalog.from_columns(schema, data, metadata=catalog.metadata)
 
 
-def release_units(butler: Any) -> dict[str, Any]:
+def release_units(butler: Butler) -> dict[str, Any]:
     """What the release will hold, as found in the repository (the same on every rank).
 
     Returns
@@ -94,7 +96,7 @@ def _gather_table(world: World, schema_of: Callable[[], Catalog], parts: list[Ca
     return Catalog(schema_of().schema)
 
 
-def write_release(butler: Any, directory: str | Path, world: World | None = None, *,
+def write_release(butler: Butler, directory: str | Path, world: World | None = None, *,
                   mode: str = "shared", compression: str | None = None,
                   command: str = "") -> dict[str, Any]:
     """Write the release files of a finished production (every rank calls this).

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -34,6 +34,9 @@ from hpcpipe.drivers.release import release_units, with_columns
 from hpcpipe.errors import FileFormatError
 from hpcpipe.io.release import read_release_table
 from hpcpipe.table import Catalog
+
+if TYPE_CHECKING:
+    from hpcpipe.butler import Butler
 
 __all__ = ["HATS_TABLES", "write_release_hats", "convert_release", "hats_directory",
            "release_files"]
@@ -80,7 +83,7 @@ def _write_tables(tables: dict[str, pa.Table | None], out: Path, world: World,
     return results
 
 
-def write_release_hats(butler: Any, directory: str | Path, world: World | None = None, *,
+def write_release_hats(butler: Butler, directory: str | Path, world: World | None = None, *,
                        command: str = "", **options: Any) -> dict[str, dict[str, Any]]:
     """Write the HATS catalogs of a finished production (every rank calls this).
 

@@ -34,7 +34,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from hpcpipe.butler import ButlerDataRef, ButlerError
+from hpcpipe.butler import Butler, ButlerDataRef, ButlerError
 from hpcpipe.butler.userdatasets import declare
 from hpcpipe.comm.pool import Pool
 from hpcpipe.comm.world import World
@@ -119,7 +119,7 @@ def append_user_steps(production: Production, tasks: Sequence[str]) -> Productio
     return Production(production.name, steps, production.sky_map_dataset, production.doc)
 
 
-def _prepare(butler: Any, request: TaskRequest) -> None:
+def _prepare(butler: Butler, request: TaskRequest) -> None:
     """Register the task's dataset types and check the versions (master, before any unit).
 
     Raises
@@ -140,7 +140,7 @@ def _prepare(butler: Any, request: TaskRequest) -> None:
         raise DrpUsageError("", error)
 
 
-def _list_units(butler: Any, request: TaskRequest) -> tuple[list[dict[str, Any]],
+def _list_units(butler: Butler, request: TaskRequest) -> tuple[list[dict[str, Any]],
                                                            tuple[str, ...]]:
     try:
         units = request.task_class.list_units(butler, request.data_ids)

@@ -17,11 +17,14 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hpcpipe.io.atomic import atomic_path
+
+if TYPE_CHECKING:
+    from hpcpipe.butler import Butler
 
 __all__ = ["extendedness", "TractMosaic", "tract_mosaic", "write_tract_picture", "zoom_box",
            "BAND_ORDER", "EXTENDEDNESS_FLUX_RATIO"]
@@ -86,7 +89,7 @@ class TractMosaic:
     objects: dict[str, Any] = field(default_factory=dict)
 
 
-def tract_mosaic(butler: Any, tract_id: int | None = None) -> TractMosaic | None:
+def tract_mosaic(butler: Butler, tract_id: int | None = None) -> TractMosaic | None:
     """The coadds (``deepCoadd_calexp``) and primary objects of a tract's patches.
 
     Parameters

@@ -30,7 +30,7 @@ nothing, and the coadd of the patch uses the warps that exist.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from astropy.wcs import WCS
 
@@ -50,13 +50,16 @@ from hpcpipe.pipe.make_skymap import MakeSkyMapTask
 from hpcpipe.pipe.multifit import MultifitTask
 from hpcpipe.pipe.process_ccd import ProcessCcdTask
 
+if TYPE_CHECKING:
+    from hpcpipe.butler import Butler
+
 __all__ = ["production", "make_production", "warp_units", "ccd_patches"]
 
 #: Pixels added around a CCD when deciding which patches it may reach.
 OVERLAP_MARGIN = 50
 
 
-def _raw_wcs_box(butler: Any, data_id: dict[str, Any]) -> tuple[WCS, Box2I]:
+def _raw_wcs_box(butler: Butler, data_id: dict[str, Any]) -> tuple[WCS, Box2I]:
     """The header WCS and the trimmed box of a raw (grown by :data:`OVERLAP_MARGIN`), from
     its headers alone, through the repository's camera description (any raw layout)."""
     path = Path(butler.getUri("raw", visit=data_id["visit"], ccd=data_id["ccd"])

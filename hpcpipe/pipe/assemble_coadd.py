@@ -20,7 +20,7 @@ sub-regions (tested).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from hpcpipe.kernels.stats import clipped_mean_reference
 from hpcpipe.pipe.coadd_warp import patch_key
 from hpcpipe.task import Struct, timed_method
 from hpcpipe.task.cmdline import CmdLineTask
+
+if TYPE_CHECKING:
+    from hpcpipe.butler import Butler, ButlerDataRef
 
 __all__ = ["AssembleCoaddConfig", "AssembleCoaddTask", "WarpReader", "subregions",
            "warp_weight"]
@@ -215,7 +218,7 @@ class AssembleCoaddTask(CmdLineTask):
         self.log.info("coadded %d warps in %d sub-region(s)", len(use), len(boxes))
         return Struct(coadd=coadd, weights=weights, n_inputs=len(use), count=count)
 
-    def run_data_ref(self, data_ref: Any) -> Struct:
+    def run_data_ref(self, data_ref: ButlerDataRef) -> Struct:
         """Coadd every warp of the patch in the filter; write deepCoadd.
 
         With ``doSubregionRead`` (the default) each warp is read a sub-region at a time
@@ -243,13 +246,13 @@ class AssembleCoaddTask(CmdLineTask):
         return result
 
     @staticmethod
-    def _reader(butler: Any, visit: int, key: dict[str, Any]) -> WarpReader:
+    def _reader(butler: Butler, visit: int, key: dict[str, Any]) -> WarpReader:
         def read(box: Box2I) -> Exposure:
             return butler.get("deepCoadd_directWarp_sub", bbox=box, visit=visit, **key)
         return read
 
     @staticmethod
-    def _patch_bbox(butler: Any, key: dict[str, Any]) -> Box2I:
+    def _patch_bbox(butler: Butler, key: dict[str, Any]) -> Box2I:
         """The outer box of the patch (the warps' box)."""
         sky_map = butler.get("skyMap")
         index = tuple(int(v) for v in str(key["patch"]).split(","))

@@ -18,7 +18,7 @@ sharded reference catalogs of the repository (:mod:`hpcpipe.refcat`) named by
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from astropy.wcs.utils import proj_plane_pixel_scales
@@ -35,6 +35,9 @@ from hpcpipe.refcat.loader import LoadReferenceObjectsConfig, ReferenceLoaders
 from hpcpipe.table import Catalog, Schema
 from hpcpipe.task import Struct, timed_method
 from hpcpipe.task.cmdline import CmdLineTask
+
+if TYPE_CHECKING:
+    from hpcpipe.butler import Butler, ButlerDataRef
 
 __all__ = ["CalibrateConfig", "CalibrateTask", "calibrate_schema", "match_schema"]
 
@@ -110,6 +113,10 @@ class CalibrateTask(CmdLineTask):
 
     ConfigClass = CalibrateConfig
     _DefaultName = "calibrate"
+    # subtasks, set by make_subtask in __init__ (the config's ConfigurableFields; a
+    # retargeted field gives a subclass or a task with the same run signature)
+    detection: SourceDetectionTask
+    measurement: MeasurementTask
 
     def __init__(self, *args: Any, icSrc_schema: Schema | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -118,7 +125,7 @@ class CalibrateTask(CmdLineTask):
         base = icSrc_schema or characterize_schema(list(self.config.measurement.apertureRadii))
         self.schema = calibrate_schema(base)
 
-    def make_reference_loaders(self, butler: Any) -> ReferenceLoaders:
+    def make_reference_loaders(self, butler: Butler) -> ReferenceLoaders:
         """The loaders of the reference catalogs named by ``astromRefObjLoader`` and
         ``photoRefObjLoader``, from ``butler``'s repositories (pass them to :meth:`run`)."""
         return ReferenceLoaders(butler, self.config.astromRefObjLoader,
@@ -172,7 +179,7 @@ class CalibrateTask(CmdLineTask):
         return Struct(exposure=exposure, sourceCat=cat, matches=matches,
                       astrom_rms=astrom_rms, zero_point=zp)
 
-    def run_data_ref(self, data_ref: Any) -> Struct:
+    def run_data_ref(self, data_ref: ButlerDataRef) -> Struct:
         """Read ``icExp``, ``icExpBackground``, ``icSrc`` and the reference catalog,
         calibrate, write ``calexp``, ``calexpBackground``, ``src`` and ``srcMatch``."""
         c = self.config

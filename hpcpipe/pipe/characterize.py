@@ -16,7 +16,7 @@ are measured again with the final PSF: that catalog is ``icSrc`` (with the stars
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +32,9 @@ from hpcpipe.pipe.repair import RepairTask
 from hpcpipe.pipe.sources import measure_detections, source_id_base
 from hpcpipe.task import Struct, timed_method
 from hpcpipe.task.cmdline import CmdLineTask
+
+if TYPE_CHECKING:
+    from hpcpipe.butler import ButlerDataRef
 
 __all__ = ["CharacterizeImageConfig", "CharacterizeImageTask", "characterize_schema"]
 
@@ -75,6 +78,14 @@ class CharacterizeImageTask(CmdLineTask):
 
     ConfigClass = CharacterizeImageConfig
     _DefaultName = "characterizeImage"
+    # subtasks, set by make_subtask in __init__ (the config's ConfigurableFields; a
+    # retargeted field gives a subclass or a task with the same run signature)
+    background: SubtractBackgroundTask
+    detection: SourceDetectionTask
+    measurement: MeasurementTask
+    measurePsf: MeasurePsfTask
+    repair: RepairTask
+    measureApCorr: MeasureApCorrTask
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -130,7 +141,7 @@ class CharacterizeImageTask(CmdLineTask):
         return Struct(exposure=exposure, background=background, sourceCat=catalog,
                       psf_sigma=float(sigma))
 
-    def run_data_ref(self, data_ref: Any) -> Struct:
+    def run_data_ref(self, data_ref: ButlerDataRef) -> Struct:
         """Read ``postISRCCD``, characterize it, write ``icExp``, ``icExpBackground`` and
         ``icSrc`` (as switched on)."""
         c = self.config

@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -30,6 +30,9 @@ from hpcpipe.pipe.sources import source_id_base
 from hpcpipe.table import Catalog, Schema
 from hpcpipe.task import Struct, timed_method
 from hpcpipe.task.cmdline import CmdLineTask
+
+if TYPE_CHECKING:
+    from hpcpipe.butler import ButlerDataRef
 
 __all__ = ["DetectCoaddSourcesConfig", "DetectCoaddSourcesTask", "MergeDetectionsConfig",
            "MergeDetectionsTask", "DeblendCoaddSourcesConfig", "DeblendCoaddSourcesTask",
@@ -74,6 +77,10 @@ class DetectCoaddSourcesTask(CmdLineTask):
 
     ConfigClass = DetectCoaddSourcesConfig
     _DefaultName = "detectCoaddSources"
+    # subtasks, set by make_subtask in __init__ (the config's ConfigurableFields; a
+    # retargeted field gives a subclass or a task with the same run signature)
+    background: SubtractBackgroundTask
+    detection: SourceDetectionTask
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -95,7 +102,7 @@ class DetectCoaddSourcesTask(CmdLineTask):
         self.metadata["nPeaks"] = len(peaks)
         return Struct(exposure=exposure, peaks=peaks)
 
-    def run_data_ref(self, data_ref: Any) -> Struct:
+    def run_data_ref(self, data_ref: ButlerDataRef) -> Struct:
         """Read deepCoadd; write deepCoadd_calexp and deepCoadd_det."""
         if not data_ref.datasetExists("deepCoadd"):
             self.log.info("no coadd of %s: nothing to detect", data_ref.dataId)
@@ -165,7 +172,7 @@ class MergeDetectionsTask(CmdLineTask):
             f"{f}: {len(peaks_by_filter[f])}" for f in filters))
         return Struct(merged=merged)
 
-    def run_data_ref(self, data_ref: Any) -> Struct:
+    def run_data_ref(self, data_ref: ButlerDataRef) -> Struct:
         """Read every filter's deepCoadd_det of the patch; write deepCoadd_mergeDet."""
         butler = data_ref.butler
         peaks = get_per_filter(butler, data_ref.dataId, "deepCoadd_det")
@@ -208,6 +215,9 @@ class DeblendCoaddSourcesTask(CmdLineTask):
 
     ConfigClass = DeblendCoaddSourcesConfig
     _DefaultName = "deblendCoaddSources"
+    # subtasks, set by make_subtask in __init__ (the config's ConfigurableFields; a
+    # retargeted field gives a subclass or a task with the same run signature)
+    detection: SourceDetectionTask
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -245,7 +255,7 @@ class DeblendCoaddSourcesTask(CmdLineTask):
         self.metadata["nSources"] = len(catalog)
         return Struct(catalog=catalog, segments=segments)
 
-    def run_data_ref(self, data_ref: Any) -> Struct:
+    def run_data_ref(self, data_ref: ButlerDataRef) -> Struct:
         """Read the patch's deepCoadd_calexps and deepCoadd_mergeDet; write the deblend."""
         butler = data_ref.butler
         d = data_ref.dataId

@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from hpcpipe.pipe.measurement import MeasurementTask, measurement_schema
 from hpcpipe.table import Catalog, Schema
 from hpcpipe.task import Struct, timed_method
 from hpcpipe.task.cmdline import CmdLineTask
+
+if TYPE_CHECKING:
+    from hpcpipe.butler import ButlerDataRef
 
 __all__ = ["MeasureCoaddSourcesConfig", "MeasureCoaddSourcesTask", "MergeMeasurementsConfig",
            "MergeMeasurementsTask", "coadd_meas_schema", "ref_schema"]
@@ -71,6 +74,10 @@ class MeasureCoaddSourcesTask(CmdLineTask):
 
     ConfigClass = MeasureCoaddSourcesConfig
     _DefaultName = "measureCoaddSources"
+    # subtasks, set by make_subtask in __init__ (the config's ConfigurableFields; a
+    # retargeted field gives a subclass or a task with the same run signature)
+    measurement: MeasurementTask
+    measureApCorr: MeasureApCorrTask
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -123,7 +130,7 @@ class MeasureCoaddSourcesTask(CmdLineTask):
         self.metadata["nMeasured"] = len(catalog)
         return Struct(catalog=catalog)
 
-    def run_data_ref(self, data_ref: Any) -> Struct:
+    def run_data_ref(self, data_ref: ButlerDataRef) -> Struct:
         """Read deepCoadd_calexp and the patch's deblend; write deepCoadd_meas."""
         butler = data_ref.butler
         d = data_ref.dataId
@@ -206,7 +213,7 @@ class MergeMeasurementsTask(CmdLineTask):
         self.metadata["nObjects"] = n
         return Struct(catalog=ref)
 
-    def run_data_ref(self, data_ref: Any) -> Struct:
+    def run_data_ref(self, data_ref: ButlerDataRef) -> Struct:
         """Read every filter's deepCoadd_meas of the patch; write deepCoadd_ref."""
         butler = data_ref.butler
         key = patch_key(data_ref.dataId)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,11 +25,12 @@ from hpcpipe.kernels.warp import transform_grid, warp_image, wcs_transform
 from hpcpipe.task import Struct, timed_method
 from hpcpipe.task.cmdline import CmdLineTask
 
-__all__ = ["MakeCoaddTempExpConfig", "MakeCoaddTempExpTask", "ccd_box_on_patch", "get_per_filter",
-           "patch_key", "patch_of"]
+if TYPE_CHECKING:
+    from hpcpipe.butler import Butler, ButlerDataRef
 
 
-def patch_of(butler: Any, data_id: Any) -> Any:
+
+def patch_of(butler: Butler, data_id: Any) -> Any:
     """The :class:`~hpcpipe.skymap.PatchInfo` of a data id's tract and patch."""
     sky_map = butler.get("skyMap")
     tract = sky_map[int(data_id["tract"])]
@@ -192,7 +193,7 @@ class MakeCoaddTempExpTask(CmdLineTask):
         return (PixelPsf(calexp.psf.compute_kernel_image(bx, by)), calexp.filter,
                 calexp.visit_info)
 
-    def run_data_ref(self, data_ref: Any) -> Struct:
+    def run_data_ref(self, data_ref: ButlerDataRef) -> Struct:
         """Warp the visit's calexps onto the patch (read one at a time); write
         deepCoadd_directWarp if any overlap."""
         butler = data_ref.butler

@@ -9,7 +9,7 @@ the dataset, the data id and the step that makes it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,6 +17,9 @@ from hpcpipe.butler import NoSuchDatasetError
 from hpcpipe.errors import HpcpipeError
 from hpcpipe.image import Exposure
 from hpcpipe.table import Catalog
+
+if TYPE_CHECKING:
+    from hpcpipe.butler import Butler, ButlerDataRef
 
 __all__ = ["MissingInputError", "read_input", "write_schemas", "background_exposure",
            "format_data_id"]
@@ -31,7 +34,7 @@ def format_data_id(data_id: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in dict(data_id).items()) or "(no data id)"
 
 
-def read_input(data_ref: Any, dataset: str, task: str, producer: str) -> Any:
+def read_input(data_ref: ButlerDataRef, dataset: str, task: str, producer: str) -> Any:
     """Read one input dataset of a task through its data reference.
 
     Parameters
@@ -59,7 +62,7 @@ def read_input(data_ref: Any, dataset: str, task: str, producer: str) -> Any:
             f"the repository: run {producer} on it first ({exc})") from exc
 
 
-def write_schemas(butler: Any, catalogs: Mapping[str, Catalog]) -> None:
+def write_schemas(butler: Butler, catalogs: Mapping[str, Catalog]) -> None:
     """Write ``<name>_schema`` (an empty catalog with the schema) for each catalog, once."""
     for name, catalog in catalogs.items():
         if not butler.datasetExists(f"{name}_schema"):

@@ -9,7 +9,7 @@ PhotoCalib.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from hpcpipe.pipe.sources import source_id_base
 from hpcpipe.table import Catalog, Schema
 from hpcpipe.task import Struct, Task, timed_method
 from hpcpipe.task.cmdline import CmdLineTask
+
+if TYPE_CHECKING:
+    from hpcpipe.butler import ButlerDataRef
 
 __all__ = ["ForcedPhotConfig", "ForcedPhotTask", "ForcedPhotCoaddTask", "ForcedPhotCcdTask",
            "forced_schema"]
@@ -51,6 +54,9 @@ class ForcedPhotTask(Task):
 
     ConfigClass = ForcedPhotConfig
     _DefaultName = "forcedPhot"
+    # subtasks, set by make_subtask in __init__ (the config's ConfigurableFields; a
+    # retargeted field gives a subclass or a task with the same run signature)
+    measurement: MeasurementTask
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -97,7 +103,7 @@ class ForcedPhotCoaddTask(ForcedPhotTask, CmdLineTask):
 
     _DefaultName = "forcedPhotCoadd"
 
-    def run_data_ref(self, data_ref: Any) -> Struct:
+    def run_data_ref(self, data_ref: ButlerDataRef) -> Struct:
         """Read deepCoadd_calexp and deepCoadd_ref; write deepCoadd_forced_src."""
         butler = data_ref.butler
         d = data_ref.dataId
@@ -118,7 +124,7 @@ class ForcedPhotCcdTask(ForcedPhotTask, CmdLineTask):
 
     _DefaultName = "forcedPhotCcd"
 
-    def run_data_ref(self, data_ref: Any) -> Struct:
+    def run_data_ref(self, data_ref: ButlerDataRef) -> Struct:
         """Read the calexp and the deepCoadd_ref of every patch it overlaps; write forced_src."""
         butler = data_ref.butler
         d = data_ref.dataId

@@ -22,7 +22,7 @@ visit information.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from hpcpipe.kernels.isr import run_isr
 from hpcpipe.pipe.dataset_io import format_data_id
 from hpcpipe.task import Struct, timed_method
 from hpcpipe.task.cmdline import CmdLineTask
+
+if TYPE_CHECKING:
+    from hpcpipe.butler import ButlerDataRef
 
 __all__ = ["IsrConfig", "IsrTask", "IsrError", "MissingCalibrationError"]
 
@@ -198,7 +201,7 @@ class IsrTask(CmdLineTask):
         processCcd, ``doBias`` when isr is run alone)."""
         return self.config._full_name(field)
 
-    def read_calibrations(self, data_ref: Any) -> dict[str, Exposure | None]:
+    def read_calibrations(self, data_ref: ButlerDataRef) -> dict[str, Exposure | None]:
         """The calibrations the switched-on corrections need, read through ``data_ref``.
 
         Returns
@@ -227,7 +230,7 @@ class IsrTask(CmdLineTask):
                     f"set {option}=False ({exc})") from exc
         return calibs
 
-    def run_data_ref(self, data_ref: Any) -> Struct:
+    def run_data_ref(self, data_ref: ButlerDataRef) -> Struct:
         """Read the raw and its calibrations through the butler, write postISRCCD."""
         c = self.config
         raw = data_ref.get("raw")

@@ -8,7 +8,7 @@ makeDiscreteSkyMap does); ``"rings"`` makes the all-sky rings map.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,6 +16,9 @@ from hpcpipe.config import ChoiceField, Config, Field, ListField, RangeField
 from hpcpipe.skymap import BaseSkyMap, DiscreteSkyMap, RingsSkyMap, SkyMapConfig
 from hpcpipe.task import Struct, timed_method
 from hpcpipe.task.cmdline import CmdLineTask
+
+if TYPE_CHECKING:
+    from hpcpipe.butler import ButlerDataRef
 
 __all__ = ["MakeSkyMapConfig", "MakeSkyMapTask", "covering_circle"]
 
@@ -98,7 +101,7 @@ class MakeSkyMapTask(CmdLineTask):
         self.log.info("sky map %r with %d tract(s)", sky_map, len(sky_map))
         return Struct(skyMap=sky_map)
 
-    def run_data_ref(self, data_ref: Any) -> Struct:
+    def run_data_ref(self, data_ref: ButlerDataRef) -> Struct:
         """Make the sky map covering every raw exposure of the repository and write it."""
         butler = data_ref.butler
         corners = []

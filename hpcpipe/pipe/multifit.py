@@ -28,7 +28,7 @@ Outputs, per (tract, patch):
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,6 +41,9 @@ from hpcpipe.pipe.coadd_warp import ccd_box_on_patch, get_per_filter, patch_key,
 from hpcpipe.table import Catalog, Schema
 from hpcpipe.task import Struct, timed_method
 from hpcpipe.task.cmdline import CmdLineTask
+
+if TYPE_CHECKING:
+    from hpcpipe.butler import ButlerDataRef
 
 __all__ = ["MultifitConfig", "MultifitTask", "multifit_schema", "multifit_epoch_schema"]
 
@@ -345,7 +348,7 @@ class MultifitTask(CmdLineTask):
         cols[f"multifit_{model}_flags"][k] = fit.flags
         cols[f"multifit_{model}_flag"][k] = fit.flags != 0
 
-    def run_data_ref(self, data_ref: Any) -> Struct:
+    def run_data_ref(self, data_ref: ButlerDataRef) -> Struct:
         """Read the patch's deepCoadd_ref, its segments, coadds and the calexps that cover it
         (each once); write deepCoadd_multifit and deepCoadd_multifitEpoch."""
         butler = data_ref.butler

@@ -12,7 +12,7 @@ catalogs' ``*_schema``. The three steps are also command-line tasks of their own
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpcpipe.config import Config, ConfigurableField
 from hpcpipe.image import Exposure
@@ -25,6 +25,9 @@ from hpcpipe.refcat.loader import ReferenceLoaders
 from hpcpipe.table import Catalog
 from hpcpipe.task import Struct, timed_method
 from hpcpipe.task.cmdline import CmdLineTask
+
+if TYPE_CHECKING:
+    from hpcpipe.butler import ButlerDataRef
 
 __all__ = ["ProcessCcdConfig", "ProcessCcdTask"]
 
@@ -48,6 +51,11 @@ class ProcessCcdTask(CmdLineTask):
 
     ConfigClass = ProcessCcdConfig
     _DefaultName = "processCcd"
+    # subtasks, set by make_subtask in __init__ (the config's ConfigurableFields; a
+    # retargeted field gives a subclass or a task with the same run signature)
+    isr: IsrTask
+    charImage: CharacterizeImageTask
+    calibrate: CalibrateTask
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -78,7 +86,7 @@ class ProcessCcdTask(CmdLineTask):
                       background=char.background, icSrc=char.sourceCat, src=cal.sourceCat,
                       srcMatch=cal.matches)
 
-    def run_data_ref(self, data_ref: Any) -> Struct:
+    def run_data_ref(self, data_ref: ButlerDataRef) -> Struct:
         """Read the inputs through ``data_ref`` and write every output."""
         c = self.config.isr
         raw = data_ref.get("raw")

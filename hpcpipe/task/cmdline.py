@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpcpipe.butler import Butler, ButlerError
 from hpcpipe.butler.provenance import output_table, record_unit
@@ -38,6 +38,9 @@ from hpcpipe.io.atomic import atomic_path
 from hpcpipe.task.argparser import apply_camera_defaults, build_argument_parser
 from hpcpipe.task.struct import Struct
 from hpcpipe.task.task import Task
+
+if TYPE_CHECKING:
+    from hpcpipe.butler import Butler, ButlerDataRef
 
 __all__ = ["CmdLineTask", "run_cmdline_task", "MAX_EXIT_STATUS", "config_conflict",
            "persist_config", "stored_config", "process_data_ref", "outputs_open", "OUTPUTS_KEY",
@@ -71,7 +74,7 @@ class CmdLineTask(Task):
     declared_keys: ClassVar[tuple[Any, ...]] = ()
 
     @classmethod
-    def list_units(cls, butler: Any, data_ids: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    def list_units(cls, butler: Butler, data_ids: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """The data ids of the units to run for the ``--id`` data ids (without duplicates).
 
         By default one unit per dataset of :attr:`id_dataset_type` agreeing with a data id
@@ -98,7 +101,7 @@ class CmdLineTask(Task):
         return units
 
     @classmethod
-    def units_keys(cls, butler: Any, units: Sequence[dict[str, Any]]) -> tuple[str, ...]:
+    def units_keys(cls, butler: Butler, units: Sequence[dict[str, Any]]) -> tuple[str, ...]:
         """The unit keys of this task's units (see :attr:`unit_keys`)."""
         if cls.unit_keys:
             return tuple(cls.unit_keys)
@@ -114,7 +117,7 @@ class CmdLineTask(Task):
             return tuple(mapper.dataset_type(cls.id_dataset_type).keys)
         return tuple(units[0]) if units else ()
 
-    def run_data_ref(self, data_ref: Any) -> Struct:
+    def run_data_ref(self, data_ref: ButlerDataRef) -> Struct:
         """Process one data reference (read inputs and write outputs through it)."""
         raise NotImplementedError(f"{type(self).__name__} does not implement run_data_ref")
 
@@ -188,7 +191,7 @@ def butler_for(ns: argparse.Namespace) -> Any:
     return Butler(inputs, outputs=outputs) if outputs is not None else Butler(inputs)
 
 
-def _data_refs(butler: Any, task_class: type[CmdLineTask], data_ids: list[dict[str, Any]],
+def _data_refs(butler: Butler, task_class: type[CmdLineTask], data_ids: list[dict[str, Any]],
                parser: argparse.ArgumentParser) -> list[Any]:
     refs, seen = [], set()
     for data_id in data_ids:
@@ -204,13 +207,13 @@ def _data_refs(butler: Any, task_class: type[CmdLineTask], data_ids: list[dict[s
     return refs
 
 
-def _output_config(butler: Any, name: str) -> tuple[Any, str]:
+def _output_config(butler: Butler, name: str) -> tuple[Any, str]:
     """The ``<name>_config`` dataset type and its path in the *output* repository only."""
     resolved = butler.mapper.dataset_type(f"{name}_config", {})
     return resolved, resolved.template.format({})
 
 
-def stored_config(butler: Any, name: str) -> Any:
+def stored_config(butler: Butler, name: str) -> Any:
     """The ``<name>_config`` of the output repository (never one found through its inputs).
 
     Returns
@@ -226,7 +229,7 @@ def stored_config(butler: Any, name: str) -> Any:
     return storage.read(relpath, resolved.formatter.read)
 
 
-def config_conflict(butler: Any, name: str, config: Any) -> str | None:
+def config_conflict(butler: Butler, name: str, config: Any) -> str | None:
     """Describe how ``config`` differs from the ``<name>_config`` in the output repository.
 
     Only the output repository is looked at: a config in an input repository describes
@@ -247,7 +250,7 @@ def config_conflict(butler: Any, name: str, config: Any) -> str | None:
     return format_differences(differences) if differences else None
 
 
-def persist_config(butler: Any, name: str, config: Any, clobber: bool) -> str | None:
+def persist_config(butler: Butler, name: str, config: Any, clobber: bool) -> str | None:
     """Write a task's config to the output repository as ``<name>_config``.
 
     On the first run the config is written; on later runs it is compared (as data) with the
@@ -280,7 +283,7 @@ def persist_config(butler: Any, name: str, config: Any, clobber: bool) -> str | 
     return None
 
 
-def process_data_ref(task: CmdLineTask, data_ref: Any, provenance: bool | None = None,
+def process_data_ref(task: CmdLineTask, data_ref: ButlerDataRef, provenance: bool | None = None,
                      lineage: list[Any] | None = None) -> Any:
     """Run ``task`` on one data reference and write its ``<task>_metadata`` there.
 
@@ -356,7 +359,7 @@ def lineage_from_metadata(metadata: Any) -> tuple[list[Any], list[Any]] | None:
     return pairs[0], pairs[1]
 
 
-def record_lineage(butler: Any, units: list[tuple[str, Any]]) -> int:
+def record_lineage(butler: Butler, units: list[tuple[str, Any]]) -> int:
     """Record the lineage of units run elsewhere (``(unit id, (task, outputs, inputs))``,
     what :func:`process_data_ref` appends to ``lineage``) in one transaction; returns the
     rows written."""
@@ -412,7 +415,7 @@ class _RecordCollector(logging.Handler):
 OUTPUTS_KEY = "hpcpipe_outputs"
 
 
-def outputs_open(butler: Any, task_name: str, data_id: dict[str, Any]) -> str | None:
+def outputs_open(butler: Butler, task_name: str, data_id: dict[str, Any]) -> str | None:
     """Check that a done unit's outputs open: its metadata, and every dataset it lists.
 
     Returns
@@ -443,7 +446,7 @@ class _Runner:
         self.doraise = doraise
         self._task: CmdLineTask | None = None
 
-    def __call__(self, ref: Any) -> tuple[dict[str, Any], str | None]:
+    def __call__(self, ref: ButlerDataRef) -> tuple[dict[str, Any], str | None]:
         if self._task is None:
             self._task = self.task_class(config=self.config)
         try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["Struct"]
 
@@ -33,6 +33,10 @@ class Struct:
         if name.startswith("_") or callable(getattr(type(self), name, None)):
             raise AttributeError(f"Struct: {name!r} cannot be an item name")
         object.__setattr__(self, name, value)
+
+    if TYPE_CHECKING:
+        # the items are set at run time: tell type checkers any attribute may be read
+        def __getattr__(self, name: str) -> Any: ...
 
     def get_dict(self) -> dict[str, Any]:
         """Return a (shallow) dict of the items."""

@@ -16,11 +16,14 @@ import platform
 import subprocess
 from importlib.metadata import distributions
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 import hpcpipe
+
+if TYPE_CHECKING:
+    from hpcpipe.butler import Butler
 
 __all__ = ["PACKAGES_FILE", "package_versions", "version_differences", "check_versions"]
 
@@ -65,7 +68,7 @@ def version_differences(old: dict[str, Any], new: dict[str, str]) -> list[str]:
             if str(old[name]) != new[name]]
 
 
-def check_versions(butler: Any, clobber: bool = False, skip: bool = False) -> str | None:
+def check_versions(butler: Butler, clobber: bool = False, skip: bool = False) -> str | None:
     """Compare this process's versions with the output repository's ``packages.yaml``.
 
     Writes the file on a first run (and on ``clobber``, keeping the old one as
