@@ -17,6 +17,21 @@
 #pythran export number_peaks(int64[:], int64[:], float64[:], int64[:], int64[:], int64[:], int64[:], int32[:], float64, int64, int32[:,:], int64[:,:], int64[:,:])
 import numpy as np
 
+# The columns of the footprint table ``fp`` and the peak table ``pk`` (the same numbers as in
+# ../detect.py, which builds its tables from them; a test compares the two).
+FP_NPIX = 0        # pixel count
+FP_X0 = 1          # inclusive bounding box
+FP_Y0 = 2
+FP_X1 = 3
+FP_Y1 = 4
+FP_NPEAKS = 5      # number of peaks
+FP_FIRST_PEAK = 6  # row of its first peak in the peak table
+FP_NCOLS = 7
+PK_FOOTPRINT = 0   # footprint number, from 1
+PK_X = 1           # peak pixel
+PK_Y = 2
+PK_NCOLS = 3
+
 
 def threshold_runs(image, bad, thr, sign, ry, rx0, rx1, first):
     """The runs of good pixels with ``sign * value > thr``; returns their number.
@@ -188,40 +203,40 @@ def label_runs(rx0, rx1, first, n, comp):
 def footprints(ry, rx0, rx1, comp, n, sign, labels, fp, start, grouped):
     """Footprint sizes and boxes, their labels, and their runs grouped by footprint.
 
-    ``comp``: the footprint (from 1) of each of the ``n`` runs. Fills ``fp[:, :5]`` (npix,
-    x0, y0, x1, y1; ``fp`` zeroed by the caller), writes ``sign * id`` into ``labels``, and
+    ``comp``: the footprint (from 1) of each of the ``n`` runs. Fills the columns FP_NPIX
+    to FP_Y1 of ``fp`` (zeroed by the caller), writes ``sign * id`` into ``labels``, and
     puts the runs of footprint f at ``grouped[start[f]:start[f + 1]]`` in raster order (a
     stable counting sort; ``start`` zeroed by the caller, one longer than ``fp``).
     """
     ny, nx = labels.shape
     nfp = fp.shape[0]
     for f in range(nfp):
-        fp[f, 1] = nx
-        fp[f, 2] = ny
-        fp[f, 3] = -1
-        fp[f, 4] = -1
+        fp[f, FP_X0] = nx
+        fp[f, FP_Y0] = ny
+        fp[f, FP_X1] = -1
+        fp[f, FP_Y1] = -1
     for i in range(n):
         f = comp[i] - 1
         y = ry[i]
-        fp[f, 0] += rx1[i] - rx0[i] + 1
-        fp[f, 1] = min(fp[f, 1], rx0[i])
-        fp[f, 2] = min(fp[f, 2], y)
-        fp[f, 3] = max(fp[f, 3], rx1[i])
-        fp[f, 4] = max(fp[f, 4], y)
+        fp[f, FP_NPIX] += rx1[i] - rx0[i] + 1
+        fp[f, FP_X0] = min(fp[f, FP_X0], rx0[i])
+        fp[f, FP_Y0] = min(fp[f, FP_Y0], y)
+        fp[f, FP_X1] = max(fp[f, FP_X1], rx1[i])
+        fp[f, FP_Y1] = max(fp[f, FP_Y1], y)
         start[f + 1] += 1
         lab = sign * comp[i]
         for x in range(rx0[i], rx1[i] + 1):
             labels[y, x] = lab
     for f in range(nfp):
         start[f + 1] += start[f]
-    # the counting sort, with fp's column 6 as the fill pointers (the caller's
+    # the counting sort, with fp's column FP_FIRST_PEAK as the fill pointers (the caller's
     # number_peaks sets it afterwards)
     for f in range(nfp):
-        fp[f, 6] = start[f]
+        fp[f, FP_FIRST_PEAK] = start[f]
     for i in range(n):
         f = comp[i] - 1
-        grouped[fp[f, 6]] = i
-        fp[f, 6] += 1
+        grouped[fp[f, FP_FIRST_PEAK]] = i
+        fp[f, FP_FIRST_PEAK] += 1
 
 
 def gather(image, bad, sign, ry, rx0, rx1, start, grouped, index, prev, ys, xs, vals, pstart):
@@ -390,8 +405,8 @@ def number_peaks(basin, parent, peak_v, peak_k, ys, xs, pstart, prev, level, sig
 
     The basins left as roots with a peak above ``level`` are the peaks; the flood made
     them footprint by footprint, each footprint's brightest first (ties in raster order),
-    which is the order they are numbered in. Fills ``fp[:, 5:7]`` (n_peaks, first_peak),
-    ``pk`` (footprint from 1, x, y per peak; at least one row per basin) and
+    which is the order they are numbered in. Fills ``fp``'s columns FP_NPEAKS and
+    FP_FIRST_PEAK, ``pk`` (PK_FOOTPRINT from 1, PK_X, PK_Y; at least one row per basin) and
     ``sign * (peak number + 1)`` into ``segments`` on the pixels assigned to a peak (the
     other good pixels get back their ``prev`` values). Returns the number of peaks.
     """
@@ -407,15 +422,15 @@ def number_peaks(basin, parent, peak_v, peak_k, ys, xs, pstart, prev, level, sig
         while pstart[f + 1] <= k:
             f += 1
         number[b] = npk
-        pk[npk, 0] = f + 1
-        pk[npk, 1] = xs[k]
-        pk[npk, 2] = ys[k]
-        fp[f, 5] += 1
+        pk[npk, PK_FOOTPRINT] = f + 1
+        pk[npk, PK_X] = xs[k]
+        pk[npk, PK_Y] = ys[k]
+        fp[f, FP_NPEAKS] += 1
         npk += 1
     first = 0
     for f in range(nfp):
-        fp[f, 6] = first
-        first += fp[f, 5]
+        fp[f, FP_FIRST_PEAK] = first
+        first += fp[f, FP_NPEAKS]
     for k in range(basin.shape[0]):
         b = number[basin[k]]
         if b >= 0:

@@ -196,13 +196,17 @@ def _arc_integral(x, r):
     return 0.5 * (x * np.sqrt(max(r * r - x * x, 0.0)) + r * r * np.arcsin(x / r))
 
 
-def _circle_rectangle_area(x0, x1, y0, y1, r):
-    """The exact area of the circle of radius r at the origin within [x0, x1] x [y0, y1]."""
+def _circle_rectangle_area(x0, x1, y0, y1, r, bp):
+    """The exact area of the circle of radius r at the origin within [x0, x1] x [y0, y1].
+
+    ``bp``: a work array of 6 (the caller's: one allocation per call would cost more than
+    the area). The integral of the arc at each breakpoint is computed once and used by the
+    two intervals it bounds (the same values as computing it for each).
+    """
     a = max(x0, -r)
     b = min(x1, r)
     if a >= b:
         return 0.0
-    bp = np.empty(6)
     bp[0] = a
     bp[1] = b
     n = 2
@@ -223,6 +227,8 @@ def _circle_rectangle_area(x0, x1, y0, y1, r):
             m -= 1
         bp[m + 1] = v
     area = 0.0
+    arc_at = -1  # the breakpoint whose arc integral arc_v holds
+    arc_v = 0.0
     for k in range(n - 1):
         u = bp[k]
         v = bp[k + 1]
@@ -232,52 +238,70 @@ def _circle_rectangle_area(x0, x1, y0, y1, r):
         s = np.sqrt(max(r * r - mid * mid, 0.0))
         if min(y1, s) <= max(y0, -s):
             continue
-        arc = _arc_integral(v, r) - _arc_integral(u, r)
+        arc_u = arc_v if arc_at == k else _arc_integral(u, r)
+        arc_v = _arc_integral(v, r)
+        arc_at = k + 1
+        arc = arc_v - arc_u
         top = y1 * (v - u) if y1 < s else arc
         bottom = y0 * (v - u) if y0 > -s else -arc
         area += top - bottom
     return area
 
 
-def _pixel_overlap(dx, dy, r):
-    """Fraction of the unit pixel centred at (dx, dy) from the centre inside radius r."""
-    ax = abs(dx)
-    ay = abs(dy)
-    nx = max(ax - 0.5, 0.0)
-    ny = max(ay - 0.5, 0.0)
-    if nx * nx + ny * ny >= r * r:
-        return 0.0
-    fx = ax + 0.5
-    fy = ay + 0.5
-    if fx * fx + fy * fy <= r * r:
-        return 1.0
-    return _circle_rectangle_area(dx - 0.5, dx + 0.5, dy - 0.5, dy + 0.5, r)
+def _apertures(image, variance, mask, seg, use_seg, sid, exclude, xc, yc, radii, acc):
+    """acc[q] = [flux, variance, flag] in the circle of radius radii[q], exact pixel overlap.
 
-
-def _aperture(image, variance, mask, seg, use_seg, sid, exclude, xc, yc, r, out):
-    """out = [flux, error, flag] in a circle of radius r, exact pixel overlap."""
+    One pass over the box of the largest circle for all the radii: each pixel is tested
+    (usable or not) once, and each radius sums the pixels it overlaps in raster order, as a
+    pass per radius would (pixels outside a radius' own box overlap it by 0), so the sums
+    are those of separate passes exactly.
+    """
     ny, nx = image.shape
-    flux = 0.0
-    var = 0.0
-    flag = 0
-    for i in range(int(np.floor(yc - r - 0.5)), int(np.ceil(yc + r + 0.5)) + 1):
-        for j in range(int(np.floor(xc - r - 0.5)), int(np.ceil(xc + r + 0.5)) + 1):
-            f = _pixel_overlap(j - xc, i - yc, r)
-            if f <= 0.0:
+    nr = radii.shape[0]
+    bp = np.empty(6)
+    rmax = 0.0
+    for q in range(nr):
+        rmax = max(rmax, radii[q])
+        acc[q, 0] = 0.0
+        acc[q, 1] = 0.0
+        acc[q, 2] = 0.0
+    for i in range(int(np.floor(yc - rmax - 0.5)), int(np.ceil(yc + rmax + 0.5)) + 1):
+        dy = i - yc
+        ay = abs(dy)
+        ney = max(ay - 0.5, 0.0)
+        fy = ay + 0.5
+        for j in range(int(np.floor(xc - rmax - 0.5)), int(np.ceil(xc + rmax + 0.5)) + 1):
+            dx = j - xc
+            ax = abs(dx)
+            nex = max(ax - 0.5, 0.0)
+            near = nex * nex + ney * ney
+            if near >= rmax * rmax:
                 continue
-            if i < 0 or j < 0 or i >= ny or j >= nx:
-                flag = 1
-                continue
-            use = _usable(image, variance, mask, seg, use_seg, sid, exclude, i, j)
-            if use == 0:
-                flag = 1
-            if use != 1:
-                continue
-            flux += f * image[i, j]
-            var += f * f * variance[i, j]
-    out[0] = flux
-    out[1] = np.sqrt(var)
-    out[2] = flag
+            fx = ax + 0.5
+            far = fx * fx + fy * fy
+            inside = i >= 0 and j >= 0 and i < ny and j < nx
+            use = 1
+            if inside:
+                use = _usable(image, variance, mask, seg, use_seg, sid, exclude, i, j)
+            for q in range(nr):
+                r = radii[q]
+                # _pixel_overlap(dx, dy, r), its tests in its order
+                if near >= r * r:
+                    continue
+                f = 1.0
+                if far > r * r:
+                    f = _circle_rectangle_area(dx - 0.5, dx + 0.5, dy - 0.5, dy + 0.5, r, bp)
+                if f <= 0.0:
+                    continue
+                if not inside:
+                    acc[q, 2] = 1.0
+                    continue
+                if use == 0:
+                    acc[q, 2] = 1.0
+                if use != 1:
+                    continue
+                acc[q, 0] += f * image[i, j]
+                acc[q, 1] += f * f * variance[i, j]
 
 
 def _psf_flux(image, variance, mask, seg, use_seg, sid, exclude, stamp, ox, oy, out):
@@ -363,7 +387,7 @@ def measure_sources(image, variance, mask, seg, use_seg, ids, xs, ys, sigmas, ps
     cen = np.zeros(5)
     mom = np.zeros(4)
     first = np.zeros(2)
-    ap = np.zeros(3)
+    ap = np.zeros((radii.shape[0], 3))
     pf = np.zeros(3)
     pix = np.zeros(5, np.int64)
     bits = np.array([edge_bits, sat_bits, intrp_bits, cr_bits, bad_bits], np.int64)
@@ -419,12 +443,11 @@ def measure_sources(image, variance, mask, seg, use_seg, ids, xs, ys, sigmas, ps
         fout[k, 9] = pf[0]
         fout[k, 10] = pf[1]
         iout[k, 2] = int(pf[2])
+        _apertures(image, variance, mask, seg, use_seg, sid, exclude_bits, xc, yc, radii, ap)
         for q in range(nr):
-            _aperture(image, variance, mask, seg, use_seg, sid, exclude_bits, xc, yc, radii[q],
-                      ap)
-            fout[k, 11 + q] = ap[0]
-            fout[k, 11 + nr + q] = ap[1]
-            iout[k, 8 + q] = int(ap[2])
+            fout[k, 11 + q] = ap[q, 0]
+            fout[k, 11 + nr + q] = np.sqrt(ap[q, 1])
+            iout[k, 8 + q] = int(ap[q, 2])
         _pixel_flags(mask, xc, yc, radii[0], bits, pix)
         for q in range(5):
             iout[k, 3 + q] = pix[q]
