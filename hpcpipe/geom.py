@@ -51,7 +51,7 @@ class Box2I:
         return cls(int(xmin), int(ymin), int(xmax - xmin + 1), int(ymax - ymin + 1))
 
     @classmethod
-    def from_shape(cls, shape: tuple[int, int], xy0: tuple[int, int] = (0, 0)) -> Box2I:
+    def from_shape(cls, shape: tuple[int, ...], xy0: tuple[int, int] = (0, 0)) -> Box2I:
         """Make the box of an array of ``shape`` (rows, columns) whose origin is ``xy0``."""
         return cls(int(xy0[0]), int(xy0[1]), int(shape[1]), int(shape[0]))
 
@@ -95,7 +95,7 @@ class Box2I:
             and other.y1 <= self.y1
         )
 
-    def contains_point(self, x: float, y: float) -> bool | np.ndarray:
+    def contains_point(self, x: float | np.ndarray, y: float | np.ndarray) -> bool | np.ndarray:
         """Whether the pixel centred nearest to ``(x, y)`` lies in the box (vectorised)."""
         xi = np.floor(np.asarray(x) + 0.5)
         yi = np.floor(np.asarray(y) + 0.5)
@@ -130,7 +130,10 @@ class Box2I:
 
     def grown(self, border: int | tuple[int, int]) -> Box2I:
         """The box grown by ``border`` pixels on every side (negative shrinks)."""
-        bx, by = (border, border) if np.isscalar(border) else border
+        if isinstance(border, tuple | list | np.ndarray):
+            bx, by = (int(b) for b in border)
+        else:
+            bx = by = int(border)
         return Box2I.from_corners(self.x0 - bx, self.y0 - by, self.x1 + bx, self.y1 + by)
 
     def shifted(self, dx: int, dy: int) -> Box2I:
@@ -183,11 +186,11 @@ class Box2D:
     def center(self) -> tuple[float, float]:
         return (0.5 * (self.xmin + self.xmax), 0.5 * (self.ymin + self.ymax))
 
-    def contains_point(self, x: float, y: float) -> bool | np.ndarray:
+    def contains_point(self, x: float | np.ndarray, y: float | np.ndarray) -> bool | np.ndarray:
         """Whether ``(x, y)`` lies in the half-open region ``[min, max)`` (vectorised)."""
-        x = np.asarray(x)
-        y = np.asarray(y)
-        inside = (x >= self.xmin) & (x < self.xmax) & (y >= self.ymin) & (y < self.ymax)
+        xa = np.asarray(x)
+        ya = np.asarray(y)
+        inside = (xa >= self.xmin) & (xa < self.xmax) & (ya >= self.ymin) & (ya < self.ymax)
         return bool(inside) if np.ndim(inside) == 0 else inside
 
     def overlaps(self, other: Box2D) -> bool:

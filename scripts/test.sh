@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install whatever is missing, then run the whole test suite: ruff, the serial tests without
+# Install whatever is missing, then run the whole test suite: ruff, mypy, the serial tests without
 # MPI, and the MPI tests under mpirun through pytest-mpi. Extra arguments go to every pytest.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,6 +14,10 @@ export OMP_NUM_THREADS=1 MPLBACKEND=Agg PY_COLORS=0
 
 echo "== ruff"
 "$py" -m ruff check hpcpipe tests perf
+
+echo "== mypy"
+# the packages outside the Pythran kernel sources ([tool.mypy] in pyproject.toml)
+"$py" -m mypy
 
 echo "== serial tests"
 "$py" -m pytest -p no:cacheprovider -m "not mpi" "$@" tests

@@ -110,7 +110,7 @@ def _fill(record: str, row: np.void, version: str) -> dict[str, Any]:
         value = _value(row[name]) if name in names else None
         if value is None and not nullable:
             raise ValueError(f"alert schema {version}: {record}.{name} is required, but "
-                             f"{record} {_value(row[row.dtype.names[0]])} has no value for it")
+                             f"{record} {_value(row[0])} has no value for it")
         out[name] = value
     return out
 
@@ -452,7 +452,7 @@ def validate_alert_dir(directory: str | os.PathLike[str],
                 if schema_id != expected_id:
                     raise ValueError(f"schema id {schema_id}, expected {expected_id}")
                 body = io.BytesIO(frame[5:])
-                alert = fastavro.schemaless_reader(body, parsed)
+                alert: Any = fastavro.schemaless_reader(body, parsed)  # a record: a dict
                 if body.read(1):
                     raise ValueError("bytes left after the Avro record")
                 fastavro.validate(alert, parsed)

@@ -43,6 +43,7 @@ from typing import Any
 
 import hpgeom
 import numpy as np
+import numpy.typing as npt
 import sqlalchemy as sa
 
 from hpcpipe.ap.sdm import apdb_columns, apdb_schema_version, numpy_dtype
@@ -161,7 +162,8 @@ def pixel_ranges_circle(ra: float, dec: float, radius_deg: float) -> np.ndarray:
     return hpgeom.upgrade_pixel_ranges(nside, ranges, hpgeom.order_to_nside(INDEX_ORDER))
 
 
-def pixel_ranges_polygon(ra: Sequence[float], dec: Sequence[float]) -> np.ndarray:
+def pixel_ranges_polygon(ra: Sequence[float] | np.ndarray, dec: Sequence[float] | np.ndarray
+                         ) -> np.ndarray:
     """Half-open ranges of :data:`INDEX_ORDER` pixels covering a convex polygon (degrees,
     vertices in order, such as a CCD's corners)."""
     ra, dec = np.asarray(ra, float), np.asarray(dec, float)
@@ -174,7 +176,7 @@ def pixel_ranges_polygon(ra: Sequence[float], dec: Sequence[float]) -> np.ndarra
     return hpgeom.upgrade_pixel_ranges(nside, ranges, hpgeom.order_to_nside(INDEX_ORDER))
 
 
-def _unit(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+def _unit(ra: npt.ArrayLike, dec: npt.ArrayLike) -> np.ndarray:
     r, d = np.radians(ra), np.radians(dec)
     return np.column_stack([np.cos(d) * np.cos(r), np.cos(d) * np.sin(r), np.sin(d)])
 
@@ -250,7 +252,7 @@ class Apdb:
         existing = set(sa.inspect(self.engine).get_table_names())
         if "ApdbInfo" in existing:
             with self.engine.connect() as conn:
-                info = dict(conn.execute(sa.select(self.tables["ApdbInfo"])).all())
+                info: dict[str, Any] = dict(conn.execute(sa.select(self.tables["ApdbInfo"])).all())
             version = int(info.get("schema_version", -1))
             if version != SCHEMA_VERSION:
                 raise ApdbError(f"{self.name}: APDB layout version {version} is unknown "
@@ -328,7 +330,7 @@ class Apdb:
         corners): a superset of those inside it."""
         return self.objects_in_pixel_ranges(pixel_ranges_polygon(ra, dec))
 
-    def objects(self, ids: Sequence[int] | None = None) -> np.ndarray:
+    def objects(self, ids: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """The diaObjects with these ids (all of them if None), ordered by id."""
         t = self.tables["DiaObject"]
         if ids is None:
@@ -338,17 +340,18 @@ class Apdb:
         rows = np.concatenate(parts) if parts else np.zeros(0, DIA_OBJECT_DTYPE)
         return rows[np.argsort(rows["diaObjectId"], kind="stable")]
 
-    def sources_of(self, object_ids: Sequence[int], since_mjd: float = -np.inf) -> np.ndarray:
+    def sources_of(self, object_ids: Sequence[int] | np.ndarray, since_mjd: float = -np.inf
+                   ) -> np.ndarray:
         """The diaSources of these objects at or after ``since_mjd``, by object then time."""
         return self._history("DiaSource", object_ids, since_mjd, "diaSourceId")
 
-    def forced_sources_of(self, object_ids: Sequence[int], since_mjd: float = -np.inf
+    def forced_sources_of(self, object_ids: Sequence[int] | np.ndarray, since_mjd: float = -np.inf
                           ) -> np.ndarray:
         """The diaForcedSources of these objects at or after ``since_mjd``, by object then
         time."""
         return self._history("DiaForcedSource", object_ids, since_mjd, "visit")
 
-    def _history(self, table: str, object_ids: Sequence[int], since_mjd: float,
+    def _history(self, table: str, object_ids: Sequence[int] | np.ndarray, since_mjd: float,
                  tie: str) -> np.ndarray:
         t = self.tables[table]
         since = float(since_mjd) if np.isfinite(since_mjd) else -1e300

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from astropy.time import Time
 from scipy.spatial import cKDTree
 
@@ -34,7 +35,7 @@ PSF_STAT_NAMES = ("psfFluxMean", "psfFluxMeanErr", "psfFluxSigma", "psfFluxNdata
                   "psfFluxMin", "psfFluxMax", "psfFluxMaxSlope", "psfFluxErrMean")
 
 
-def unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
+def unit_vectors(ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike) -> np.ndarray:
     """(n, 3) unit vectors of sky positions in degrees."""
     ra, dec = np.radians(np.asarray(ra_deg, float)), np.radians(np.asarray(dec_deg, float))
     return np.column_stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])

@@ -174,7 +174,7 @@ def ingest(repository: str | os.PathLike[str] | Storage | Repository,
                         added.append((what, data_id))
         except (ButlerError, FileFormatError, ValueError, KeyError, OSError) as exc:
             named = isinstance(exc, (IngestError, FileFormatError)) and exc.path == str(path)
-            reason = exc.reason if named else str(exc)
+            reason = exc.reason if named else str(exc)  # type: ignore[union-attr]
             log.warning("skipped %s: %s", path, reason)
             report.failed.append((str(path), reason))
             continue

@@ -107,9 +107,9 @@ class Mapper:
         for dataset_type in self.define_dataset_types():
             self._add_dataset_type(dataset_type)
         self.patterns: list[DatasetTypePattern] = list(self.define_patterns())
-        for key in (*self.exposure_keys, *self.exposure_unique):
-            if key not in self.keys:
-                raise ValueError(f"{type(self).__name__}: exposure key {key!r} is not a key")
+        for key_name in (*self.exposure_keys, *self.exposure_unique):
+            if key_name not in self.keys:
+                raise ValueError(f"{type(self).__name__}: exposure key {key_name!r} is not a key")
 
     def _add_dataset_type(self, dataset_type: DatasetType) -> None:
         for name in (dataset_type.name, *dataset_type.aliases):

@@ -35,10 +35,11 @@ T = TypeVar("T")
 #: How ingest places a file in a repository.
 INGEST_MODES = ("copy", "link", "move")
 
-_BACKENDS: dict[str, type[Storage]] = {}
+#: Storage classes by URL scheme; each takes the location as its only argument.
+_BACKENDS: dict[str, Callable[[str], Storage]] = {}
 
 
-def register_storage(scheme: str, cls: type[Storage]) -> None:
+def register_storage(scheme: str, cls: Callable[[str], Storage]) -> None:
     """Make :func:`storage_for` use ``cls`` for URLs of ``scheme`` (such as ``"s3"``)."""
     _BACKENDS[scheme.lower()] = cls
 
@@ -85,7 +86,7 @@ class Storage(ABC):
         """Call ``reader`` with a local path holding the file's content; return its result."""
 
     @abstractmethod
-    def write(self, relpath: str, writer: Callable[[Path], None]) -> None:
+    def write(self, relpath: str, writer: Callable[[Path], object]) -> None:
         """Call ``writer`` with a local path to create, then publish it atomically.
 
         The path given to ``writer`` does not exist yet and has the final name's suffix, so
@@ -175,7 +176,7 @@ class PosixStorage(Storage):
     def read(self, relpath: str, reader: Callable[[Path], T]) -> T:
         return reader(self._path(relpath))
 
-    def write(self, relpath: str, writer: Callable[[Path], None],
+    def write(self, relpath: str, writer: Callable[[Path], object],
               sync_directory: bool = True) -> None:
         final = self._path(relpath)
         # the temporary name keeps the final suffix

@@ -117,8 +117,8 @@ def crossmatch_release(hats_dir: str | Path, user_file: str | Path, output: str 
     try:
         user_dir = import_user_catalog(user_file, scratch, client, ra_column=ra_column,
                                        dec_column=dec_column)
-        user = lsdb.read_hats(user_dir)
-        right = lsdb.read_hats(release)
+        user: lsdb.Catalog = lsdb.read_hats(user_dir)  # type: ignore[assignment]
+        right: lsdb.Catalog = lsdb.read_hats(release)  # type: ignore[assignment]
         matched = user.crossmatch(right, n_neighbors=1, radius_arcsec=radius_arcsec,
                                   suffixes=("_user", "_release"), suffix_method="all_columns",
                                   require_right_margin=True)

@@ -275,7 +275,7 @@ def write_hats_catalog(table: pa.Table, directory: str | os.PathLike[str], name:
     total = int(histogram.sum())
     if total == 0:
         return {"rows": 0, "pixels": [], "margin_rows": 0, "directory": str(final)}
-    plan = None
+    plan: Any = None  # an error message, or the plan; broadcast to every rank
     if world.rank == 0 and histogram.max() > pixel_threshold:
         plan = (f"{final}: {int(histogram.max())} rows of {name!r} fall in one HEALPix pixel "
                 f"of order {highest_order}, more than the pixel threshold {pixel_threshold}: "
@@ -297,7 +297,7 @@ def write_hats_catalog(table: pa.Table, directory: str | os.PathLike[str], name:
         raise HatsWriteError(plan)
     destinations, dest_of, counts, owner = plan
     pixels = [HealpixPixel(o, p) for o, p in destinations]
-    margin_order = max(int(hp.margin2order(margin_arcsec / 60.0)),
+    margin_order = max(int(hp.margin2order(np.asarray(margin_arcsec / 60.0))),
                        max(p.order for p in pixels) + 1)
     pair_margin, pair_dest = _margin_pairs(pixels, margin_order)
 
@@ -342,7 +342,7 @@ def write_hats_catalog(table: pa.Table, directory: str | os.PathLike[str], name:
     margin_rows = 0
     main_dest = mains[_DEST].to_numpy()
     margin_dest_in = margins[_DEST].to_numpy()
-    for k in mine:
+    for k in mine.tolist():
         pixel = pixels[k]
         rows_k = mains.filter(pa.array(main_dest == k)).drop_columns([_DEST])
         if len(rows_k) != counts[k]:
@@ -373,7 +373,7 @@ def write_hats_catalog(table: pa.Table, directory: str | os.PathLike[str], name:
         if margin_pixels:
             _finish_catalog(margin_dir, [HealpixPixel(o, p) for o, p, _ in margin_pixels],
                             [n for _, _, n in margin_pixels], margin_props, None)
-        collection = {"name": name, "hats_primary_table_url": name}
+        collection: dict[str, Any] = {"name": name, "hats_primary_table_url": name}
         if margin_pixels:
             collection.update(all_margins=[margin_name(name, margin_arcsec)],
                               default_margin=margin_name(name, margin_arcsec))

@@ -28,7 +28,7 @@ import ast
 import operator
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,8 +60,9 @@ MAX_QUERY_LENGTH = 20_000
 
 _CONE = re.compile(r"\bcone\s*\(", re.IGNORECASE)
 _NEGATION = re.compile(r"\b(OR|NOT|EXCEPT|UNION)\b", re.IGNORECASE)
-_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-        ast.Div: operator.truediv, ast.USub: operator.neg, ast.UAdd: operator.pos}
+_OPS: dict[type[ast.AST], Callable[..., float]] = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+    ast.Div: operator.truediv, ast.USub: operator.neg, ast.UAdd: operator.pos}
 
 
 class QueryError(HpcpipeError, ValueError):
@@ -151,6 +152,7 @@ def cone_ranges(ra: float, dec: float, radius: float, max_ranges: int = 64) -> n
         best = merged
         if len(merged) <= max_ranges:
             break
+    assert best is not None  # the loop runs at least once (order 0)
     return best
 
 
@@ -168,10 +170,9 @@ def _rewrite_cones(sql: str) -> tuple[str, list[ConeSearch]]:
         if len(args) != 5:
             raise QueryError(f"cone() takes 5 arguments (ra, dec, ra0, dec0, radius in "
                              f"degrees), not {len(args)}: {sql[match.start():end]}")
-        values = [_constant(a) for a in args[2:]]
-        if any(v is None for v in values):
+        ra0, dec0, radius = (_constant(a) for a in args[2:])
+        if ra0 is None or dec0 is None or radius is None:
             continue
-        ra0, dec0, radius = values
         if not (-90 <= dec0 <= 90) or not (0 < radius <= 180):
             raise QueryError(f"cone(): centre dec {dec0} or radius {radius} out of range "
                              "(degrees; -90 <= dec <= 90, 0 < radius <= 180)")
@@ -246,8 +247,9 @@ class ReleaseDatabase:
             raise QueryError(f"{hats_dir}: no HATS catalogs ({', '.join(TABLES)}) in it; write "
                              "them with `hpcpipe release --format hats` or "
                              "`hpcpipe release-convert`")
-        config = {"autoinstall_known_extensions": "false", "autoload_known_extensions": "false",
-                  "allow_community_extensions": "false"}
+        config: dict[str, Any] = {"autoinstall_known_extensions": "false",
+                                  "autoload_known_extensions": "false",
+                                  "allow_community_extensions": "false"}
         if threads:
             config["threads"] = str(threads)
         self.con = duckdb.connect(":memory:", config=config)

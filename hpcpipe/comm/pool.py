@@ -534,7 +534,7 @@ class Pool:
             keys = [str(u) for u in units] if mode == "previous" else _LazyKeys(units)
         elif len(keys) != len(units):
             raise ValueError(f"{len(keys)} keys for {len(units)} units")
-        return self._run_job(_Job(name or getattr(func, "__name__", "job"), units, keys,
+        return self._run_job(_Job(str(name or getattr(func, "__name__", "job")), units, keys,
                                   self.retries), func, args, mode)
 
     def map_graph(self, nodes: Sequence[tuple[Callable[..., Any], Any]],
@@ -821,8 +821,8 @@ class Pool:
             affinity = self._affinity
             mine = [i for i in job.pending if affinity.get(job.keys[i], worker) == worker]
             chunk = mine[: self._chunk_size(job)]
-            chosen = set(chunk)
-            job.pending = collections.deque(i for i in job.pending if i not in chosen)
+            taken = set(chunk)
+            job.pending = collections.deque(i for i in job.pending if i not in taken)
             return chunk
         pending = job.pending
         return [pending.popleft() for _ in range(min(self._chunk_size(job), len(pending)))]

@@ -74,6 +74,8 @@ class ConfigField(_GroupField):
         ``check(config) -> bool``, run by validation after the nested config's own.
     """
 
+    dtype: type[Config]
+
     def __init__(self, doc: str, dtype: type[Config], default: Config | None = None,
                  check: Callable[[Any], bool] | None = None) -> None:
         if not (isinstance(dtype, type) and issubclass(dtype, Config)):

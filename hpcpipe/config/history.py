@@ -66,7 +66,7 @@ def caller_location(skip_dirs: tuple[str, ...] = _CONFIG_DIRS) -> str:
     location : str
         ``"path:line"``, or ``"<unknown>"`` when every frame is inside ``skip_dirs``.
     """
-    frame = sys._getframe(1)
+    frame: Any = sys._getframe(1)  # a FrameType, then None past the outermost
     while frame is not None:
         filename = frame.f_code.co_filename
         if not (filename.startswith("<frozen") or filename == _ABC_FILE

@@ -96,7 +96,7 @@ class Registry(Mapping[str, RegistryEntry]):
         # start-up cost: importlib.metadata is read only when a registry is first looked in
         from importlib.metadata import entry_points
 
-        for ep in entry_points(group=self._group):
+        for ep in entry_points(group=self._group or ""):
             if ep.name in self._entries:
                 continue
             try:

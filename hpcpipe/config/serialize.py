@@ -76,9 +76,9 @@ def save_config(config: Config, path: str | os.PathLike[str] | IO[str],
     """Write :func:`config_to_python` to an open text stream or (atomically) to a file."""
     text = config_to_python(config, root)
     if hasattr(path, "write"):
-        path.write(text)  # type: ignore[union-attr]
+        path.write(text)
         return
-    with atomic_path(path) as tmp:  # type: ignore[arg-type]
+    with atomic_path(path) as tmp:
         Path(tmp).write_text(text, encoding="utf-8")
 
 

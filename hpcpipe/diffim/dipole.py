@@ -144,7 +144,8 @@ def fit_dipole(image: np.ndarray, variance: np.ndarray, usable: np.ndarray,
         return failed
     p = res.x
     try:
-        cov = np.linalg.inv(res.jac.T @ res.jac)
+        jac = np.asarray(res.jac)
+        cov = np.linalg.inv(jac.T @ jac)
         err = np.sqrt(np.abs(np.diag(cov)))
     except np.linalg.LinAlgError:
         err = np.full(6, np.nan)

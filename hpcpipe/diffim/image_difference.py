@@ -232,6 +232,7 @@ class ImageDifferenceTask(CmdLineTask):
         """
         c = self.config
         x0, y0 = difference.xy0
+        assert difference.psf is not None  # the difference has the science PSF
         sigma = float(difference.psf.sigma_at(x0 + difference.width / 2,
                                               y0 + difference.height / 2))
         bad = self._bad_pixels(difference)
@@ -325,7 +326,7 @@ class ImageDifferenceTask(CmdLineTask):
         single_neg = [k for k in np.nonzero(peaks["sign"] < 0)[0] if k not in paired]
         parts: list[Catalog] = []
 
-        def extra(rows: list[int]) -> dict[str, np.ndarray]:
+        def extra(rows: list[Any]) -> dict[str, np.ndarray]:
             boxes = np.array([fp_box.get(int(peaks["footprint"][k]), (-1, -1, -2, -2))
                               for k in rows], np.int32).reshape(-1, 4)
             return {**{f"ip_diffim_footprint_{corner}": boxes[:, i]
@@ -394,6 +395,7 @@ class ImageDifferenceTask(CmdLineTask):
         # a smoothed peak of height h is a point source of flux h * 4 pi sigma**2
         to_flux = 4 * np.pi * psf_sigma**2
         fits = []
+        assert difference.psf is not None
         for p, n in pairs:
             xp, yp = float(peaks["x"][p] + x0), float(peaks["y"][p] + y0)
             xn, yn = float(peaks["x"][n] + x0), float(peaks["y"][n] + y0)

@@ -750,6 +750,8 @@ class ImagePsfMatchTask(Task):
         """``convolveTemplate`` unless the science PSF is the narrower (config ``mode``)."""
         if self.config.mode != "auto":
             return self.config.mode
+        if science.psf is None or template.psf is None:
+            raise ValueError("image subtraction needs the PSFs of both images")
         s_sigma = science.psf.sigma_at(*_centre(science))
         t_sigma = template.psf.sigma_at(*_centre(template))
         return "convolveTemplate" if s_sigma >= t_sigma else "convolveScience"

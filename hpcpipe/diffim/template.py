@@ -94,7 +94,7 @@ class GetCoaddAsTemplateTask(Task):
         template.mask.array[:] = nodata
         filled = np.zeros(shape, bool)
         # pixel priority: inside the patch's inner box first, then anywhere in its outer box
-        results = []
+        results: list[tuple[Exposure, Any, Any, Any, Any]] = []
         grids: list[tuple[Any, np.ndarray, np.ndarray]] = []
         for coadd, inner in coadds:
             # the patches of a tract share its WCS: the source positions are computed once
@@ -115,7 +115,7 @@ class GetCoaddAsTemplateTask(Task):
             in_inner = ((sx >= inner.x0 - 0.5) & (sx < inner.x0 + inner.width - 0.5)
                         & (sy >= inner.y0 - 0.5) & (sy < inner.y0 + inner.height - 0.5))
             results.append((coadd, part, box, good, in_inner))
-        used = set()
+        used: set[Any] = set()
         for pass_inner in (True, False):
             for k, (coadd, part, box, good, in_inner) in enumerate(results):
                 if box is None:

@@ -124,7 +124,7 @@ def assess_release(butler: Butler) -> dict[str, Any]:
         visit_depth.setdefault(d["filter"], []).append(
             depth_5sigma(sigma, noise, calexp.photo_calib.zero_point))
     n_objects = 0
-    coadd_depth: dict[str, list[float]] = {}
+    coadd_depth: dict[str, list[tuple[float, int]]] = {}
     best_patch, best_count = None, -1
     sky_map = butler.get("skyMap") if butler.datasetExists("skyMap") else None
     for tract in sky_map or []:

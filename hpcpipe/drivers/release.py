@@ -89,7 +89,7 @@ def _mine(items: Sequence[Any], world: World) -> list[Any]:
     return list(items[world.rank::world.size])
 
 
-def _gather_table(world: World, schema_of: Callable[[], Catalog], parts: list[Catalog]
+def _gather_table(world: World, schema_of: Callable[..., Catalog], parts: list[Catalog]
                   ) -> Catalog:
     if parts:
         return Catalog.concatenate(parts) if len(parts) > 1 else parts[0]

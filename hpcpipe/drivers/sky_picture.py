@@ -126,7 +126,10 @@ def tract_mosaic(butler: Butler, tract_id: int | None = None) -> TractMosaic | N
     y1 = max(p.inner_bbox.y0 + p.inner_bbox.height for p in patches)
     images: dict[str, np.ndarray] = {}
     variances: dict[str, list[np.ndarray]] = {}
-    xs, ys, ext, detected = [], [], [], []
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    ext: list[np.ndarray] = []
+    detected: list[tuple[str, ...]] = []
     for patch in patches:
         key = {"tract": tract.tract_id, "patch": "{},{}".format(*patch.index)}
         inner = patch.inner_bbox

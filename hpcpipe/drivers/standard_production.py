@@ -36,6 +36,7 @@ from astropy.wcs import WCS
 
 from hpcpipe.drivers.production import Production, ProductionContext, ProductionStep
 from hpcpipe.geom import Box2I
+from hpcpipe.obs.mapper import CameraMapper
 from hpcpipe.obs.raw import raw_wcs_box
 from hpcpipe.pipe.assemble_coadd import AssembleCoaddTask
 from hpcpipe.pipe.coadd_detection import (
@@ -64,7 +65,11 @@ def _raw_wcs_box(butler: Butler, data_id: dict[str, Any]) -> tuple[WCS, Box2I]:
     its headers alone, through the repository's camera description (any raw layout)."""
     path = Path(butler.getUri("raw", visit=data_id["visit"], ccd=data_id["ccd"])
                 .removeprefix("file://"))
-    wcs, box = raw_wcs_box(butler.mapper.camera, path, int(data_id["ccd"]))
+    mapper = butler.mapper
+    if not isinstance(mapper, CameraMapper):
+        raise ValueError(f"the repository's mapper {type(mapper).__name__} has no camera "
+                         "description: the standard production needs one (a camera file)")
+    wcs, box = raw_wcs_box(mapper.camera, path, int(data_id["ccd"]))
     if wcs is None:
         raise ValueError(f"raw of visit={data_id['visit']}, ccd={data_id['ccd']} ({path}) has "
                          "no WCS in its header: the production cannot tell which patches it "

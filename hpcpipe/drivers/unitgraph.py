@@ -133,16 +133,16 @@ class UnitGraph:
         end = len(self.steps)
         for i in range(start, end):
             parents: list[int] = []
-            for name, data_id in step.needs(self.data_ids[i], ctx):
+            for name, need_id in step.needs(self.data_ids[i], ctx):
                 if name == step.name:
                     raise ProductionError(f"unit {self.keys[i]} depends on a unit of its own "
                                           "step")
                 if name not in self._unit_keys:
                     continue  # a step not run in this command: its outputs are read as found
-                parent = self.find(name, dict(data_id))
+                parent = self.find(name, dict(need_id))
                 if parent is None:
                     log.debug("%s: input %s %s is not in this run", self.keys[i], name,
-                              dict(data_id))
+                              dict(need_id))
                     continue
                 if parent not in parents:
                     parents.append(parent)

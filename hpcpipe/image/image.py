@@ -69,6 +69,7 @@ class Image:
             self._array = array
             self._xy0 = (int(xy0[0]), int(xy0[1]))
         else:
+            shape: tuple[int, ...]
             if isinstance(array_or_bbox, Box2I):
                 shape, origin = array_or_bbox.shape, array_or_bbox.xy0
             else:

@@ -161,8 +161,9 @@ class Mask(Image):
 
     def clone(self) -> Mask:
         new = super().clone()
+        assert isinstance(new, Mask)
         new._planes = self._planes.copy()
-        return new  # type: ignore[return-value]
+        return new
 
     def add_plane(self, name: str, doc: str = "") -> int:
         """Add a plane by name (if new) and return its bit number."""
@@ -261,7 +262,7 @@ class Mask(Image):
             return NotImplemented
         return super().__eq__(other) and self._planes == other._planes
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None
 
     def header_cards(self) -> dict[str, tuple[int, str]]:
         """``{"MP_NAME": (bit, doc)}``: the plane dictionary as FITS header cards (afw style)."""

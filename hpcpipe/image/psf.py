@@ -149,7 +149,7 @@ class Psf:
     def __eq__(self, other: object) -> bool:
         if type(self) is not type(other):
             return NotImplemented
-        mine, theirs = self.to_persisted(), other.to_persisted()  # type: ignore[attr-defined]
+        mine, theirs = self.to_persisted(), other.to_persisted()
         if mine[0] != theirs[0]:
             return False
         if mine[1] is None or theirs[1] is None:
@@ -265,7 +265,7 @@ class PixelPsf(Psf):
                 terms.append(u ** (total - j) * v**j)
         return np.array(terms)
 
-    def scaled_position(self, x: float, y: float) -> tuple[float, float]:
+    def scaled_position(self, x: float | np.ndarray, y: float | np.ndarray) -> tuple[Any, Any]:
         """``(x, y)`` scaled to ``[-1, 1]`` over the fitting bbox."""
         xmin, ymin, xmax, ymax = self.bbox
         u = 2.0 * (x - xmin) / max(xmax - xmin, 1e-12) - 1.0

@@ -132,7 +132,7 @@ def read_exposure_group(group: h5py.Group, where: str = "", bbox: Box2I | None =
             where, f"exposure layout version {version} is not known (this hpcpipe reads "
             f"version {LAYOUT_VERSION})")
     try:
-        xy0 = tuple(int(v) for v in attrs["xy0"])
+        xy0 = (int(attrs["xy0"][0]), int(attrs["xy0"][1]))
         if bbox is None:
             arrays = {name: group[name][()] for name in ("image", "mask", "variance")}
         else:
@@ -167,9 +167,9 @@ def read_exposure_group(group: h5py.Group, where: str = "", bbox: Box2I | None =
                 f"{where}: the {name} dataset has pixel type {arrays[name].dtype}; "
                 f"expected {' or '.join(str(np.dtype(a)) for a in allowed)}")
     masked_image = MaskedImage(
-        Image(arrays["image"], xy0=xy0),  # type: ignore[arg-type]
-        Mask(arrays["mask"], xy0=xy0, planes=planes),  # type: ignore[arg-type]
-        Image(arrays["variance"], xy0=xy0),  # type: ignore[arg-type]
+        Image(arrays["image"], xy0=xy0),
+        Mask(arrays["mask"], xy0=xy0, planes=planes),
+        Image(arrays["variance"], xy0=xy0),
     )
     return Exposure(masked_image, wcs=wcs, psf=psf, metadata=metadata, **kwargs)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from hpcpipe.errors import PixelTypeError
 
@@ -14,7 +15,7 @@ __all__ = ["float_image", "flag_image", "mask_image", "same_shape", "FLOAT_TYPES
 FLOAT_TYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def float_image(array: object, name: str, func: str, *, dtype: np.dtype | None = None,
+def float_image(array: object, name: str, func: str, *, dtype: npt.DTypeLike | None = None,
                 allow_empty: bool = False, ndim: int = 2) -> np.ndarray:
     """A C-contiguous float array, or a clear error.
 

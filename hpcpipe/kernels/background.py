@@ -131,8 +131,10 @@ def median_filter_mesh(mesh: np.ndarray, size: int | tuple[int, int] = 3) -> np.
 
     The same as ``scipy.ndimage.median_filter(mesh, size, mode="nearest")`` for odd sizes.
     """
-    fy, fx = (size, size) if np.isscalar(size) else size
-    fy, fx = int(fy), int(fx)
+    if isinstance(size, tuple | list | np.ndarray):
+        fy, fx = (int(s) for s in size)
+    else:
+        fy = fx = int(size)
     if fy < 1 or fx < 1 or fy % 2 == 0 or fx % 2 == 0:
         raise ValueError(f"the mesh filter size must be odd and positive; got {size}")
     if fy == 1 and fx == 1:
@@ -272,7 +274,7 @@ def _finish(image, mesh, std, count, bin_y, bin_x, interpolation, filter_size, m
     mesh = median_filter_mesh(mesh, filter_size)
     coef, yc = _column_coefficients(mesh, image.shape, bin_y, bin_x, interpolation)
 
-    def evaluate(data):  # type: ignore[no-untyped-def]
+    def evaluate(data):
         return model(coef, yc, data)
 
     return Background(image.shape, image.dtype, mesh, std, count, rms, evaluate)

@@ -209,7 +209,7 @@ class _quiet_nan_warnings:
         self._ctx.__enter__()
         warnings.simplefilter("ignore", RuntimeWarning)
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self._ctx.__exit__(*exc)
 
 
@@ -230,6 +230,7 @@ def _stack(rows_fn, images, variances, masks, weights, nsigma, niter, bad_bits, 
         imgs = [_read_rows(a, r0, r1, f32) for a in images]
         vars_ = [_read_rows(a, r0, r1, f32) for a in variances]
         if masks is None:
+            assert zeros is not None
             msks = [zeros[:r1 - r0]] * n
         else:
             msks = [_read_rows(a, r0, r1, i32) for a in masks]

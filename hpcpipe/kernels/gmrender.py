@@ -27,6 +27,8 @@ agree to rounding (tests/test_multifit.py).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from hpcpipe.kernels._loader import load_native
@@ -36,7 +38,9 @@ __all__ = ["gm_moments", "gm_moments_reference", "gm_render", "gm_render_referen
 _QMAX = 73.7
 
 
-def _as_mixture(amp, vscale, pamp, pmean, pcov, s, mu):  # type: ignore[no-untyped-def]
+def _as_mixture(amp: Any, vscale: Any, pamp: Any, pmean: Any, pcov: Any, s: Any, mu: Any
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                           np.ndarray]:
     amp = np.ascontiguousarray(amp, dtype=np.float64).ravel()
     vscale = np.ascontiguousarray(vscale, dtype=np.float64).ravel()
     pamp = np.ascontiguousarray(pamp, dtype=np.float64).ravel()
@@ -52,7 +56,7 @@ def _as_mixture(amp, vscale, pamp, pmean, pcov, s, mu):  # type: ignore[no-untyp
     return amp, vscale, pamp, pmean, pcov, s, mu
 
 
-def _terms(amp, vscale, pamp, pmean, pcov, s, mu, xx, yy, deriv):  # type: ignore[no-untyped-def]
+def _terms(amp, vscale, pamp, pmean, pcov, s, mu, xx, yy, deriv):
     """The model and (with ``deriv``) its 5 derivatives at pixel centres ``(xx, yy)``."""
     shape = np.broadcast(xx, yy).shape
     out = np.zeros((6 if deriv else 1,) + shape)
@@ -127,8 +131,10 @@ def gm_render(amp: np.ndarray, vscale: np.ndarray, pamp: np.ndarray, pmean: np.n
     return out
 
 
-def _moment_args(amp, vscale, pamp, pmean, pcov, s, mu, box, data, w, start
-                 ):  # type: ignore[no-untyped-def]
+def _moment_args(amp: Any, vscale: Any, pamp: Any, pmean: Any, pcov: Any, s: Any, mu: Any,
+                 box: Any, data: Any, w: Any, start: Any
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                            np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     f64 = np.float64
     amp = np.ascontiguousarray(amp, dtype=f64).ravel()
     vscale = np.ascontiguousarray(vscale, dtype=f64).ravel()

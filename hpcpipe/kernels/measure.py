@@ -108,8 +108,8 @@ def _circle_rectangle_area(x0: float, x1: float, y0: float, y1: float, r: float)
         if abs(yy) < r:
             q = np.sqrt(r * r - yy * yy)
             points += [p for p in (q, -q) if a < p < b]
-    points = np.sort(np.array(points))
-    u, v = points[:-1], points[1:]
+    ends = np.sort(np.array(points))
+    u, v = ends[:-1], ends[1:]
     keep = v > u
     u, v = u[keep], v[keep]
     mid = 0.5 * (u + v)

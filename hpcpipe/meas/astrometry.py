@@ -89,8 +89,10 @@ def match_to_reference(x: np.ndarray, y: np.ndarray, ref_x: np.ndarray, ref_y: n
     ref = np.column_stack([ref_x, ref_y])
     ref_tree = cKDTree(ref)
     pairs = ref_tree.query_ball_point(src, r=search_radius)
-    dx = np.concatenate([ref[p, 0] - xs for p, xs in zip(pairs, x, strict=True)]) if len(x) else []
-    dy = np.concatenate([ref[p, 1] - ys for p, ys in zip(pairs, y, strict=True)]) if len(y) else []
+    dx = (np.concatenate([ref[p, 0] - xs for p, xs in zip(pairs, x, strict=True)]) if len(x)
+          else np.zeros(0))
+    dy = (np.concatenate([ref[p, 1] - ys for p, ys in zip(pairs, y, strict=True)]) if len(y)
+          else np.zeros(0))
     dx, dy = np.asarray(dx, float), np.asarray(dy, float)
     offset = (0.0, 0.0)
     if dx.size:
@@ -101,7 +103,8 @@ def match_to_reference(x: np.ndarray, y: np.ndarray, ref_x: np.ndarray, ref_y: n
         near = np.hypot(dx - cx, dy - cy) < 1.5 * bin_size
         offset = (float(dx[near].mean()), float(dy[near].mean()))
     shifted = src + np.array(offset)
-    dist, ref_idx = ref_tree.query(shifted, distance_upper_bound=match_radius)
+    found = ref_tree.query(shifted, distance_upper_bound=match_radius)
+    dist, ref_idx = np.asarray(found[0]), np.asarray(found[1])
     good = np.isfinite(dist)
     src_idx = np.nonzero(good)[0]
     ref_idx = ref_idx[good]

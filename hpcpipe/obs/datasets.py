@@ -242,6 +242,7 @@ def user_template(mapper: Mapper, name: str, keys: Sequence[str], extension: str
         return "".join(f"_{k}{{{k}{':d' if mapper.keys[k].type is int else ''}}}"
                        for k in keys if k not in used)
 
+    used: tuple[str, ...]
     if "visit" in keys and "ccd" in keys:
         used = ("visit", "ccd", "filter")
         return f"{name}/{CCD}/{name}_{CCD_NAME}{rest(used)}.{extension}"

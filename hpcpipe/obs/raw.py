@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -263,7 +263,7 @@ def _shape(header: fits.Header) -> tuple[int, int] | None:
     return int(header["NAXIS2"]), int(header["NAXIS1"])
 
 
-def _geometry(detector: DetectorSpec, headers: list[Mapping[str, Any]],
+def _geometry(detector: DetectorSpec, headers: Sequence[Mapping[str, Any]],
               shapes: list[tuple[int, int]], path: Path, label: str, per_amp: bool = False
               ) -> tuple[list[_AmpGeometry], tuple[int, int]]:
     """The amplifiers' boxes in the raw frame and trimmed image, and the raw frame's shape.
@@ -278,7 +278,7 @@ def _geometry(detector: DetectorSpec, headers: list[Mapping[str, Any]],
     for k, amp in enumerate(detector.amplifiers):
         header = headers[k] if per_amp else headers[0]
         rows, cols = shapes[k] if per_amp else shapes[0]
-        boxes = []
+        boxes: list[Box2I | None] = []
         for what, section in (("data section", amp.data_section),
                               ("overscan section", amp.overscan_section)):
             if section is None:

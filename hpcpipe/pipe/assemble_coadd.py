@@ -145,7 +145,7 @@ class AssembleCoaddTask(CmdLineTask):
         """
         if not warps:
             raise ValueError("assembleCoadd needs at least one warp")
-        readers = [(lambda box, w=w: w[box]) for w in warps]
+        readers: list[WarpReader] = [w.__getitem__ for w in warps]
         return self.run_readers(readers, warps[0].bbox)
 
     def run_readers(self, readers: list[WarpReader], bbox: Box2I) -> Struct:
@@ -203,8 +203,8 @@ class AssembleCoaddTask(CmdLineTask):
             coadd.mask.array[sl] = res.mask
             count[sl] = res.count
             del res
-        psfs = [(weights[k], heads[k].psf.compute_kernel_image()) for k in use
-                if heads[k].psf is not None]
+        psfs = [(weights[k], psf.compute_kernel_image()) for k in use
+                if (psf := heads[k].psf) is not None]
         if psfs:
             size = max(p.shape[0] for _, p in psfs)
             stack = np.zeros((size, size))

@@ -166,6 +166,7 @@ class CalibrateTask(CmdLineTask):
             if isinstance(ref_cat, ReferenceLoaders):
                 astrom_ref, photo_ref = ref_cat.load(exposure)
             else:
+                assert ref_cat is not None  # checked above
                 astrom_ref = photo_ref = ref_cat
             self.metadata["nRefAstrom"] = len(astrom_ref)
             matches, astrom_rms = self._calibrate(exposure, cat, astrom_ref, photo_ref)

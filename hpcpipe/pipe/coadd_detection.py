@@ -54,6 +54,7 @@ def _peaks_catalog(det: Any, exposure: Exposure) -> Catalog:
     x0, y0 = exposure.xy0
     px = peaks["x"].astype(np.int64) + x0
     py = peaks["y"].astype(np.int64) + y0
+    assert exposure.wcs is not None  # a coadd has a WCS
     ra, dec = exposure.wcs.all_pix2world(px, py, 0) if len(peaks) else (np.zeros(0),) * 2
     return Catalog.from_columns(peak_schema(), {
         "id": np.arange(1, len(peaks) + 1), "coord_ra": np.radians(ra),
@@ -147,7 +148,8 @@ class MergeDetectionsTask(CmdLineTask):
             ra, dec = cat["coord_ra"], cat["coord_dec"]
             if ra_all:
                 tree = cKDTree(_unit(np.array(ra_all), np.array(dec_all)))
-                dist, idx = tree.query(_unit(ra, dec), distance_upper_bound=radius)
+                found = tree.query(_unit(ra, dec), distance_upper_bound=radius)
+                dist, idx = np.asarray(found[0]), np.asarray(found[1])
             else:
                 dist = np.full(len(ra), np.inf)
                 idx = np.zeros(len(ra), int)
@@ -287,6 +289,7 @@ class DeblendCoaddSourcesTask(CmdLineTask):
         px = np.concatenate([first_peak["x"], peaks["x"]]).astype(np.int64) + x0
         py = np.concatenate([first_peak["y"], peaks["y"]]).astype(np.int64) + y0
         n = n_par + n_ch
+        assert exposure.wcs is not None  # a coadd has a WCS
         ra, dec = exposure.wcs.all_pix2world(px, py, 0) if n else (np.zeros(0),) * 2
         inner = patch_info.inner_bbox
         in_inner = ((px >= inner.x0) & (px < inner.x0 + inner.width)

@@ -88,6 +88,7 @@ def ccd_box_on_patch(calexp: Exposure, patch_wcs: Any, patch_box: Box2I, margin:
                          np.full(9, x0 - 0.5)])
     ys = np.concatenate([np.full(9, y0 - 0.5), y0 - 0.5 + h * t, np.full(9, y0 + h - 0.5),
                          y0 - 0.5 + h * t])
+    assert calexp.wcs is not None  # a calexp has a WCS
     ra, dec = calexp.wcs.all_pix2world(xs, ys, 0)
     px, py = patch_wcs.all_world2pix(ra, dec, 0)
     bx0 = max(int(np.floor(px.min())) - margin, patch_box.x0)
@@ -186,6 +187,7 @@ class MakeCoaddTempExpTask(CmdLineTask):
         """The calexp's PSF at the patch centre (a PixelPsf), its filter and visit info."""
         centre = outer.x0 + outer.width / 2, outer.y0 + outer.height / 2
         ra, dec = wcs.all_pix2world([centre[0]], [centre[1]], 0)
+        assert calexp.wcs is not None and calexp.psf is not None  # a calexp has both
         bx, by = calexp.wcs.all_world2pix(ra, dec, 0)
         h, w = calexp.image.array.shape
         bx = float(np.clip(bx[0], 0, w - 1))

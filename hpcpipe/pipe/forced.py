@@ -77,6 +77,7 @@ class ForcedPhotTask(Task):
         if self.config.primaryOnly and "detect_isPrimary" in refs.schema:
             refs = refs.where(refs["detect_isPrimary"])
         ra, dec = np.degrees(refs["coord_ra"]), np.degrees(refs["coord_dec"])
+        assert exposure.wcs is not None  # calexps and coadds have a WCS
         x, y = exposure.wcs.all_world2pix(ra, dec, 0) if len(refs) else (np.zeros(0),) * 2
         x0, y0 = exposure.xy0
         h, w = exposure.image.array.shape

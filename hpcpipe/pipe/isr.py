@@ -89,7 +89,7 @@ class IsrTask(CmdLineTask):
     ConfigClass = IsrConfig
     _DefaultName = "isr"
 
-    def defects(self, dark: Exposure | None, flat: Exposure | None, shape: tuple[int, int]
+    def defects(self, dark: Exposure | None, flat: Exposure | None, shape: tuple[int, ...]
                 ) -> np.ndarray | None:
         """Bad pixels found in the master calibrations (None if there are none to look at)."""
         c = self.config

@@ -72,7 +72,7 @@ class MakeSkyMapTask(CmdLineTask):
     def _geometry(self) -> SkyMapConfig:
         c = self.config
         return SkyMapConfig(pixel_scale=c.pixelScale,
-                            patch_inner_dimensions=tuple(c.patchInnerDimensions),  # type: ignore[arg-type]
+                            patch_inner_dimensions=tuple(c.patchInnerDimensions),
                             patch_border=c.patchBorder, tract_overlap=c.tractOverlap)
 
     @timed_method

@@ -220,6 +220,7 @@ class MultifitTask(CmdLineTask):
         ref_coadd = next(iter(coadds.values()), None)
         if ref_coadd is not None and n:
             pos_c, jac_c = local_jacobian(ref_coadd.wcs, ra, dec)
+            assert ref_coadd.psf is not None  # coadds have a PSF
             psf_sigma = float(ref_coadd.psf.sigma_at(*pos_c[0]))
         else:  # no coadd: round starting shapes of 0.3 arcsec
             jac_c = np.tile(np.eye(2) * 5.0, (n, 1, 1))
@@ -241,6 +242,7 @@ class MultifitTask(CmdLineTask):
             epochs, ids = [], []
             seg_at = None
             if segments is not None and seg_id:
+                assert seg_pos is not None and seg_jac is not None  # set with segments
                 seg_at = (segments, seg_id, seg_pos[k], seg_jac[k])
             for data_id, maker, pos, jac in sources:
                 e = self._cutout(maker, pos[k], jac[k], width, seg_at)
@@ -298,7 +300,7 @@ class MultifitTask(CmdLineTask):
         meta = {"FILTERS": ",".join(filters), "NEPOCHS": len(calexps)}
         catalog = Catalog.from_columns(schema, cols, metadata=meta)
         es_schema = multifit_epoch_schema()
-        rows = list(zip(*epoch_rows)) if epoch_rows else [[]] * len(es_schema.names)
+        rows: list[Any] = list(zip(*epoch_rows)) if epoch_rows else [[]] * len(es_schema.names)
         epochs_cat = Catalog.from_columns(es_schema, {
             name: np.asarray(values, dtype=field.dtype)
             for name, values, field in zip(es_schema.names, rows, es_schema)}, metadata=meta)
@@ -325,7 +327,7 @@ class MultifitTask(CmdLineTask):
         if seg_at is not None:
             segmentation, seg_id, seg_pos, seg_jac = seg_at
 
-            def neighbours(x0: int, y0: int, shape: tuple[int, int]) -> np.ndarray:
+            def neighbours(x0: int, y0: int, shape: tuple[int, ...]) -> np.ndarray:
                 return segmentation.neighbours(seg_id, pos, jac, seg_pos, seg_jac, x0, y0,
                                                shape)
         e = maker.epoch(pos, jac, half, neighbours)

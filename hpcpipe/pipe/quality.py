@@ -51,8 +51,9 @@ def match_truth(ra_deg: np.ndarray, dec_deg: np.ndarray, truth: Any, radius_arcs
         return TruthMatch(empty, empty, np.zeros(0))
     tree = cKDTree(_unit(truth["ra"][rows], truth["dec"][rows]))
     chord = 2 * np.sin(np.radians(radius_arcsec / 3600.0) / 2)
-    dist, idx = tree.query(_unit(np.asarray(ra_deg), np.asarray(dec_deg)),
-                           distance_upper_bound=chord)
+    found = tree.query(_unit(np.asarray(ra_deg), np.asarray(dec_deg)),
+                       distance_upper_bound=chord)
+    dist, idx = np.asarray(found[0]), np.asarray(found[1])
     ok = np.isfinite(dist)
     sep = 2 * np.arcsin(np.clip(dist[ok] / 2, 0, 1))
     return TruthMatch(np.nonzero(ok)[0], rows[idx[ok]], np.degrees(sep) * 3600e3)

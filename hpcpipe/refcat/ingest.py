@@ -533,8 +533,8 @@ def _read_pieces(path: Path, dtype: np.dtype) -> list[dict[str, np.ndarray]]:
         n = int(raw[pos:pos + 8].view(np.int64)[0])
         pos += 8
         piece = {}
-        for name in dtype.names:
-            column_type = dtype.fields[name][0]
+        for name in dtype.names or ():
+            column_type = dtype[name]
             size = n * column_type.itemsize
             piece[name] = raw[pos:pos + size].view(column_type)
             pos += size
@@ -576,7 +576,7 @@ def _pass_one(reader: _Reader, spec: IngestSpec, buckets: _Buckets, rank: int, s
         bucket = bucket[order]
         if dtype is None:
             dtype = np.dtype([(k, v.dtype) for k, v in cols.items()])
-        ordered = {k: cols[k][order] for k in dtype.names}
+        ordered = {k: cols[k][order] for k in dtype.names or ()}
         edges = np.flatnonzero(np.diff(bucket)) + 1
         for a, b in zip(np.r_[0, edges], np.r_[edges, n], strict=True):
             if a < b:
@@ -627,7 +627,7 @@ def _pass_two(buckets: list[int], local: _Buckets, out_dir: Path, order: int,
         if not pieces:
             continue
         merged = {name: np.concatenate([p[name] for p in pieces]) if len(pieces) > 1
-                  else pieces[0][name] for name in dtype.names}
+                  else pieces[0][name] for name in dtype.names or ()}
         shard = merged["_pix"] >> shift
         # a stable sort by shard keeps the input order within a shard; the shard's rank
         # within the bucket fits 16 bits up to order 10, which numpy sorts by radix
@@ -759,7 +759,8 @@ def ingest_reference_catalog(repo: str | Path, name: str, catalog: str | Path,
     _agree(world, error, cleanup)
     try:
         written = _pass_two(mine, local, out_dir, shard_order, offsets,
-                            [c.name for c in columns], dtype)
+                            [c.name for c in columns],
+                            dtype if dtype is not None else np.dtype([]))  # no rows: unused
     except (OSError, ValueError, pa.ArrowException) as exc:
         error = RefcatError(f"{out_dir}: writing the shards failed: {exc}\n"
                             f"{traceback.format_exc()}")

@@ -235,6 +235,7 @@ def load_reference_catalog(source: Any, name: str, *, center: tuple[float, float
                  if n in names and n not in read]
     pad = 0.0
     if move:
+        assert target is not None
         span = max(abs(target - manifest.epoch_min), abs(target - manifest.epoch_max))
         pad = math.degrees(manifest.max_proper_motion * span / _DAYS_PER_YEAR)
     tables = []

@@ -116,7 +116,7 @@ def plan_survey(config: SurveyConfig) -> list[VisitPlan]:
     """The visits, in time order, band after band."""
     rng = np.random.default_rng([config.seed, 7])
     start = Time(config.start, format="isot", scale="tai")
-    plans = []
+    plans: list[Any] = []
     for b, band in enumerate(config.bands):
         for k in range(config.visits_per_band):
             n = len(plans)
@@ -131,7 +131,7 @@ def plan_survey(config: SurveyConfig) -> list[VisitPlan]:
                 psf_sigma=float(rng.uniform(*config.psf_sigma_range)),
                 exp_time=30.0,
                 airmass=float(1.1 + 0.02 * n),
-                pointing_error=tuple(rng.normal(0, config.pointing_error, 2)),  # type: ignore[arg-type]
+                pointing_error=tuple(rng.normal(0, config.pointing_error, 2)),
             ))
     return plans
 

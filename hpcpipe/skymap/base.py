@@ -76,10 +76,10 @@ class SkyMapConfig:
             raise SkyMapConfigError(
                 f"SkyMapConfig.patch_inner_dimensions must be (width, height), got {dims!r}"
             )
-        dims = tuple(
+        checked = tuple(
             check_int(v, f"SkyMapConfig.patch_inner_dimensions[{i}]", 1) for i, v in enumerate(dims)
         )
-        object.__setattr__(self, "patch_inner_dimensions", dims)
+        object.__setattr__(self, "patch_inner_dimensions", checked)
         border = check_int(self.patch_border, "SkyMapConfig.patch_border", 0)
         object.__setattr__(self, "patch_border", border)
         overlap = check_float(self.tract_overlap, "SkyMapConfig.tract_overlap", positive=False)

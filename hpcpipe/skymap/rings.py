@@ -98,6 +98,7 @@ class RingsSkyMap(BaseSkyMap):
     """
 
     type_name = "rings"
+    _partition: RingsPartition
 
     def __init__(
         self, num_rings: int, config: SkyMapConfig | None = None, ra_start: float = 0.0

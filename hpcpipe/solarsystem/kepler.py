@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import erfa
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["GM_SUN", "C_AU_PER_DAY", "OBLIQUITY_J2000", "AU_KM", "RUBIN_SITE", "Site",
            "ecliptic_to_equatorial", "equatorial_to_ecliptic", "elements_to_state",
@@ -316,7 +317,7 @@ def observer_position(mjd_tai: np.ndarray | float, site: Site | None = RUBIN_SIT
     return earth + gcrs
 
 
-def vectors_from_radec(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
+def vectors_from_radec(ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike) -> np.ndarray:
     """Unit vectors ``(n, 3)`` of RA/Dec (degrees)."""
     ra = np.radians(np.asarray(ra_deg, dtype=float))
     dec = np.radians(np.asarray(dec_deg, dtype=float))

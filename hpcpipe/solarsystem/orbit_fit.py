@@ -24,6 +24,7 @@ The initial state comes from the linking (the HelioLinC hypothesis's state, see
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.optimize import least_squares
@@ -167,7 +168,7 @@ def fit_orbit(mjd_tai: np.ndarray, ra: np.ndarray, dec: np.ndarray, sig_ra: np.n
                            sig_ra[idx], sig_dec[idx])
     chi2 = float(np.sum(fun_final ** 2))
     dof = 2 * len(idx) - 6
-    jac = res.jac if res.jac.shape[0] == 2 * len(idx) else None
+    jac = np.asarray(res.jac) if res.jac.shape[0] == 2 * len(idx) else None
     cov = np.full((6, 6), np.nan)
     if jac is not None:
         try:
@@ -208,7 +209,7 @@ def gauss_initial_orbit(mjd_tai: np.ndarray, ra: np.ndarray, dec: np.ndarray,
     rhat = kepler.vectors_from_radec(ra, dec)
     big_r = np.asarray(obs_pos, dtype=float)
     mu = kepler.GM_SUN
-    out = []
+    out: list[Any] = []
     tau1, tau3 = t[0] - t[1], t[2] - t[1]
     tau = tau3 - tau1
     p1, p2, p3 = np.cross(rhat[1], rhat[2]), np.cross(rhat[0], rhat[2]), \

@@ -186,7 +186,7 @@ def population_in_field(counts: dict[int, int] | int, ra_deg: float, dec_deg: fl
             rows = draw_population({kind: batch}, epoch, rng, h_range)
             rows["node"] = 0.0
             r, _ = kepler.elements_to_state(rows["a"], rows["e"], np.radians(rows["inc"]),
-                                            0.0, np.radians(rows["argperi"]),
+                                            np.zeros(batch), np.radians(rows["argperi"]),
                                             np.radians(rows["M"]), equatorial=False)
             target = lam_c + rng.uniform(-half_lon, half_lon, batch)
             node = np.zeros(batch)

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from hpcpipe.butler import Butler, ButlerError
 from hpcpipe.butler.provenance import output_table, record_unit
@@ -193,10 +193,13 @@ def butler_for(ns: argparse.Namespace) -> Any:
 
 def _data_refs(butler: Butler, task_class: type[CmdLineTask], data_ids: list[dict[str, Any]],
                parser: argparse.ArgumentParser) -> list[Any]:
+    dataset_type = task_class.id_dataset_type
+    if dataset_type is None:
+        parser.error(f"argument --id: {task_class._DefaultName} takes no data ids")
     refs, seen = [], set()
     for data_id in data_ids:
         try:
-            found = butler.subset(task_class.id_dataset_type, data_id)
+            found = butler.subset(dataset_type, data_id)
         except ButlerError as exc:
             parser.error(f"argument --id: {exc}")
         for ref in found:
@@ -309,7 +312,7 @@ def process_data_ref(task: CmdLineTask, data_ref: ButlerDataRef, provenance: boo
         provenance = os.environ.get(PROVENANCE_ENV, "1") != "0"
     if not provenance or butler is None or not hasattr(butler, "track"):
         result = task.run_data_ref(data_ref)
-        metadata = task.get_full_metadata()
+        metadata: dict[str, Any] = task.get_full_metadata()
         if written is not None:  # what the unit wrote, for --verify-outputs on a resume
             metadata[OUTPUTS_KEY] = [{"datasetType": t, "dataId": dict(i)}
                                      for t, i in written[first:]]
@@ -328,7 +331,7 @@ def process_data_ref(task: CmdLineTask, data_ref: ButlerDataRef, provenance: boo
         task.log.removeHandler(handler)
         butler.untrack()
     end, cpu1 = time.time(), time.process_time()
-    metadata = task.get_full_metadata()
+    metadata = cast("dict[str, Any]", task.get_full_metadata())  # gets the unit's keys too
     if written is not None:
         metadata[OUTPUTS_KEY] = [{"datasetType": t, "dataId": dict(i)}
                                  for t, i in written[first:]]
@@ -531,6 +534,7 @@ def run_cmdline_task(task_class: type[CmdLineTask], argv: Sequence[str] | None =
     status 2 before any data is touched.
     """
     name = task_class._DefaultName
+    assert name is not None  # a CmdLineTask has a _DefaultName
     parser = build_argument_parser(prog or f"hpcpipe run {name}",
                                    description=(task_class.__doc__ or "").split("\n")[0] or None,
                                    config_class=task_class.ConfigClass, task_name=name)

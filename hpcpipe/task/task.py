@@ -68,6 +68,9 @@ class Task:
     #: The name of a top-level task when none is given.
     _DefaultName: ClassVar[str | None] = None
 
+    config: Config
+    log: logging.Logger
+
     def __init__(self, config: Config | None = None, name: str | None = None,
                  parent_task: Task | None = None, log: logging.Logger | None = None) -> None:
         cls = type(self).__name__

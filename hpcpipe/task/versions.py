@@ -51,7 +51,7 @@ def package_versions() -> dict[str, str]:
     distribution, by name (lower case), sorted."""
     found: dict[str, str] = {}
     for dist in distributions():
-        name = dist.metadata.get("Name")
+        name = dist.metadata["Name"]
         if name:
             found[str(name).lower()] = str(dist.version)
     found["python"] = platform.python_version()

@@ -16,6 +16,7 @@ object's segment is left out.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,7 +61,7 @@ class Segmentation:
 
     def neighbours(self, seg_id: int, centre: np.ndarray, jac: np.ndarray, coadd_centre:
                    np.ndarray, coadd_jac: np.ndarray, x0: int, y0: int, shape:
-                   tuple[int, int]) -> np.ndarray:
+                   tuple[int, ...]) -> np.ndarray:
         """Boolean ``shape`` mask of the cutout's pixels in another object's segment."""
         ny, nx = shape
         yy, xx = np.mgrid[y0:y0 + ny, x0:x0 + nx]
@@ -125,12 +126,14 @@ class ExposureEpochs:
             h, w = self.image.shape
             cx = min(max(cx, self.x0), self.x0 + w - 1)
             cy = min(max(cy, self.y0), self.y0 + h - 1)
+            assert self.exposure.psf is not None  # the epochs' exposures are calexps
             kernel = self.exposure.psf.compute_kernel_image(cx, cy)
             self._psf[cell] = fit_psf_mixture(kernel, self.psf_gaussians)
         return self._psf[cell]
 
     def epoch(self, centre: np.ndarray, jac: np.ndarray, half: int,
-              neighbours: np.ndarray | None = None) -> Epoch | None:
+              neighbours: Callable[[int, int, tuple[int, ...]], np.ndarray] | None = None
+              ) -> Epoch | None:
         """The cutout around pixel ``centre`` (None when the centre is off the exposure).
 
         ``neighbours``, when given, is called as ``neighbours(x0, y0, shape)`` and returns

@@ -66,7 +66,7 @@ class PsfMixture:
 def _mixture(p: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     cov = np.empty((n, 3))
     for j in range(n):
-        s = unit_covariance(p[2 + 3 * j], p[3 + 3 * j], p[4 + 3 * j])
+        s = np.asarray(unit_covariance(p[2 + 3 * j], p[3 + 3 * j], p[4 + 3 * j]))
         cov[j] = s[0, 0], s[0, 1], s[1, 1]
     return p[:2], cov
 
@@ -159,6 +159,7 @@ def fit_psf_mixture(image: np.ndarray, n: int = 3) -> PsfMixture:
             fit = trial
         if n == 1:
             break
+    assert fit is not None  # the loop runs at least once
     amp = fit.x[ns:]
     mean, cov = _mixture(fit.x, n)
     model = amp @ terms(fit.x)[0]
