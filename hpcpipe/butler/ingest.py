@@ -30,7 +30,7 @@ from typing import Any
 from hpcpipe.butler.calibs import CalibEntry
 from hpcpipe.butler.errors import ButlerError, IngestError, format_data_id
 from hpcpipe.butler.repository import Repository
-from hpcpipe.butler.storage import INGEST_MODES, Storage
+from hpcpipe.butler.storage import INGEST_MODES, IngestMode, Storage
 from hpcpipe.errors import FileFormatError
 
 __all__ = ["ingest", "IngestReport"]
@@ -74,7 +74,7 @@ def _same(a: dict[str, Any], b: dict[str, Any], keys: Iterable[str]) -> bool:
     return all(a[k] == b[k] for k in keys)
 
 
-def _place(storage: Storage, source: Path, relpath: str, mode: str, placed: str,
+def _place(storage: Storage, source: Path, relpath: str, mode: IngestMode, placed: str,
            missing_only: bool = False) -> str:
     """Put ``source`` at ``relpath`` (once per file: a file holding several detectors is placed
     at its first detector's path and linked at the others'); the path it is first at."""
@@ -89,7 +89,7 @@ def _place(storage: Storage, source: Path, relpath: str, mode: str, placed: str,
 
 
 def ingest(repository: str | os.PathLike[str] | Storage | Repository,
-           files: Iterable[str | os.PathLike[str]], mode: str = "copy") -> IngestReport:
+           files: Iterable[str | os.PathLike[str]], mode: IngestMode = "copy") -> IngestReport:
     """Ingest raw and calibration files into a repository.
 
     Parameters

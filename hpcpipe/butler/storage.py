@@ -22,18 +22,21 @@ import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 from urllib.parse import unquote, urlparse
 
 from hpcpipe.butler.errors import StorageError
 from hpcpipe.io.atomic import TEMP_PREFIX, atomic_path
 
-__all__ = ["Storage", "PosixStorage", "storage_for", "register_storage", "INGEST_MODES"]
+__all__ = ["Storage", "PosixStorage", "storage_for", "register_storage", "INGEST_MODES",
+           "IngestMode"]
 
 T = TypeVar("T")
 
 #: How ingest places a file in a repository.
-INGEST_MODES = ("copy", "link", "move")
+#: How ingest places a file in the repository.
+IngestMode = Literal["copy", "link", "move"]
+INGEST_MODES: tuple[IngestMode, ...] = ("copy", "link", "move")
 
 #: Storage classes by URL scheme; each takes the location as its only argument.
 _BACKENDS: dict[str, Callable[[str], Storage]] = {}
@@ -102,7 +105,7 @@ class Storage(ABC):
         directory level), sorted; temporary files are never listed."""
 
     @abstractmethod
-    def place(self, source: Path, relpath: str, mode: str) -> None:
+    def place(self, source: Path, relpath: str, mode: IngestMode) -> None:
         """Put a local file into the repository by ``copy``, ``link`` or ``move``."""
 
     def place_same(self, existing: str, relpath: str) -> None:
@@ -214,7 +217,7 @@ class PosixStorage(Storage):
         walk(self.root, "", 0)
         return sorted(found)
 
-    def place(self, source: Path, relpath: str, mode: str) -> None:
+    def place(self, source: Path, relpath: str, mode: IngestMode) -> None:
         if mode not in INGEST_MODES:
             raise StorageError(
                 f"unknown ingest mode {mode!r}; use one of {', '.join(INGEST_MODES)}")

@@ -67,7 +67,7 @@ import threading
 import time
 import types
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -93,7 +93,11 @@ from hpcpipe.comm.transport import Tag, Transport
 from hpcpipe.comm.walltime import StepDurations, default_reserve
 from hpcpipe.comm.world import World
 
-__all__ = ["Pool", "WorkerCache", "LaunchError", "check_launch", "TARGET_CHUNK_SECONDS",
+#: How ``Pool.map`` hands out units: on demand, in fixed shares, or to the rank that did the
+#: unit's key before.
+MapMode = Literal["dynamic", "static", "previous"]
+
+__all__ = ["MapMode", "Pool", "WorkerCache", "LaunchError", "check_launch", "TARGET_CHUNK_SECONDS",
            "HEARTBEAT_SECONDS", "SILENCE_SECONDS", "LOST_WORKER_EXIT", "MEMORY_RETRY_FACTOR",
            "grace_seconds"]
 
@@ -501,7 +505,7 @@ class Pool:
 
     # --- mapping ---------------------------------------------------------------------------
     def map(self, func: Callable[..., Any], units: Iterable[Any], *args: Any,
-            keys: Sequence[str] | None = None, mode: str = "dynamic",
+            keys: Sequence[str] | None = None, mode: MapMode = "dynamic",
             name: str | None = None) -> list[Any]:
         """Apply ``func(cache, unit, *args)`` to every unit; results in unit order.
 
@@ -582,7 +586,7 @@ class Pool:
             job.job_names = list(jobs)
         return self._run_job(job, _call_node, (), "dynamic")
 
-    def _run_job(self, job: _Job, func: Callable[..., Any], args: tuple[Any, ...], mode: str
+    def _run_job(self, job: _Job, func: Callable[..., Any], args: tuple[Any, ...], mode: MapMode
                  ) -> list[Any]:
         self._job_counter += 1
         self._jobs.append(job)
@@ -788,7 +792,7 @@ class Pool:
         fair = max(1, len(job.pending) // (2 * self.num_workers))
         return max(1, min(fair, int(target / job.mean_seconds)))
 
-    def _next_chunk(self, job: _Job, worker: int, mode: str) -> list[int]:
+    def _next_chunk(self, job: _Job, worker: int, mode: MapMode) -> list[int]:
         """Pick the units to send to ``worker`` next (empty if none suits it now)."""
         limited = self._limited()
         if job.retry:
@@ -828,7 +832,7 @@ class Pool:
         return [pending.popleft() for _ in range(min(self._chunk_size(job), len(pending)))]
 
     def _map_parallel(self, job: _Job, func: Callable[..., Any], args: tuple[Any, ...],
-                      mode: str, bar: Any) -> None:
+                      mode: MapMode, bar: Any) -> None:
         transport = self._transport
         assert transport is not None
         workers = [w for w in range(1, self.world.size) if w not in self.lost]

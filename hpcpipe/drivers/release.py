@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hpcpipe.comm.world import World
-from hpcpipe.io.release import Provenance, write_release_coadds, write_release_table
+from hpcpipe.io.release import Provenance, ReleaseMode, write_release_coadds, write_release_table
 from hpcpipe.table import Catalog, Schema
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ def _gather_table(world: World, schema_of: Callable[..., Catalog], parts: list[C
 
 
 def write_release(butler: Butler, directory: str | Path, world: World | None = None, *,
-                  mode: str = "shared", compression: str | None = None,
+                  mode: ReleaseMode = "shared", compression: str | None = None,
                   command: str = "") -> dict[str, Any]:
     """Write the release files of a finished production (every rank calls this).
 

@@ -40,7 +40,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import h5py
 import numpy as np
@@ -59,7 +59,11 @@ from hpcpipe.io.hdf5_table import (
 from hpcpipe.io.parallel_table import collective_write, open_for_write
 from hpcpipe.table.catalog import Catalog
 
+#: How ranks write a release table: one shared file written collectively, or a file per rank.
+ReleaseMode = Literal["shared", "per-rank"]
+
 __all__ = [
+    "ReleaseMode",
     "LAYOUT_VERSION",
     "ReleaseError",
     "Provenance",
@@ -268,7 +272,7 @@ def _write_per_rank(tmp: str, final: Path, name: str, rows: np.ndarray, attrs: d
 
 
 def write_release_table(path: str | os.PathLike[str], name: str, catalog: Catalog,
-                        world: World | None = None, *, mode: str = "shared",
+                        world: World | None = None, *, mode: ReleaseMode = "shared",
                         compression: str | None = None,
                         provenance: dict[str, Any] | None = None) -> int:
     """Write every rank's catalog into dataset ``name`` of the release file ``path``.

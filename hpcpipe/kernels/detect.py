@@ -34,6 +34,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Literal
 
 import numpy as np
 
@@ -42,6 +43,7 @@ from hpcpipe.kernels._loader import load_native
 from hpcpipe.kernels.convolve import correlate_separable, gaussian_kernel_1d
 
 __all__ = [
+    "Polarity",
     "DetectionParameters",
     "Detections",
     "FOOTPRINT_DTYPE",
@@ -65,7 +67,9 @@ PEAK_DTYPE = np.dtype([
     ("y", np.int32), ("value", np.float32), ("significance", np.float32),
 ])
 
-POLARITIES = ("positive", "negative", "both")
+#: Which peaks detection finds: above the threshold, below minus it, or both.
+Polarity = Literal["positive", "negative", "both"]
+POLARITIES: tuple[Polarity, ...] = ("positive", "negative", "both")
 
 # The columns of the int64 tables one polarity's pass returns (the NumPy reference and the
 # compiled kernel, whose source ``pythran/detect.py`` declares the same numbers: a test
@@ -90,7 +94,7 @@ class DetectionParameters:
     """The settings of :func:`detect_sources` (see its parameters), checked on creation."""
 
     threshold: float = 5.0
-    polarity: str = "positive"
+    polarity: Polarity = "positive"
     grow: int = 2
     min_pixels: int = 1
     smooth_sigma: float | None = None
@@ -487,7 +491,7 @@ def _run(image: np.ndarray, noise: float | np.ndarray, bad: np.ndarray | None,
 
 
 def detect_sources_reference(image: np.ndarray, noise: float | np.ndarray,
-                             threshold: float = 5.0, polarity: str = "positive",
+                             threshold: float = 5.0, polarity: Polarity = "positive",
                              grow: int = 2, min_pixels: int = 1, bad: np.ndarray | None = None,
                              smooth_sigma: float | None = None, prominence: float = 3.0,
                              contrast: float = 0.01, overwrite_input: bool = False
@@ -499,7 +503,7 @@ def detect_sources_reference(image: np.ndarray, noise: float | np.ndarray,
 
 
 def detect_sources(image: np.ndarray, noise: float | np.ndarray, threshold: float = 5.0,
-                   polarity: str = "positive", grow: int = 2, min_pixels: int = 1,
+                   polarity: Polarity = "positive", grow: int = 2, min_pixels: int = 1,
                    bad: np.ndarray | None = None, smooth_sigma: float | None = None,
                    prominence: float = 3.0, contrast: float = 0.01,
                    overwrite_input: bool = False) -> Detections:
