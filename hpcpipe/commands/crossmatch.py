@@ -9,10 +9,10 @@ command, ranks 2 and up: workers; so ``mpirun -n 4`` gives 2 workers). The work 
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from hpcpipe.argtypes import positive_float, positive_int
+from hpcpipe.commands.options import usage_error
 
 __all__ = ["add_crossmatch_command"]
 
@@ -34,8 +34,7 @@ def run_crossmatch(args: argparse.Namespace) -> int:
     try:
         hats_dir = find_hats_directory(args.repo)
     except HpcpipeError as exc:
-        print(f"hpcpipe crossmatch: error: argument REPO: {exc}", file=sys.stderr)
-        return 2
+        return usage_error("crossmatch", f"argument REPO: {exc}")
     try:
         if args.dask_mpi:
             with Client() as client:
@@ -50,8 +49,7 @@ def run_crossmatch(args: argparse.Namespace) -> int:
                                            table=args.table, radius_arcsec=args.radius,
                                            ra_column=args.ra_column, dec_column=args.dec_column)
     except HpcpipeError as exc:
-        print(f"hpcpipe crossmatch: error: argument USER_FILE: {exc}", file=sys.stderr)
-        return 2
+        return usage_error("crossmatch", f"argument USER_FILE: {exc}")
     print(f"{args.output}: {count} matches within {args.radius:g} arcsec")
     return 0
 

@@ -15,13 +15,22 @@ Standard library only, like every module of :mod:`hpcpipe.commands`.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 from hpcpipe.argtypes import non_negative_int, positive_float, positive_int
 from hpcpipe.catalog import DEFAULT_MARGIN_ARCSEC
 
-__all__ = ["add_unit_options", "add_hats_options", "hats_options", "add_hats_service_options"]
+__all__ = ["usage_error", "add_unit_options", "add_hats_options", "hats_options",
+           "add_hats_service_options"]
+
+
+def usage_error(command: str, message: str) -> int:
+    """Print ``hpcpipe COMMAND: error: MESSAGE`` on stderr, as argparse words a usage error,
+    and return 2 (the exit status of a usage error): ``return usage_error("query", ...)``."""
+    print(f"hpcpipe {command}: error: {message}", file=sys.stderr)
+    return 2
 
 
 def add_unit_options(parser: argparse.ArgumentParser, *, report_default: str = "OUT/report",

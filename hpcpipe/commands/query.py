@@ -9,10 +9,9 @@ written to FITS, Parquet or VOTable with ``--output`` (from the suffix). See
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from hpcpipe.commands.options import add_hats_service_options
+from hpcpipe.commands.options import add_hats_service_options, usage_error
 
 __all__ = ["add_query_command"]
 
@@ -29,8 +28,7 @@ def run_query(args: argparse.Namespace) -> int:
         database = ReleaseDatabase(find_hats_directory(args.repo), threads=args.threads,
                                    max_rows=int(args.max_rows), timeout=args.timeout)
     except HpcpipeError as exc:
-        print(f"hpcpipe query: error: argument REPO: {exc}", file=sys.stderr)
-        return 2
+        return usage_error("query", f"argument REPO: {exc}")
     try:
         sql = adql_to_duckdb(args.sql) if args.adql else args.sql
         if args.explain:
@@ -43,8 +41,7 @@ def run_query(args: argparse.Namespace) -> int:
         else:
             table.pprint_all() if args.all else table.pprint(max_lines=args.lines)
     except QueryError as exc:
-        print(f"hpcpipe query: error: argument SQL: {exc}", file=sys.stderr)
-        return 2
+        return usage_error("query", f"argument SQL: {exc}")
     finally:
         database.close()
     return 0

@@ -19,6 +19,8 @@ import sys
 import time
 from typing import Any
 
+from hpcpipe.commands.options import usage_error
+
 __all__ = ["add_refcat_command"]
 
 
@@ -92,8 +94,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     try:
         root = Repository.open(args.repo).storage.local_path("")
     except ButlerError as exc:
-        print(f"hpcpipe refcat list: error: {exc}", file=sys.stderr)
-        return 2
+        return usage_error("refcat list", f"{exc}")
     for name in list_reference_catalogs(root):
         m = read_manifest(refcat_directory(root, name))
         print(f"{name}: {m.row_count} stars, bands {','.join(m.bands)}, "
@@ -111,8 +112,7 @@ def _cmd_describe(args: argparse.Namespace) -> int:
         root = Repository.open(args.repo).storage.local_path("")
         m = read_manifest(refcat_directory(root, args.name))
     except (ButlerError, RefcatError) as exc:
-        print(f"hpcpipe refcat describe: error: {exc}", file=sys.stderr)
-        return 2
+        return usage_error("refcat describe", f"{exc}")
     print(f"reference catalog {m.name} (format {m.format_version}) from {m.source}")
     print(f"  {m.row_count} stars in {m.shard_count} Parquet shards, {m.indexing} order "
           f"{m.order}")

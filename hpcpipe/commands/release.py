@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hpcpipe.commands.options import add_hats_options, hats_options
+from hpcpipe.commands.options import add_hats_options, hats_options, usage_error
 
 if TYPE_CHECKING:
     from hpcpipe.io.generation import ReleaseGeneration
@@ -52,7 +52,7 @@ def run_release(args: argparse.Namespace) -> int:
     options = hats_options(args)
     if isinstance(options, str):
         if world.rank == 0:
-            print(f"hpcpipe release: error: {options}", file=sys.stderr)
+            usage_error("release", options)
         return 2
     if args.format != "hdf5":
         return _write_hats(args, world, options)

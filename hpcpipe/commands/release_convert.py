@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hpcpipe.commands.options import add_hats_options, hats_options
+from hpcpipe.commands.options import add_hats_options, hats_options, usage_error
 from hpcpipe.commands.release import print_hats_results
 
 __all__ = ["add_release_convert_command"]
@@ -26,7 +26,7 @@ def run_release_convert(args: argparse.Namespace) -> int:
     options = hats_options(args)
     if isinstance(options, str):
         if world.rank == 0:
-            print(f"hpcpipe release-convert: error: {options}", file=sys.stderr)
+            usage_error("release-convert", options)
         return 2
     # the HATS writer (hats, pyarrow, pandas) is imported when the command runs: start-up cost
     from hpcpipe.catalog.hats_write import HatsWriteError
@@ -43,7 +43,7 @@ def run_release_convert(args: argparse.Namespace) -> int:
                                   "release itself (OUT/release) or --output")
     except FileFormatError as exc:
         if world.rank == 0:
-            print(f"hpcpipe release-convert: error: argument RELEASE: {exc}", file=sys.stderr)
+            usage_error("release-convert", f"argument RELEASE: {exc}")
         return 2
     try:
         if args.output is not None:
@@ -58,7 +58,7 @@ def run_release_convert(args: argparse.Namespace) -> int:
                                           command=command, **options)
     except (FileFormatError, HatsWriteError) as exc:
         if world.rank == 0:
-            print(f"hpcpipe release-convert: error: argument RELEASE: {exc}", file=sys.stderr)
+            usage_error("release-convert", f"argument RELEASE: {exc}")
         return 2
     if world.rank == 0:
         print_hats_results(results, generation)

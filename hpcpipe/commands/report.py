@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
+
+from hpcpipe.commands.options import usage_error
 
 __all__ = ["add_report_command"]
 
@@ -28,7 +29,6 @@ def run_report(args: argparse.Namespace) -> int:
     try:
         paths = rebuild_report(args.location)
     except FileNotFoundError as exc:
-        print(f"hpcpipe report: error: {exc}", file=sys.stderr)
-        return 2
+        return usage_error("report", f"{exc}")
     print(f"report: {paths['html']}")
     return 0

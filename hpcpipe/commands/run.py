@@ -12,12 +12,11 @@ is known. The run itself is :func:`hpcpipe.drivers.run_task.run_task`.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hpcpipe.commands.options import add_unit_options
+from hpcpipe.commands.options import add_unit_options, usage_error
 
 if TYPE_CHECKING:
     from hpcpipe.drivers.run_task import TaskRequest
@@ -48,12 +47,9 @@ def run_run(args: argparse.Namespace) -> int:
     try:
         task_class = find_task(args.task)
     except TaskNotFoundError as exc:
-        print(f"hpcpipe run: error: argument TASK: {exc}", file=sys.stderr)
-        return 2
+        return usage_error("run", f"argument TASK: {exc}")
     if not (isinstance(task_class, type) and issubclass(task_class, CmdLineTask)):
-        print(f"hpcpipe run: error: argument TASK: {args.task} is not a CmdLineTask",
-              file=sys.stderr)
-        return 2
+        return usage_error("run", f"argument TASK: {args.task} is not a CmdLineTask")
     return run_task_command(task_class, args.task_args, prog=f"hpcpipe run {args.task}")
 
 

@@ -8,10 +8,9 @@ See :mod:`hpcpipe.catalog.tap`.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from hpcpipe.commands.options import add_hats_service_options
+from hpcpipe.commands.options import add_hats_service_options, usage_error
 
 __all__ = ["add_serve_command"]
 
@@ -27,15 +26,12 @@ def run_serve(args: argparse.Namespace) -> int:
     from hpcpipe.errors import HpcpipeError
 
     if not 0 <= args.port <= 65535:
-        print(f"hpcpipe serve: error: argument --port: {args.port} is not a port",
-              file=sys.stderr)
-        return 2
+        return usage_error("serve", f"argument --port: {args.port} is not a port")
     try:
         database = ReleaseDatabase(find_hats_directory(args.repo), threads=args.threads,
                                    max_rows=int(args.max_rows), timeout=args.timeout)
     except HpcpipeError as exc:
-        print(f"hpcpipe serve: error: argument REPO: {exc}", file=sys.stderr)
-        return 2
+        return usage_error("serve", f"argument REPO: {exc}")
     print(f"TAP service: http://{args.host}:{args.port}/tap  (page: "
           f"http://{args.host}:{args.port}/)", flush=True)
     uvicorn.run(make_app(database), host=args.host, port=args.port, log_level="info")

@@ -7,9 +7,10 @@ status (0 complete, 75 units left to run, 1 only failed or blocked units left).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
+
+from hpcpipe.commands.options import usage_error
 
 __all__ = ["add_status_command"]
 
@@ -21,8 +22,7 @@ def run_status(args: argparse.Namespace) -> int:
     try:
         status = campaign_status(args.location)
     except FileNotFoundError as exc:
-        print(f"hpcpipe status: error: argument OUT: {exc}", file=sys.stderr)
-        return 2
+        return usage_error("status", f"argument OUT: {exc}")
     print(format_status(status), flush=True)
     return status.check_status() if args.check else 0
 

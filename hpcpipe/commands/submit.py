@@ -15,6 +15,7 @@ from typing import Any
 
 from hpcpipe.argtypes import positive_int
 from hpcpipe.commands.drp import drp_report_directory, prepare_drp_submission
+from hpcpipe.commands.options import usage_error
 
 __all__ = ["add_submit_command"]
 
@@ -87,8 +88,7 @@ def run_submit(args: argparse.Namespace) -> int:
             log_dir=args.batch_output,
         )
     except SubmitError as exc:  # checked before anything is written
-        print(f"hpcpipe submit: error: {exc}", file=sys.stderr)
-        return 2
+        return usage_error("submit", f"{exc}")
     precheck = None
     if args.driver == "drp" and "--help" not in args.driver_args:
         # the configs go to the output repository now, so that the job's ranks never race
