@@ -22,6 +22,8 @@ import os
 import re
 from typing import Any
 
+import psutil
+
 __all__ = ["UnitMemory", "MemoryLimitError", "format_gb", "peak_supported"]
 
 _CLEAR_REFS = "/proc/self/clear_refs"
@@ -112,7 +114,6 @@ class UnitMemory:
         peak = _status_kb(_HWM) if self._exact else None
         if peak is None:
             try:
-                import psutil  # only here: the fallback where /proc cannot tell the peak
 
                 peak = psutil.Process().memory_info().rss
             except Exception:  # noqa: BLE001 - a measurement must never fail a unit

@@ -54,6 +54,7 @@ Campaigns (optional, all off by default):
 
 from __future__ import annotations
 
+import atexit
 import collections
 import functools
 import itertools
@@ -151,6 +152,7 @@ def check_launch(world: World, environ: dict[str, str] | None = None) -> None:
     """
     env = os.environ if environ is None else environ
     if world.comm is not None:
+        # start-up cost: importing mpi4py.MPI initialises MPI; only where MPI is used
         from mpi4py import MPI
 
         if world.comm.Compare(MPI.COMM_WORLD) not in (MPI.IDENT, MPI.CONGRUENT):
@@ -471,7 +473,6 @@ class Pool:
                     self._transport.send(Stop(), worker, Tag.CONTROL)
                 self._transport.drain_heartbeats(worker)
         if self.lost:
-            import atexit  # only here: a lost worker is rare
 
             lost = ", ".join(f"{r} ({self._hosts[r]}): {why}" for r, why in self.lost.items())
             log.error("rank(s) lost: %s; the job ends with MPI_Abort once the master is done "
@@ -627,6 +628,7 @@ class Pool:
     def _progress_bar(self, job: _Job) -> Any:
         if not self.progress:
             return None
+        # start-up cost: the progress bar, only on a terminal
         from tqdm import tqdm
 
         # disable=None: tqdm stays quiet when the output is not a terminal
@@ -1068,6 +1070,7 @@ def _clock(seconds: float) -> str:
 
 def _threads_allowed() -> bool:
     """Whether MPI lets a second thread send (the heartbeat needs MPI_THREAD_MULTIPLE)."""
+    # start-up cost: importing mpi4py.MPI initialises MPI; only where MPI is used
     from mpi4py import MPI
 
     return bool(MPI.Query_thread() >= MPI.THREAD_MULTIPLE)

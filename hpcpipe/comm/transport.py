@@ -45,6 +45,7 @@ class Transport:
     """Pickled messages with out-of-band NumPy buffers over an MPI communicator."""
 
     def __init__(self, comm: Any) -> None:
+        # start-up cost: importing mpi4py.MPI initialises MPI; only where MPI is used
         from mpi4py import MPI
         from mpi4py.util import pkl5
 

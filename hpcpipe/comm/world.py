@@ -26,6 +26,7 @@ class World:
     def __init__(self, comm: Any = None) -> None:
         if comm is None and os.environ.get("HPCPIPE_NO_MPI") != "1":
             try:
+                # start-up cost: importing mpi4py.MPI initialises MPI; only where MPI is used
                 from mpi4py import MPI
             except ImportError:
                 comm = None
@@ -65,6 +66,7 @@ class World:
         """Reduce over all ranks with ``op`` in ``sum``, ``max``, ``min``."""
         if self.comm is None:
             return value
+        # start-up cost: importing mpi4py.MPI initialises MPI; only where MPI is used
         from mpi4py import MPI
 
         ops: dict[str, Callable[..., Any]] = {"sum": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}

@@ -15,6 +15,7 @@ The exit status is the number of failed units (at most 255), 2 for a usage error
 from __future__ import annotations
 
 import argparse
+import datetime
 import sys
 import time
 from collections.abc import Sequence
@@ -62,7 +63,6 @@ def parse_alerts_args(argv: Sequence[str]) -> AlertRequest:
     if ns.visit:
         data_ids += [{"visit": v} for v in ns.visit]
     if ns.night:
-        import datetime
 
         try:
             datetime.date.fromisoformat(ns.night)

@@ -17,6 +17,7 @@ shares it).
 from __future__ import annotations
 
 import argparse
+import json  # only for --json
 import os
 import sys
 from collections.abc import Callable
@@ -72,6 +73,7 @@ def cmd_butler_create(args: argparse.Namespace) -> int:
             print(f"hpcpipe butler create: {name}: cannot read the camera file ({exc})",
                   file=sys.stderr)
             return 2
+        # start-up cost: imported when the command runs, so that --help answers at once
         from hpcpipe.butler.mapper import mapper_from_description
 
         mapper_from_description(description, name)  # errors name the user's file and line
@@ -90,6 +92,7 @@ def cmd_butler_describe(args: argparse.Namespace) -> int:
     from hpcpipe.butler.repository import Repository
 
     if args.mapper and _is_camera_file(args.mapper):  # a camera file, not yet in a repository
+        # start-up cost: imported when the command runs, so that --help answers at once
         from hpcpipe.butler.mapper import mapper_from_description
 
         try:
@@ -102,6 +105,7 @@ def cmd_butler_describe(args: argparse.Namespace) -> int:
     elif args.mapper:
         mapper = args.mapper
     elif args.repo:
+        # start-up cost: imported when the command runs, so that --help answers at once
         from hpcpipe.butler.butler import Butler  # the chain's mapper, with declared types
 
         Repository.open(args.repo)  # a missing repository: MissingMapperError, exit 2
@@ -141,7 +145,6 @@ def cmd_butler_provenance(args: argparse.Namespace) -> int:
     kind, ident = butler.dataset_id(args.dataset, data_id)
     tree = trace(butler, kind, ident)
     if args.json:
-        import json  # only for --json
 
         print(json.dumps(tree, indent=1))
     else:

@@ -22,12 +22,13 @@ def run_crossmatch(args: argparse.Namespace) -> int:
     # Dask, LSDB and hats-import are imported when the command runs: start-up cost
     from distributed import Client, LocalCluster
 
+    # start-up cost: the catalog and the query driver, when the command runs
     from hpcpipe.catalog.crossmatch import crossmatch_release
     from hpcpipe.drivers.query import find_hats_directory
     from hpcpipe.errors import HpcpipeError
 
     if args.dask_mpi:
-        from dask_mpi import initialize  # only for --dask-mpi
+        from dask_mpi import initialize  # optional dependency: dask-mpi, only for --dask-mpi
 
         # ranks other than 1 serve as the scheduler or a worker and exit when the client ends
         initialize(interface=args.interface, nthreads=args.threads, dashboard=False)

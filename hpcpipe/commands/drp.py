@@ -75,6 +75,8 @@ def _find_production(argv: Sequence[str], default: Production | None) -> Product
         find_production,
         registered_productions,
     )
+
+    # start-up cost: imported when the command runs, so that --help answers at once
     from hpcpipe.drivers.run_task import append_user_steps
 
     pre = argparse.ArgumentParser(prog=PROG, add_help=False)
@@ -98,6 +100,7 @@ def _find_production(argv: Sequence[str], default: Production | None) -> Product
             return default
         if known.repo is None or known.repo.startswith("-"):
             return None  # --help, or a missing REPO that the full parser reports
+        # start-up cost: imported when the command runs, so that --help answers at once
         from hpcpipe.butler import Butler, ButlerError
 
         try:
@@ -268,6 +271,7 @@ def prepare_drp_submission(argv: Sequence[str], dry_run: bool = False,
     """For ``hpcpipe submit ... drp REPO ...``: check the arguments and write the steps'
     configs to the output repository before the job is submitted, so that its ranks never
     race to write them. Returns 0, or 2 after printing a usage error."""
+    # start-up cost: imported when the command runs, so that --help answers at once
     from hpcpipe.drivers.drp import DrpUsageError, write_configs  # start-up cost
     from hpcpipe.drivers.production import ProductionError
 

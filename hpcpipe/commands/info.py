@@ -22,6 +22,7 @@ def run_info(args: argparse.Namespace) -> int:
     import h5py
     import numpy
 
+    # start-up cost: imported when the command runs, so that --help answers at once
     import hpcpipe
     from hpcpipe.comm.world import World
     from hpcpipe.kernels import kernel_status
@@ -31,6 +32,7 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"numpy {numpy.__version__}, astropy {astropy.__version__}, h5py {h5py.__version__} "
           f"(HDF5 {h5py.version.hdf5_version}, parallel: {h5py.get_config().mpi})")
     try:
+        # start-up cost: importing mpi4py.MPI initialises MPI; only where MPI is used
         from mpi4py import MPI
 
         print(f"mpi4py: {MPI.Get_library_version().splitlines()[0]}; ranks: {world.size}")

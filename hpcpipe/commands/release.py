@@ -104,6 +104,7 @@ def add_release_command(subparsers: Any) -> None:
 def _write_hats(args: argparse.Namespace, world: Any, options: dict[str, Any]) -> int:
     """``--format hats|both``: the HATS catalogs (and with ``both`` the HDF5 files) as one
     new generation of the release."""
+    # start-up cost: imported when the command runs, so that --help answers at once
     from hpcpipe.drivers.release import write_release  # start-up cost, as in run_release
     from hpcpipe.drivers.release_hats import hats_directory, write_release_hats
     from hpcpipe.io.generation import release_generation

@@ -57,6 +57,7 @@ def run_task_command(task_class: type[CmdLineTask], argv: Sequence[str],
                      prog: str | None = None, world: Any = None) -> int:
     """Parse the arguments and run ``task_class`` (see :mod:`hpcpipe.drivers.run_task`);
     returns the exit status (0 on the workers of an MPI run)."""
+    # start-up cost: imported when the command runs, so that --help answers at once
     from hpcpipe.drivers.run_task import run_task  # the pool: loaded only when run
 
     prog = prog or f"hpcpipe run {task_class._DefaultName}"
@@ -107,6 +108,7 @@ def _read_id_files(parser: argparse.ArgumentParser, files: Sequence[Path],
 
 def _output_keys(ns: argparse.Namespace) -> set[str]:
     """The keys declared in an existing output repository (by an earlier task's run)."""
+    # start-up cost: imported when the command runs, so that --help answers at once
     from hpcpipe.butler import ButlerError, Repository  # start-up cost
     from hpcpipe.butler.userdatasets import read_declarations
 

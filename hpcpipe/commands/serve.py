@@ -20,6 +20,7 @@ def run_serve(args: argparse.Namespace) -> int:
     # the server, DuckDB and hats are imported when the command runs: start-up cost
     import uvicorn
 
+    # start-up cost: the catalog and the query driver, when the command runs
     from hpcpipe.catalog.query import ReleaseDatabase
     from hpcpipe.catalog.tap import make_app
     from hpcpipe.drivers.query import find_hats_directory

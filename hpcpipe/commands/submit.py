@@ -61,6 +61,7 @@ def add_submit_command(subparsers: Any) -> None:
 def run_submit(args: argparse.Namespace) -> int:
     """Write and submit the job (or the chain); 2 for a usage error, 1 when the scheduler
     refuses it."""
+    # start-up cost: imported when the command runs, so that --help answers at once
     from hpcpipe.drivers.submit import (  # the job templates: loaded only when run
         BatchRequest,
         SubmitError,

@@ -51,10 +51,13 @@ from hpcpipe.ap.association import associate_visit, now_mjd_tai, with_forced_sta
 from hpcpipe.ap.forced import forced_photometry
 from hpcpipe.ap.rows import dia_source_rows
 from hpcpipe.ap.sdm import DEFAULT_ALERT_SCHEMA, available_alert_schemas
+from hpcpipe.butler import Butler
 from hpcpipe.comm.journal import Journal
+from hpcpipe.comm.records import UnitFailure
 from hpcpipe.config import ChoiceField, Config, ConfigField, Field
 from hpcpipe.diffim.image_difference import ImageDifferenceTask
-from hpcpipe.drivers.drp import worker_butler
+from hpcpipe.diffim.template import GetCoaddAsTemplateTask
+from hpcpipe.drivers.drp import worker_butler, write_configs
 from hpcpipe.drivers.report import JOURNAL_NAME
 from hpcpipe.pipe.process_ccd import ProcessCcdTask
 from hpcpipe.task.cmdline import process_data_ref
@@ -166,7 +169,6 @@ def _alert_unit(cache: Any, unit: tuple[int, int, str]) -> tuple[int, np.ndarray
     config = cache.alert_config
     images = cache.alert_images.pop((visit, ccd), None)
     if images is None:  # another rank made them (a retry, or a resumed run): read them
-        from hpcpipe.diffim.template import GetCoaddAsTemplateTask
 
         calexp = butler.get("calexp", visit=visit, ccd=ccd)
         difference = butler.get("deepDiff_differenceExp", visit=visit, ccd=ccd)
@@ -254,8 +256,6 @@ def _visits(butler: Butler, data_ids: list[dict[str, Any]]) -> list[tuple[int, s
 def run_alerts(pool: Any, request: AlertRequest) -> tuple[list[VisitSummary], list[Any]]:
     """Run the alert production (on the master of ``pool``); returns the per-visit summaries
     and the pool's unit records."""
-    from hpcpipe.butler import Butler
-    from hpcpipe.drivers.drp import write_configs
 
     butler = Butler(request.inputs, outputs=request.output)
     visits = _visits(butler, request.data_ids)
@@ -329,7 +329,6 @@ def run_alerts(pool: Any, request: AlertRequest) -> tuple[list[VisitSummary], li
 
 
 def _failed(result: Any) -> bool:
-    from hpcpipe.comm.records import UnitFailure
 
     return isinstance(result, UnitFailure)
 

@@ -26,9 +26,24 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hpcpipe.butler import Butler
 from hpcpipe.comm.pool import Pool
 from hpcpipe.comm.world import World
+from hpcpipe.drivers.drp import DrpRequest, run_production
+from hpcpipe.drivers.quality_figure import collect_run_quality, write_quality_figure
+from hpcpipe.drivers.release import write_release
+from hpcpipe.drivers.report import rebuild_report
+from hpcpipe.drivers.simulate import simulate_repository, survey_config_for
+from hpcpipe.drivers.sky_picture import tract_mosaic, write_tract_picture
+from hpcpipe.drivers.standard_production import make_production
 from hpcpipe.io.generation import release_generation
+from hpcpipe.pipe.quality import (
+    astrometric_offsets_mas,
+    depth_5sigma,
+    photometric_residuals,
+    robust_scatter,
+)
+from hpcpipe.sim.camera import SimCamera
 
 if TYPE_CHECKING:
     from hpcpipe.butler import Butler
@@ -54,7 +69,6 @@ class DemoSettings:
         self.star_density = star_density
 
     def survey(self) -> Any:
-        from hpcpipe.drivers.simulate import survey_config_for
         return survey_config_for(self.visits, self.ccds, self.filters, self.seed, self.size,
                                  self.star_density)
 
@@ -94,12 +108,6 @@ def assess_release(butler: Butler) -> dict[str, Any]:
         the number of visits, in the patch where most visits overlap),
         ``patch`` (the patch with the most objects, for the picture).
     """
-    from hpcpipe.pipe.quality import (
-        astrometric_offsets_mas,
-        depth_5sigma,
-        photometric_residuals,
-        robust_scatter,
-    )
 
     truth = butler.get("truth_cat")
     n_src = 0
@@ -188,14 +196,6 @@ def run_production_demo(output: Path, settings: DemoSettings | None = None,
                         world: World | None = None, progress: bool = False
                         ) -> dict[str, Any] | None:
     """Simulate, run the production, assess it; rank 0 returns the summary, others None."""
-    from hpcpipe.butler import Butler
-    from hpcpipe.drivers.drp import DrpRequest, run_production
-    from hpcpipe.drivers.quality_figure import collect_run_quality, write_quality_figure
-    from hpcpipe.drivers.report import rebuild_report
-    from hpcpipe.drivers.simulate import simulate_repository
-    from hpcpipe.drivers.sky_picture import tract_mosaic, write_tract_picture
-    from hpcpipe.drivers.standard_production import make_production
-    from hpcpipe.sim.camera import SimCamera
 
     settings = settings or DemoSettings()
     world = world or World()
@@ -245,7 +245,6 @@ def run_production_demo(output: Path, settings: DemoSettings | None = None,
 
     summary = pool.run(main)
     # every rank writes its share of the release files (collective parallel HDF5 writes)
-    from hpcpipe.drivers.release import write_release
 
     started = time.perf_counter()
     # and the same rows as HATS catalogs, for `hpcpipe query` and `hpcpipe serve` (the HATS

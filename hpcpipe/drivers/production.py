@@ -344,6 +344,7 @@ def register_production(production: Production | Callable[[], Production],
 
 
 def _entry_points() -> dict[str, Any]:
+    # start-up cost: entry points are read only when a name is asked for
     from importlib import metadata
 
     try:
@@ -358,6 +359,7 @@ def registered_productions() -> list[str]:
 
 
 def _import(path: str) -> Any:
+    # start-up cost: the task framework, only when a step names its task by import path
     from hpcpipe.task.discovery import TaskNotFoundError, import_object
 
     try:

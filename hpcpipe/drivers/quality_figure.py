@@ -245,6 +245,7 @@ def write_quality_figure(quality: RunQuality, path: str | Path, title: str = "ru
     import matplotlib  # only here: start-up cost
 
     matplotlib.use("Agg")
+    # start-up cost: matplotlib, only when a picture is drawn
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 

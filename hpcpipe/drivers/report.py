@@ -81,6 +81,7 @@ STATE_MARKS = {"failed": ("xx", "#d62728"), "blocked": ("//", "#ff7f0e"),
 def step_colours(jobs: Iterable[str]) -> dict[str, str]:
     """One colour per step (job), in the order given: matplotlib's tab20, its ten strong
     colours first (the first ten steps differ in hue), then its light ones, then tab20b."""
+    # start-up cost: matplotlib, only when a picture is drawn
     import matplotlib
 
     tab20 = matplotlib.colormaps["tab20"].colors  # type: ignore[attr-defined]
@@ -90,9 +91,11 @@ def step_colours(jobs: Iterable[str]) -> dict[str, str]:
 
 
 def _timeline_png(records: list[UnitRecord], path: Path, title: str) -> None:
+    # start-up cost: matplotlib, only when a picture is drawn
     import matplotlib
 
     matplotlib.use("Agg")
+    # start-up cost: matplotlib, only when a picture is drawn
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 

@@ -59,6 +59,7 @@ from hpcpipe.task.cmdline import (
     butler_for,
     run_in_processes,
 )
+from hpcpipe.task.discovery import TaskNotFoundError, find_task  # entry points: lazily
 from hpcpipe.task.versions import check_versions
 
 __all__ = ["run_task", "TaskRequest", "user_step", "append_user_steps"]
@@ -105,7 +106,6 @@ def append_user_steps(production: Production, tasks: Sequence[str]) -> Productio
         For a task that cannot be found, is not a CmdLineTask, or reads a step the
         production does not have.
     """
-    from hpcpipe.task.discovery import TaskNotFoundError, find_task  # entry points: lazily
 
     steps = list(production.steps)
     for text in tasks:

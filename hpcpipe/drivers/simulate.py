@@ -16,12 +16,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from hpcpipe.butler import Butler, create_repository, ingest
 from hpcpipe.comm.pool import Pool
 from hpcpipe.refcat.ingest import IngestSpec, ingest_reference_catalog
 from hpcpipe.refcat.layout import DEFAULT_REFCAT_NAME
 from hpcpipe.sim.camera import CameraConfig, SimCamera
 from hpcpipe.sim.sky import BANDS
 from hpcpipe.sim.survey import SurveyConfig, write_survey_files
+from hpcpipe.table import Catalog
 
 __all__ = ["simulate_repository", "survey_config_for",
            "write_simulated_refcat"]
@@ -51,8 +53,6 @@ def survey_config_for(visits: int, ccds: int, bands: tuple[str, ...], seed: int,
 def simulate_repository(pool: Pool, repo: str | Path, config: SurveyConfig) -> dict[str, Any]:
     """Simulate ``config`` into repository ``repo`` (created if needed), on the master of
     ``pool`` (this is a ``Pool.run`` main function)."""
-    from hpcpipe.butler import Butler, create_repository, ingest
-    from hpcpipe.table import Catalog
 
     repo = Path(repo)
     if not (repo / "_mapper").exists():  # the camera file of the simulated geometry

@@ -281,6 +281,7 @@ def write_tract_picture(mosaic: TractMosaic, path: str | Path, title: str | None
     import matplotlib  # only here: start-up cost
 
     matplotlib.use("Agg")
+    # start-up cost: matplotlib, only when a picture is drawn
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
     from matplotlib.patches import Rectangle

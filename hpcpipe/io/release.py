@@ -48,7 +48,13 @@ import numpy as np
 import hpcpipe
 from hpcpipe.comm.world import World
 from hpcpipe.errors import FileFormatError, HpcpipeError
-from hpcpipe.io.atomic import TEMP_PREFIX, fsync_directory
+from hpcpipe.io.atomic import TEMP_PREFIX, atomic_path, fsync_directory
+from hpcpipe.io.hdf5_exposure import (
+    exposure_attributes,
+    exposure_planes,
+    psf_attributes,
+    read_exposure_group,
+)
 from hpcpipe.io.hdf5_table import (
     catalog_attributes,
     catalog_rows,
@@ -240,7 +246,6 @@ def _write_per_rank(tmp: str, final: Path, name: str, rows: np.ndarray, attrs: d
                     provenance: dict[str, Any], world: World) -> str:
     """Write this rank's part under a directory of this run, and rank 0 the virtual dataset;
     returns the run's id."""
-    from hpcpipe.io.atomic import atomic_path
 
     run = world.bcast(f"{time.time_ns()}-{os.getpid()}" if world.rank == 0 else None)
     part = _part_path(final, name, world.rank, run)
@@ -403,7 +408,6 @@ def write_release_coadds(path: str | os.PathLike[str], coadds: dict[tuple[str, s
     requires of metadata; each rank then writes its own pixels (contiguous datasets,
     independent writes).
     """
-    from hpcpipe.io.hdf5_exposure import exposure_attributes, exposure_planes, psf_attributes
 
     world = world or World()
     mine = {}
@@ -448,7 +452,6 @@ def write_release_coadds(path: str | os.PathLike[str], coadds: dict[tuple[str, s
 
 def read_release_coadd(path: str | os.PathLike[str], patch: str, band: str) -> Any:
     """Read the coadd of ``patch`` (``"x,y"``) and ``band`` from a release file."""
-    from hpcpipe.io.hdf5_exposure import read_exposure_group
 
     key = _coadd_group_name(patch, band)
     with open_release(path) as handle:

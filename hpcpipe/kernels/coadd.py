@@ -29,6 +29,7 @@ physically bad and the saturated values are left out as well.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -203,7 +204,6 @@ class _quiet_nan_warnings:
     """Silence NumPy's "All-NaN slice" and "Degrees of freedom" warnings in the reference."""
 
     def __enter__(self) -> None:
-        import warnings
 
         self._ctx = warnings.catch_warnings()
         self._ctx.__enter__()

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from astropy.time import Time, TimeDelta
 
+from hpcpipe.comm.pool import Pool
 from hpcpipe.io.atomic import atomic_path
 from hpcpipe.sim.camera import CameraConfig, SimCamera
 from hpcpipe.sim.raw import VisitPlan, make_master_calibs, make_raw
@@ -30,6 +31,7 @@ from hpcpipe.sim.transients import (
     transient_truth_catalog,
     visit_mjd,
 )
+from hpcpipe.table import Catalog, Schema
 
 __all__ = ["SurveyConfig", "plan_survey", "write_survey_files", "survey_truth_catalog",
            "survey_transients"]
@@ -138,7 +140,6 @@ def plan_survey(config: SurveyConfig) -> list[VisitPlan]:
 
 def survey_truth_catalog(truth: dict[str, np.ndarray]) -> Any:
     """The truth as a :class:`~hpcpipe.table.Catalog` (positions in degrees, true mags)."""
-    from hpcpipe.table import Catalog, Schema
 
     schema = Schema()
     schema.add_field("id", "L", doc="object id")
@@ -212,7 +213,6 @@ def write_survey_files(directory: str | Path, config: SurveyConfig, pool: Any = 
         (units that failed) and ``plans`` (the visits, as dicts); with injected objects,
         also ``transient_truth`` and ``transient_lightcurves`` (paths of their truth).
     """
-    from hpcpipe.comm.pool import Pool
 
     directory = Path(directory)
     pool = pool or Pool()

@@ -36,7 +36,9 @@ from typing import Any
 import numpy as np
 from astropy.time import Time, TimeDelta
 
+from hpcpipe.sim.raw import VisitPlan, ccd_true_wcs
 from hpcpipe.sim.sky import AB_NJY_ZERO_POINT, BANDS
+from hpcpipe.table import Catalog, Schema
 
 __all__ = ["TransientConfig", "KINDS", "TRANSIENT_ID_BASE", "make_transients", "magnitudes_at",
            "positions_at", "epoch_truth", "light_curves", "transient_truth_catalog",
@@ -118,7 +120,6 @@ def visit_mjd(plan: Any) -> float:
 def _positions_on_ccds(rng: np.random.Generator, n: int, camera: Any, ccds: list[int],
                        ra: float, dec: float, margin: float) -> tuple[np.ndarray, np.ndarray]:
     """``n`` random sky positions on the CCDs at the nominal pointing, ``margin`` pixels in."""
-    from hpcpipe.sim.raw import VisitPlan, ccd_true_wcs
 
     plan = VisitPlan(visit=0, band="r", date="2026-01-01T00:00:00", ra=ra, dec=dec)
     c = camera.config
@@ -291,7 +292,6 @@ def light_curves(table: dict[str, np.ndarray], plans: list[Any]) -> dict[str, np
 
 def transient_truth_catalog(table: dict[str, np.ndarray]) -> Any:
     """The truth table as a :class:`~hpcpipe.table.Catalog` (``transient_truth``)."""
-    from hpcpipe.table import Catalog, Schema
 
     schema = Schema()
     schema.add_field("id", "L", doc="object id")
@@ -317,7 +317,6 @@ def transient_truth_catalog(table: dict[str, np.ndarray]) -> Any:
 
 def light_curve_catalog(curves: dict[str, np.ndarray]) -> Any:
     """The light-curve truth as a :class:`~hpcpipe.table.Catalog` (``transient_lightcurves``)."""
-    from hpcpipe.table import Catalog, Schema
 
     schema = Schema()
     schema.add_field("id", "L", doc="object id (transient_truth)")
